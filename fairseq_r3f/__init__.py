@@ -1,0 +1,17 @@
+"""fairseq-r3f: R3F and R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) for fairseq.
+
+Load with ``fairseq-train --user-dir <path to this package> ...`` or ``import fairseq_r3f``.
+Importing it (1) lets fairseq load its checkpoints under torch >= 2.6 with
+``weights_only`` still on, (2) makes ``--spectral-norm-classification-head`` build a
+1-Lipschitz head (R4F), and (3) registers the criterion ``sentence_prediction_r3f``.
+"""
+
+from .checkpoint_safety import allow_fairseq_checkpoints
+from .lipschitz_head import install as _install_lipschitz_head
+
+allow_fairseq_checkpoints()
+_install_lipschitz_head()
+
+from . import criterions  # noqa: E402,F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Let fairseq load its checkpoints under torch >= 2.6 without giving up ``weights_only``.
+
+Since torch 2.6 ``torch.load`` unpickles with ``weights_only=True`` by default, and
+fairseq's ``load_checkpoint_to_cpu`` (used by ``--restore-file``, resuming,
+``load_model_ensemble`` and ``from_pretrained``) fails on the first non-tensor global
+in a checkpoint. Turning ``weights_only`` off would let a downloaded checkpoint run
+arbitrary code. Instead we add to torch's allow-list exactly the classes fairseq
+checkpoints hold:
+
+* ``argparse.Namespace``: the ``args`` of fairseq < 0.10 checkpoints, which include the
+  published RoBERTa, XLM-R and BART ``model.pt`` files, and ``cfg.model`` of legacy
+  (argparse-configured) models in current checkpoints;
+* omegaconf's containers, their metadata and value nodes, ``typing.Any`` and the
+  builtin types omegaconf stores as key/element types: ``cfg`` of fairseq 0.10-0.12
+  checkpoints saved as a ``DictConfig``;
+* ``collections.defaultdict`` (omegaconf's flag cache);
+* numpy scalars and dtypes: metric values (``best``, ``val_loss``) in ``extra_state``.
+
+Every other global is still refused by torch's weights-only unpickler, before anything
+in the file is called.
+"""
+
+import argparse
+import collections
+import typing
+
+import numpy as np
+import torch
+
+
+def fairseq_checkpoint_globals() -> list:
+    from omegaconf import DictConfig, ListConfig, nodes
+    from omegaconf.base import ContainerMetadata, Metadata
+
+    numpy_scalar = getattr(np, "_core", np).multiarray.scalar  # numpy 2 / numpy 1
+    numpy_dtype_classes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return [
+        argparse.Namespace,
+        DictConfig,
+        ListConfig,
+        ContainerMetadata,
+        Metadata,
+        nodes.AnyNode,
+        nodes.StringNode,
+        nodes.IntegerNode,
+        nodes.FloatNode,
+        nodes.BooleanNode,
+        typing.Any,
+        int,
+        float,
+        str,
+        bool,
+        dict,
+        list,
+        tuple,
+        collections.defaultdict,
+        numpy_scalar,
+        np.dtype,
+        *numpy_dtype_classes,
+    ]
+
+
+def allow_fairseq_checkpoints() -> None:
+    """Add fairseq's checkpoint classes to torch's weights-only allow-list (idempotent)."""
+    if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4
+        torch.serialization.add_safe_globals(fairseq_checkpoint_globals())

@@ -1,0 +1,1 @@
+from . import sentence_prediction_r3f  # noqa: F401  (registers the criterion)

@@ -1,0 +1,231 @@
+"""``sentence_prediction_r3f``: fine-tuning with R3F (and R4F) for classification.
+
+Loss per batch (paper, Eq. 3, summed over sentences; fairseq divides by ``sample_size``,
+the number of sentences, so both terms are per-sentence means):
+
+    L = sum_i CE(f(x_i), y_i) + lambda * sum_i KL_S(f(x_i) || f(x_i + z_i))
+
+with z drawn on the encoder's token embeddings (``noise.py``), KL_S the symmetric KL
+in fp32 (``divergence.py``). Gradient semantics follow the authors' reference: both
+passes run in training mode (independent dropout masks) and the KL back-propagates
+through both, into every parameter except the token embedding table, which the noised
+pass reaches only through detached embeddings (x.detach() + z, as the reference does).
+R4F is the same loss with ``--spectral-norm-classification-head``,
+which this plugin turns into a 1-Lipschitz head (``lipschitz_head.py``).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from ..classification_metrics import (
+    CONFUSION_KEY,
+    confusion_counts,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+)
+from ..divergence import symmetric_kl
+from ..noise import NOISE_TYPES, add_embedding_noise
+from ..perturb import find_token_encoder, perturbed_token_embeddings
+
+F1_KEYS = ("f1_tp", "f1_fp", "f1_fn")
+
+
+@dataclass
+class SentencePredictionR3FConfig(FairseqDataclass):
+    eps: float = field(
+        default=1e-5,
+        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
+    )
+    r3f_lambda: float = field(
+        default=1.0,
+        metadata={"help": "weight lambda of the symmetric KL term (0 = standard fine-tuning)"},
+    )
+    noise_type: ChoiceEnum(NOISE_TYPES) = field(
+        default="uniform",
+        metadata={"help": "distribution of the embedding noise z"},
+    )
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "name of the classification head to use"},
+    )
+    regression_target: bool = II("task.regression_target")
+    report_mcc: bool = field(
+        default=False,
+        metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
+    )
+    report_acc_and_f1: bool = field(
+        default=False,
+        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
+    )
+
+
+@register_criterion("sentence_prediction_r3f", dataclass=SentencePredictionR3FConfig)
+class SentencePredictionR3FCriterion(FairseqCriterion):
+    def __init__(self, cfg: SentencePredictionR3FConfig, task):
+        super().__init__(task)
+        if cfg.eps <= 0:
+            raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
+        if cfg.r3f_lambda < 0:
+            raise ValueError(f"--r3f-lambda must be >= 0, got {cfg.r3f_lambda}")
+        if str(cfg.noise_type) not in NOISE_TYPES:
+            raise ValueError(
+                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, got {cfg.noise_type!r}"
+            )
+        if cfg.regression_target:
+            raise ValueError(
+                "--criterion sentence_prediction_r3f does not support --regression-target: "
+                "R3F's symmetric KL is defined between class distributions, and the paper "
+                "excludes STS-B. Use --criterion sentence_prediction for regression tasks."
+            )
+        self.eps = cfg.eps
+        self.r3f_lambda = cfg.r3f_lambda
+        self.noise_type = str(cfg.noise_type)
+        self.classification_head_name = cfg.classification_head_name
+        self.report_mcc = cfg.report_mcc
+        self.report_acc_and_f1 = cfg.report_acc_and_f1
+        self.positive_class = None
+        if cfg.report_acc_and_f1:
+            self.positive_class = self._positive_class(task)
+        self._checked_model = None
+        self._encoder = None
+
+    @staticmethod
+    def _positive_class(task) -> int:
+        labels = task.label_dictionary
+        num_labels = len(labels) - labels.nspecial
+        if num_labels != 2 or labels.index("1") == labels.unk():
+            raise ValueError(
+                "--report-acc-and-f1 needs a binary task whose labels include '1' (the "
+                f"positive class, as in GLUE MRPC/QQP); label dictionary has {num_labels} "
+                f"labels: {labels.symbols[labels.nspecial:]}"
+            )
+        return labels.index("1") - labels.nspecial
+
+    def _check_model(self, model):
+        """Validate the model once; fairseq builds the criterion before it sees a model."""
+        if self._checked_model is model:
+            return
+        heads = getattr(model, "classification_heads", None)
+        if heads is None or self.classification_head_name not in heads:
+            raise ValueError(
+                f"--classification-head-name {self.classification_head_name!r}: the model "
+                f"has no such classification head (it has: {list(heads or [])})"
+            )
+        try:
+            self._encoder = find_token_encoder(model)
+        except TypeError as e:
+            raise ValueError(f"--arch: {e}") from e
+        self._checked_model = model
+
+    def _add_noise(self, embeddings: torch.Tensor) -> torch.Tensor:
+        # detached as in the reference: the noised pass does not train the embedding table
+        return add_embedding_noise(embeddings.detach(), self.eps, self.noise_type)
+
+    def _classify(self, model, sample):
+        logits, _ = model(
+            **sample["net_input"],
+            features_only=True,
+            classification_head_name=self.classification_head_name,
+        )
+        return logits
+
+    def forward(self, model, sample, reduce=True):
+        """Returns (loss, sample_size, logging_output) as fairseq criterions do."""
+        self._check_model(model)
+        logits = self._classify(model, sample)
+        targets = model.get_targets(sample, [logits]).view(-1)
+        sample_size = targets.numel()
+
+        task_loss = F.nll_loss(
+            F.log_softmax(logits, dim=-1, dtype=torch.float32), targets, reduction="sum"
+        )
+        loss = task_loss
+        preds = logits.detach().argmax(dim=-1)
+        logging_output = {
+            "loss": task_loss.detach(),
+            "ntokens": sample["ntokens"],
+            "nsentences": sample_size,
+            "sample_size": sample_size,
+            "ncorrect": (preds == targets).sum(),
+        }
+        # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
+        if model.training and self.r3f_lambda > 0:
+            with perturbed_token_embeddings(self._encoder, self._add_noise):
+                noised_logits = self._classify(model, sample)
+            symm_kl = symmetric_kl(logits, noised_logits).sum()
+            loss = loss + self.r3f_lambda * symm_kl
+            logging_output["symm_kl"] = symm_kl.detach()
+
+        if self.report_mcc:
+            logging_output.update(confusion_counts(targets, preds, logits.size(-1)))
+        if self.report_acc_and_f1:
+            is_pred = preds == self.positive_class
+            is_true = targets == self.positive_class
+            logging_output["f1_tp"] = (is_pred & is_true).sum()
+            logging_output["f1_fp"] = (is_pred & ~is_true).sum()
+            logging_output["f1_fn"] = (~is_pred & is_true).sum()
+        return loss, sample_size, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        loss_sum = total("loss")
+        ntokens = total("ntokens")
+        nsentences = total("nsentences")
+        sample_size = total("sample_size")
+        # Same definitions as fairseq's sentence_prediction, so the logs compare 1:1.
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        if sample_size != ntokens:
+            metrics.log_scalar("nll_loss", loss_sum / ntokens / math.log(2), ntokens, round=3)
+        if any("ncorrect" in log for log in logging_outputs):
+            metrics.log_scalar("accuracy", 100.0 * total("ncorrect") / nsentences, nsentences, round=1)
+        if any("symm_kl" in log for log in logging_outputs):
+            metrics.log_scalar("symm_kl", total("symm_kl") / nsentences, nsentences, round=6)
+
+        # Counts are summed over the whole log interval / validation set, then turned
+        # into MCC and F1 once (averaging per-batch MCCs would be wrong).
+        keys = sorted({k for log in logging_outputs for k in log if k.startswith("confusion_")})
+        for key in keys:
+            metrics.log_scalar_sum(key, total(key))
+        if keys:
+            num_classes = math.isqrt(len(keys))
+            metrics.log_derived(
+                "mcc",
+                lambda meters: round(
+                    100 * matthews_corrcoef(
+                        confusion_matrix({k: meters[k].sum for k in keys}, num_classes)
+                    ),
+                    2,
+                ),
+            )
+        if any(F1_KEYS[0] in log for log in logging_outputs):
+            for key in F1_KEYS:
+                metrics.log_scalar_sum(key, total(key))
+            metrics.log_scalar_sum("ncorrect_f1", total("ncorrect"))
+            metrics.log_scalar_sum("nsentences_f1", nsentences)
+
+            def f1(meters):
+                return f1_score(*(meters[k].sum for k in F1_KEYS))
+
+            metrics.log_derived("f1", lambda meters: round(100 * f1(meters), 2))
+            metrics.log_derived(
+                "acc_and_f1",
+                lambda meters: round(
+                    50 * (meters["ncorrect_f1"].sum / meters["nsentences_f1"].sum + f1(meters)), 2
+                ),
+            )
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        # Every entry is a count or a sum (no per-example lists), so workers' outputs add.
+        return True

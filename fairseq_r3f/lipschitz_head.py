@@ -1,0 +1,111 @@
+"""R4F: a classification head that is at most 1-Lipschitz (paper, Sec. 3.2).
+
+Every ``nn.Linear`` of the head (``dense`` and ``out_proj`` in fairseq's RoBERTa and
+BART heads) is reparameterised with ``torch.nn.utils.parametrizations.spectral_norm``,
+so W_eff = W / sigma_max(W). The head's activations (tanh, GELU, ReLU) are 1-Lipschitz
+and dropout is the identity at evaluation, so the whole head is.
+
+Checkpoint format. A parametrised Linear stores ``parametrizations.weight.original``,
+``..._u`` and ``..._v``. fairseq's ``upgrade_state_dict_named`` of RoBERTa and BART reads
+``<head>.out_proj.weight`` and ``<head>.dense.weight`` to size heads before loading,
+which is why fairseq's own spectral-norm checkpoints cannot be resumed. The head
+therefore also writes the effective weight under the plain ``weight`` key (derived,
+read-only information for fairseq and for humans) and drops it again when loading.
+"""
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+logger = logging.getLogger(__name__)
+
+def _linear_layers(head: nn.Module):
+    return [(name, m) for name, m in head.named_modules() if isinstance(m, nn.Linear)]
+
+
+def effective_weight(linear: nn.Linear) -> torch.Tensor:
+    """W / sigma as the parametrisation computes it at evaluation (stored u, v; no power step).
+
+    Reading ``linear.weight`` in training mode would run a power iteration and change
+    ``u`` and ``v``; saving a checkpoint must not change the training run.
+    """
+    original = getattr(linear.parametrizations, "weight").original
+    sn = linear.parametrizations.weight[0]
+    sigma = torch.vdot(sn._u, torch.mv(original.flatten(1), sn._v))
+    return original / sigma
+
+
+def is_lipschitz_head(head: nn.Module) -> bool:
+    layers = _linear_layers(head)
+    return bool(layers) and all(
+        parametrize.is_parametrized(m, "weight") for _, m in layers
+    )
+
+
+def _state_dict_post_hook(module, state_dict, prefix, local_metadata):
+    for name, linear in _linear_layers(module):
+        state_dict[f"{prefix}{name}.weight"] = effective_weight(linear).detach()
+
+
+def _load_state_dict_pre_hook(module, state_dict, prefix, *args):
+    # The plain ``weight`` is derived from (original, u, v); loading uses those.
+    for name, _ in _linear_layers(module):
+        state_dict.pop(f"{prefix}{name}.weight", None)
+
+
+def make_head_lipschitz(head: nn.Module) -> nn.Module:
+    """Spectrally normalise every Linear weight of ``head`` in place; returns ``head``.
+
+    Idempotent. A Linear that carries fairseq's old hook-based spectral norm (which
+    fairseq applies to ``out_proj`` only) is converted to the parametrisation.
+    """
+    if is_lipschitz_head(head):
+        return head
+    layers = _linear_layers(head)
+    if not layers:
+        raise TypeError(f"{type(head).__name__} has no nn.Linear to normalise")
+    for _, linear in layers:
+        if parametrize.is_parametrized(linear, "weight"):
+            continue
+        if hasattr(linear, "weight_orig"):  # torch.nn.utils.spectral_norm (hook based)
+            torch.nn.utils.remove_spectral_norm(linear)
+        spectral_norm(linear, name="weight", n_power_iterations=1)
+    head.register_state_dict_post_hook(_state_dict_post_hook)
+    head.register_load_state_dict_pre_hook(_load_state_dict_pre_hook)
+    return head
+
+
+def _wrap_register_classification_head(model_cls) -> None:
+    """After ``model_cls.register_classification_head``, make the head 1-Lipschitz when
+    the model was built with ``--spectral-norm-classification-head``.
+
+    Wrapping registration (rather than the task) covers every path that creates a head:
+    ``SentencePredictionTask.build_model`` and the ``upgrade_state_dict_named`` that
+    ``load_model_ensemble`` / ``from_pretrained`` run when reloading a checkpoint.
+    """
+    original = model_cls.register_classification_head
+    if getattr(original, "_r4f_wrapped", False):
+        return
+
+    def register_classification_head(self, name, *args, **kwargs):
+        original(self, name, *args, **kwargs)
+        if getattr(self.args, "spectral_norm_classification_head", False):
+            make_head_lipschitz(self.classification_heads[name])
+            logger.info(
+                "R4F: spectral norm on every Linear of classification head %r", name
+            )
+
+    register_classification_head._r4f_wrapped = True
+    register_classification_head.__doc__ = original.__doc__
+    model_cls.register_classification_head = register_classification_head
+
+
+def install() -> None:
+    from fairseq.models.bart import BARTModel
+    from fairseq.models.roberta import RobertaModel  # XLMRModel subclasses it
+
+    for model_cls in (RobertaModel, BARTModel):
+        _wrap_register_classification_head(model_cls)

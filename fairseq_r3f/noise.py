@@ -1,0 +1,50 @@
+"""Parametric embedding noise z ~ N(0, sigma^2 I) or U(-sigma, sigma) (paper, Sec. 3.1, Eq. 3)."""
+
+from typing import Optional, Sequence
+
+import torch
+
+NOISE_TYPES = ("uniform", "normal")
+
+
+def sample_embedding_noise(
+    shape: Sequence[int],
+    eps: float,
+    noise_type: str,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Draw the perturbation ``z`` of R3F's Eq. 3 directly on ``device``.
+
+    ``uniform`` draws from U(-eps, eps); ``normal`` from N(0, eps^2). Sampling on the
+    device avoids a host-to-device copy per step. The caller chooses ``dtype``: at
+    sigma = 1e-5 fp16 can only hold the noise as sub-normals, so callers with half
+    precision embeddings sample (and add) in fp32 and round once afterwards.
+    """
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    noise = torch.empty(tuple(shape), device=device, dtype=dtype)
+    if noise_type == "uniform":
+        return noise.uniform_(-eps, eps, generator=generator)
+    if noise_type == "normal":
+        return noise.normal_(0.0, eps, generator=generator)
+    raise ValueError(f"unknown noise type {noise_type!r}; expected one of {NOISE_TYPES}")
+
+
+def add_embedding_noise(
+    embeddings: torch.Tensor,
+    eps: float,
+    noise_type: str,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Return ``embeddings + z`` (x + z in Eq. 3), computing the sum in at least fp32.
+
+    The result has the embeddings' dtype. Gradients flow into ``embeddings`` (the
+    noised pass back-propagates into the embedding table, as in the reference).
+    """
+    compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    noise = sample_embedding_noise(
+        embeddings.shape, eps, noise_type, embeddings.device, compute_dtype, generator
+    )
+    return (embeddings.to(compute_dtype) + noise).to(embeddings.dtype)

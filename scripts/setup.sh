@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent set-up: torch (if missing), fairseq-fixed, then this plugin (editable, with
+# test extras). A fast no-op once installed. Override the interpreter with PYTHON=...
+set -euo pipefail
+
+# ---- pinned versions (see shared notes: reference-facts.md) ------------------------
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"   # CPU build from local disk on this machine kind
+FAIRSEQ_VERSION="0.12.3.1"                  # fairseq-fixed: fairseq 0.12 that imports on py3.11+
+# fairseq-fixed's real run-time requirements, listed explicitly: its declared torchaudio
+# requirement would pull in a different torch, and nothing here imports torchaudio.
+FAIRSEQ_DEPS=(hydra-core==1.3.2 omegaconf==2.3.0 bitarray regex sacrebleu tqdm scikit-learn
+              scipy cffi packaging numpy cython)
+BUILD_DEPS=(cython setuptools wheel numpy)
+TEST_DEPS=("pytest>=7" scikit-learn)
+# -------------------------------------------------------------------------------------
+
+PYTHON="${PYTHON:-python3}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PIP=("$PYTHON" -m pip install --disable-pip-version-check --no-input -q)
+
+# Checks use package metadata only: importing fairseq takes seconds.
+installed_version() {
+    (cd / && "$PYTHON" -c "import importlib.metadata as m, sys; print(m.version(sys.argv[1]))" "$1" 2>/dev/null) || true
+}
+
+if [[ -z "$(installed_version torch)" ]]; then
+    echo "[setup] installing torch==${TORCH_VERSION}"
+    "${PIP[@]}" "torch==${TORCH_VERSION}"
+fi
+
+if [[ "$(installed_version fairseq-fixed)" != "${FAIRSEQ_VERSION}" ]]; then
+    echo "[setup] installing fairseq-fixed==${FAIRSEQ_VERSION} (compiles C extensions: ~3 min on 2 cores)"
+    "${PIP[@]}" "${BUILD_DEPS[@]}" "${FAIRSEQ_DEPS[@]}"
+    "${PIP[@]}" --no-build-isolation --no-deps "fairseq-fixed==${FAIRSEQ_VERSION}"
+fi
+
+# The plugin must resolve to this checkout (not to another clone installed earlier).
+plugin_dir="$(cd / && "$PYTHON" -c "import importlib.util as u; s = u.find_spec('fairseq_r3f'); print(s.submodule_search_locations[0] if s else '')" 2>/dev/null || true)"
+if [[ "$(realpath -m "${plugin_dir:-/nonexistent}")" != "$(realpath "${ROOT}/fairseq_r3f")" ]] \
+    || [[ -z "$(installed_version pytest)" ]] || [[ -z "$(installed_version scikit-learn)" ]]; then
+    echo "[setup] installing fairseq-r3f (editable) from ${ROOT}"
+    "${PIP[@]}" --no-build-isolation --no-deps -e "${ROOT}"
+    "${PIP[@]}" "${TEST_DEPS[@]}"  # the [test] extras; --no-deps above skipped them
+fi

@@ -1,0 +1,14 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="fairseq-r3f",
+    version="0.1.0",
+    description="R3F/R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) as a fairseq plugin",
+    packages=find_packages(include=["fairseq_r3f", "fairseq_r3f.*"]),
+    python_requires=">=3.10",
+    # fairseq-fixed is installed by scripts/setup.sh with --no-build-isolation --no-deps
+    # (its declared torchaudio requirement would replace torch); it is not pinned here
+    # so that `pip install -e .` never tries to rebuild it in an isolated environment.
+    install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1"],
+    extras_require={"test": ["pytest>=7", "scikit-learn"]},
+)
