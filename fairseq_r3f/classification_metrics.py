@@ -10,7 +10,8 @@ from typing import Mapping
 
 import torch
 
-CONFUSION_KEY = "confusion_{target}_{pred}"
+# The leading "_" keeps these raw counts out of fairseq's printed logs (it hides "_" meters).
+CONFUSION_KEY = "_confusion_{target}_{pred}"
 
 
 def confusion_counts(targets: torch.Tensor, preds: torch.Tensor, num_classes: int) -> dict:

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
-from omegaconf import II
 
 from ..classification_metrics import (
     CONFUSION_KEY,
@@ -35,7 +34,7 @@ from ..divergence import symmetric_kl
 from ..noise import NOISE_TYPES, add_embedding_noise
 from ..perturb import find_token_encoder, perturbed_token_embeddings
 
-F1_KEYS = ("f1_tp", "f1_fp", "f1_fn")
+F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
 
 @dataclass
@@ -56,7 +55,11 @@ class SentencePredictionR3FConfig(FairseqDataclass):
         default="sentence_classification_head",
         metadata={"help": "name of the classification head to use"},
     )
-    regression_target: bool = II("task.regression_target")
+    # The sentence_prediction task reads this flag from the criterion (II interpolation).
+    regression_target: bool = field(
+        default=False,
+        metadata={"help": "regression task (STS-B): refused, R3F's KL needs class distributions"},
+    )
     report_mcc: bool = field(
         default=False,
         metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
@@ -100,14 +103,13 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
     @staticmethod
     def _positive_class(task) -> int:
         labels = task.label_dictionary
-        num_labels = len(labels) - labels.nspecial
-        if num_labels != 2 or labels.index("1") == labels.unk():
+        names = labels.symbols[labels.nspecial : labels.nspecial + task.cfg.num_classes]
+        if len(names) != 2 or "1" not in names:
             raise ValueError(
-                "--report-acc-and-f1 needs a binary task whose labels include '1' (the "
-                f"positive class, as in GLUE MRPC/QQP); label dictionary has {num_labels} "
-                f"labels: {labels.symbols[labels.nspecial:]}"
+                "--report-acc-and-f1 needs a binary task (--num-classes 2) whose labels "
+                f"include '1' (the positive class, as in GLUE MRPC/QQP); labels: {names}"
             )
-        return labels.index("1") - labels.nspecial
+        return names.index("1")
 
     def _check_model(self, model):
         """Validate the model once; fairseq builds the criterion before it sees a model."""
@@ -169,9 +171,9 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         if self.report_acc_and_f1:
             is_pred = preds == self.positive_class
             is_true = targets == self.positive_class
-            logging_output["f1_tp"] = (is_pred & is_true).sum()
-            logging_output["f1_fp"] = (is_pred & ~is_true).sum()
-            logging_output["f1_fn"] = (~is_pred & is_true).sum()
+            logging_output["_f1_tp"] = (is_pred & is_true).sum()
+            logging_output["_f1_fp"] = (is_pred & ~is_true).sum()
+            logging_output["_f1_fn"] = (~is_pred & is_true).sum()
         return loss, sample_size, logging_output
 
     @staticmethod
@@ -194,7 +196,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
 
         # Counts are summed over the whole log interval / validation set, then turned
         # into MCC and F1 once (averaging per-batch MCCs would be wrong).
-        keys = sorted({k for log in logging_outputs for k in log if k.startswith("confusion_")})
+        keys = sorted({k for log in logging_outputs for k in log if k.startswith("_confusion_")})
         for key in keys:
             metrics.log_scalar_sum(key, total(key))
         if keys:
@@ -211,17 +213,17 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         if any(F1_KEYS[0] in log for log in logging_outputs):
             for key in F1_KEYS:
                 metrics.log_scalar_sum(key, total(key))
-            metrics.log_scalar_sum("ncorrect_f1", total("ncorrect"))
-            metrics.log_scalar_sum("nsentences_f1", nsentences)
+            metrics.log_scalar_sum("_ncorrect_f1", total("ncorrect"))
+            metrics.log_scalar_sum("_nsentences_f1", nsentences)
 
             def f1(meters):
-                return f1_score(*(meters[k].sum for k in F1_KEYS))
+                return f1_score(*(float(meters[k].sum) for k in F1_KEYS))
 
             metrics.log_derived("f1", lambda meters: round(100 * f1(meters), 2))
             metrics.log_derived(
                 "acc_and_f1",
                 lambda meters: round(
-                    50 * (meters["ncorrect_f1"].sum / meters["nsentences_f1"].sum + f1(meters)), 2
+                    50 * (float(meters["_ncorrect_f1"].sum) / float(meters["_nsentences_f1"].sum) + f1(meters)), 2
                 ),
             )
 

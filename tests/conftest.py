@@ -1,0 +1,54 @@
+"""Shared fixtures: a synthetic task binarised by fairseq-preprocess, tiny model flags,
+and a runner for fairseq's real command-line tools."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER_DIR = os.path.join(REPO, "fairseq_r3f")
+
+# 2 layers, 64 dims: the test-size models of the developers' guide.
+TINY_ROBERTA = [
+    "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
+    "--init-token", "0", "--separator-token", "2",
+]
+TINY_BART = [
+    "--arch", "bart_base", "--encoder-layers", "2", "--decoder-layers", "2",
+    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--add-prev-output-tokens",
+]
+CLASSIFICATION = [
+    "--task", "sentence_prediction", "--num-classes", "2", "--max-positions", "64",
+    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
+    "--batch-size", "16", "--cpu", "--num-workers", "0", "--seed", "1",
+    "--log-format", "json", "--log-interval", "5", "--no-epoch-checkpoints",
+]
+
+
+def run_fairseq(tool: str, *args: str, cwd=None, timeout: int = 600, check: bool = True,
+                env=None) -> subprocess.CompletedProcess:
+    """Run a fairseq console script (fairseq-train, fairseq-hydra-train, ...)."""
+    exe = os.path.join(os.path.dirname(sys.executable), tool)
+    proc = subprocess.run(
+        [exe, *args], cwd=cwd, timeout=timeout, capture_output=True, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> str:
+    """data-bin dir of the built-in synthetic task (small), made with fairseq-preprocess."""
+    from fairseq_r3f.synthetic import make_task
+
+    return make_task(str(tmp_path_factory.mktemp("synthetic")), n_train=400, n_valid=96, seed=3)
