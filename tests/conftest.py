@@ -52,3 +52,24 @@ def synthetic_data(tmp_path_factory) -> str:
     from fairseq_r3f.synthetic import make_task
 
     return make_task(str(tmp_path_factory.mktemp("synthetic")), n_train=400, n_valid=96, seed=3)
+
+
+def build_in_process(data_dir: str, *args: str):
+    """(cfg, task, model, criterion) built by fairseq from fairseq-train style flags."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    argv = [data_dir, "--user-dir", USER_DIR, *CLASSIFICATION, *args]
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return cfg, task, model, criterion
+
+
+def valid_batch(task, split: str = "valid", size: int = 8):
+    """The first ``size`` examples of ``split`` as one fairseq sample."""
+    task.load_dataset(split)
+    dataset = task.dataset(split)
+    return dataset.collater([dataset[i] for i in range(size)])

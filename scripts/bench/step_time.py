@@ -1,0 +1,336 @@
+"""Per-step training time and peak memory: standard fine-tuning vs R3F (reference and ours).
+
+Three criterions train the same model on the same synthetic data with the same seed:
+
+    standard   fairseq's --criterion sentence_prediction
+    reference  the authors' sentence_prediction_r3f (fairseq/examples/rxf/rxf_src)
+    ours       this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f)
+
+Each run is its own subprocess, because the reference and this plugin register the same
+criterion name. Inside it fairseq's own machinery does the work: the fairseq-train
+argument parser (which imports the --user-dir), task / model / criterion builders,
+``task.get_batch_iterator`` and ``Trainer.train_step``. The data are random words in
+sentences of fixed length, binarised with fairseq-preprocess, so every batch is exactly
+``--batch-size`` x ``--seq-len`` tokens (the length counts the <s> and </s> that the
+sentence_prediction task adds) and no run gets easier batches than another.
+
+CPU (default: a 2-layer, 64-dim RoBERTa, about a minute per repeat on 2 cores):
+
+    python scripts/bench/step_time.py --repeats 3
+
+GPU (full-size RoBERTa-large, random init, half precision):
+
+    python scripts/bench/step_time.py --arch roberta_large --fp16 --batch-size 16 --seq-len 120
+
+Step time is the wall time of ``train_step`` (forward, backward, optimizer update; the
+batch is fetched outside the timer), averaged over the timed steps; with --repeats R the
+configs run R times interleaved and the table shows the median over runs [min, max].
+Peak memory is ``torch.cuda.max_memory_allocated`` on GPU. On CPU it is the process's
+peak resident set size (VmHWM) during the timed steps, which includes Python, torch and
+fairseq themselves (a few hundred MiB), so differences between configs are what count.
+"""
+
+import argparse
+import json
+import logging
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIGS = ("standard", "reference", "ours")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
+TINY_ROBERTA = [
+    "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
+    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
+]
+VOCAB = [f"w{i}" for i in range(100)]
+MIB = 1024 * 1024
+
+
+# ---------------------------------------------------------------- parent: data
+def write_raw(raw_dir: str, n: int, words_per_sentence: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with open(os.path.join(raw_dir, "train.input0"), "w") as f:
+        for _ in range(n):
+            f.write(" ".join(rng.choice(VOCAB) for _ in range(words_per_sentence)) + "\n")
+    with open(os.path.join(raw_dir, "train.label"), "w") as f:
+        f.writelines(f"{rng.randint(0, 1)}\n" for _ in range(n))
+
+
+def binarize(raw_dir: str, bin_dir: str) -> None:
+    """fairseq-preprocess into <bin>/input0 and <bin>/label, as --task sentence_prediction reads."""
+    from fairseq import options
+    from fairseq_cli import preprocess
+
+    for name in ("input0", "label"):
+        argv = ["--only-source", "--workers", "1",
+                "--trainpref", os.path.join(raw_dir, f"train.{name}"),
+                "--destdir", os.path.join(bin_dir, name)]
+        preprocess.main(options.get_preprocessing_parser().parse_args(argv))
+
+
+def make_data(root: str, batch_size: int, seq_len: int, n_batches: int, seed: int) -> str:
+    raw_dir, bin_dir = os.path.join(root, "raw"), os.path.join(root, "bin")
+    os.makedirs(raw_dir)
+    # Exactly n_batches full batches: one epoch covers every step, none is a short remainder.
+    write_raw(raw_dir, batch_size * n_batches, seq_len - 2, seed)  # -2: <s> and </s>
+    binarize(raw_dir, bin_dir)
+    return bin_dir
+
+
+# ---------------------------------------------------------------- parent: runs
+def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
+    """The fairseq-train command line of one config (without the program name)."""
+    argv = [
+        data_bin, "--task", "sentence_prediction", "--num-classes", "2",
+        "--max-positions", "512", "--init-token", "0", "--separator-token", "2",
+        *(TINY_ROBERTA if opts.arch == "tiny" else ["--arch", opts.arch]),
+        "--optimizer", "adam", "--lr", "1e-5", "--seed", "1",
+        "--batch-size", str(opts.batch_size), "--required-batch-size-multiple", "1",
+        "--num-workers", "0",
+    ]
+    if opts.device == "cpu":
+        argv.append("--cpu")
+    argv += ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
+    if config == "standard":
+        return argv + ["--criterion", "sentence_prediction"]
+    user_dir = (os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference"
+                else os.path.join(REPO, "fairseq_r3f"))
+    return argv + ["--user-dir", user_dir, "--criterion", "sentence_prediction_r3f", *R3F_ARGS]
+
+
+def run_one(config: str, argv: list, opts) -> dict:
+    spec = {"config": config, "warmup": opts.warmup, "steps": opts.steps, "fairseq_args": argv}
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{config} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    # fairseq may print to stdout too; the result is the last line.
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_all(opts, data_bin: str, fairseq_dir: str) -> dict:
+    """Every config opts.repeats times, interleaved so that drifts of the machine hit all alike."""
+    runs = {config: [] for config in opts.only}
+    for repeat in range(opts.repeats):
+        for config in opts.only:
+            result = run_one(config, fairseq_args(config, data_bin, opts, fairseq_dir), opts)
+            print(f"[{repeat + 1}/{opts.repeats}] {config}: {result['step_ms']:.1f} ms/step, "
+                  f"criterion {result['criterion']}", file=sys.stderr)
+            runs[config].append(result)
+    return runs
+
+
+# ---------------------------------------------------------------- parent: report
+def summarize(runs: dict) -> dict:
+    return {
+        config: {
+            "step_ms": statistics.median(r["step_ms"] for r in results),
+            "step_ms_min": min(r["step_ms"] for r in results),
+            "step_ms_max": max(r["step_ms"] for r in results),
+            "peak_mib": statistics.median(r["peak_mib"] for r in results),
+        }
+        for config, results in runs.items()
+    }
+
+
+def ratio(value: float, base) -> str:
+    return "-" if base is None else f"{value / base:.2f}x"
+
+
+def markdown(summary: dict, opts, env: dict) -> str:
+    memory = ("max_memory_allocated" if opts.device == "cuda"
+              else "peak process RSS (VmHWM), includes Python/torch/fairseq")
+    base = summary.get("standard")
+    lines = [
+        f"device: {env['device']} | torch {env['torch']} | fairseq {env['fairseq']} | "
+        f"arch: {opts.arch}{' fp16' * opts.fp16}{' amp' * opts.amp} | "
+        f"batch x seq-len: {opts.batch_size} x {opts.seq_len} | "
+        f"{opts.warmup} warmup + {opts.steps} timed steps | repeats: {opts.repeats} (median [min, max])",
+        f"peak memory: {memory}",
+        "",
+        "| config | step time (ms) | vs standard | peak memory (MiB) | vs standard |",
+        "|---|---|---|---|---|",
+    ]
+    for config, s in summary.items():
+        spread = f" [{s['step_ms_min']:.1f}, {s['step_ms_max']:.1f}]" if opts.repeats > 1 else ""
+        lines.append(
+            f"| {config} | {s['step_ms']:.1f}{spread} | {ratio(s['step_ms'], base and base['step_ms'])} "
+            f"| {s['peak_mib']:.0f} | {ratio(s['peak_mib'], base and base['peak_mib'])} |"
+        )
+    return "\n".join(lines)
+
+
+def environment(opts) -> dict:
+    import fairseq
+    import torch
+
+    device = (torch.cuda.get_device_name(0) if opts.device == "cuda"
+              else f"CPU ({torch.get_num_threads()} torch threads)")
+    return {"device": device, "torch": torch.__version__, "fairseq": fairseq.__version__}
+
+
+# ---------------------------------------------------------------- worker (subprocess)
+class PeakMemory:
+    """Peak memory since the last reset(), in MiB."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+
+    def reset(self) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            # Linux: writing 5 resets the process's RSS high-water mark (VmHWM). Not
+            # getrusage's ru_maxrss: a child also inherits its parent's peak through exec.
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+
+    def peak_mib(self) -> float:
+        import torch
+
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / MIB
+        with open("/proc/self/status") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        return kib / 1024
+
+
+def build_trainer(fairseq_argv: list):
+    import numpy as np
+    from fairseq import options, tasks, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.trainer import Trainer
+
+    parser = options.get_training_parser()
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, fairseq_argv))
+    # Seeded as fairseq-train seeds, so every config starts from the same weights.
+    np.random.seed(cfg.common.seed)
+    utils.set_torch_seed(cfg.common.seed)
+    task = tasks.setup_task(cfg.task)
+    task.load_dataset("train", combine=False, epoch=1)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    return cfg, task, Trainer(cfg, task, model, criterion)
+
+
+def batches(cfg, task, trainer):
+    from fairseq import utils
+
+    epoch_itr = task.get_batch_iterator(
+        dataset=task.dataset("train"),
+        max_tokens=cfg.dataset.max_tokens,
+        max_sentences=cfg.dataset.batch_size,
+        max_positions=utils.resolve_max_positions(task.max_positions(), trainer.model.max_positions()),
+        required_batch_size_multiple=cfg.dataset.required_batch_size_multiple,
+        seed=cfg.common.seed,
+        num_workers=cfg.dataset.num_workers,
+        epoch=1,
+    )
+    return epoch_itr.next_epoch_itr(shuffle=True)
+
+
+def run_worker(spec: dict) -> None:
+    import torch
+
+    cfg, task, trainer = build_trainer(spec["fairseq_args"])
+    cuda = torch.cuda.is_available() and not cfg.common.cpu
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    memory = PeakMemory(cuda)
+    itr = batches(cfg, task, trainer)
+    trainer.begin_epoch(1)
+
+    for _ in range(spec["warmup"]):
+        trainer.train_step([next(itr)])
+    sync()
+    memory.reset()
+    seconds, shapes = 0.0, set()
+    for _ in range(spec["steps"]):
+        sample = next(itr)
+        shapes.add(tuple(sample["net_input"]["src_tokens"].shape))
+        start = time.perf_counter()
+        trainer.train_step([sample])
+        sync()  # CUDA kernels run asynchronously: wait for them before reading the clock
+        seconds += time.perf_counter() - start
+
+    criterion = type(trainer.criterion)
+    print(json.dumps({
+        "config": spec["config"],
+        "criterion": f"{criterion.__module__}.{criterion.__name__}",
+        "step_ms": 1000 * seconds / spec["steps"],
+        "peak_mib": memory.peak_mib(),
+        "batch_shapes": sorted(shapes),
+    }))
+
+
+# ---------------------------------------------------------------- command line
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arch", choices=("tiny", "roberta_base", "roberta_large"), default="tiny",
+                   help="tiny: roberta_base with 2 layers of 64 dims (CPU default)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=120,
+                   help="tokens per sentence, <s> and </s> included")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CPU, 70 on GPU)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="passed to fairseq (GPU only)")
+    precision.add_argument("--amp", action="store_true", help="passed to fairseq (GPU only)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per config, interleaved; median reported")
+    p.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--json-out", help="also write every run and the summary here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one run, in a subprocess
+    opts = p.parse_args()
+    if opts.worker is None:
+        complete_options(p, opts)
+    return opts
+
+
+def complete_options(parser, opts) -> None:
+    import torch
+
+    opts.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if (opts.fp16 or opts.amp) and opts.device == "cpu":
+        parser.error("--fp16 / --amp need a CUDA GPU")
+    if opts.seq_len < 3:
+        parser.error("--seq-len counts <s> and </s>: it must be at least 3")
+    if opts.steps is None:
+        opts.steps = 70 if opts.device == "cuda" else 30
+    # Standard first: it is the baseline of the ratios.
+    opts.only = [c for c in CONFIGS if c in opts.only]
+
+
+def main() -> None:
+    # Before fairseq_cli.preprocess is imported: it would send its INFO logs to stdout,
+    # which holds the table.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    opts = parse_args()
+    if opts.worker is not None:
+        run_worker(json.loads(opts.worker))
+        return
+
+    import fairseq
+
+    fairseq_dir = os.path.dirname(fairseq.__file__)
+    with tempfile.TemporaryDirectory(prefix="r3f_bench_") as tmp:
+        data_bin = make_data(tmp, opts.batch_size, opts.seq_len, opts.warmup + opts.steps, seed=1)
+        runs = run_all(opts, data_bin, fairseq_dir)
+    summary, env = summarize(runs), environment(opts)
+    print(markdown(summary, opts, env))
+    if opts.json_out:
+        with open(opts.json_out, "w") as f:
+            json.dump({"options": {k: v for k, v in vars(opts).items() if k != "worker"},
+                       "environment": env, "summary": summary, "runs": runs}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
