@@ -1,6 +1,7 @@
 """Shared fixtures: a synthetic task binarised by fairseq-preprocess, tiny model flags,
 and a runner for fairseq's real command-line tools."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,11 +12,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "fairseq_r3f")
 
 # 2 layers, 64 dims: the test-size models of the developers' guide.
-TINY_ROBERTA = [
+ROBERTA_DIMS = [
     "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
     "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
-    "--init-token", "0", "--separator-token", "2",
 ]
+TINY_ROBERTA = [*ROBERTA_DIMS, "--init-token", "0", "--separator-token", "2"]
 TINY_BART = [
     "--arch", "bart_base", "--encoder-layers", "2", "--decoder-layers", "2",
     "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
@@ -73,3 +74,23 @@ def valid_batch(task, split: str = "valid", size: int = 8):
     task.load_dataset(split)
     dataset = task.dataset(split)
     return dataset.collater([dataset[i] for i in range(size)])
+
+
+def fairseq_logs(output: str) -> dict:
+    """Parse fairseq's --log-format json lines (fairseq-train and fairseq-hydra-train)."""
+    logs = {"train_inner": [], "train": [], "valid": []}
+    for line in output.splitlines():
+        start = line.find("{")
+        if start < 0 or not line.rstrip().endswith("}"):
+            continue
+        try:
+            record = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        if "valid_loss" in record:
+            logs["valid"].append(record)
+        elif "train_loss" in record:
+            logs["train"].append(record)
+        elif "loss" in record and "update" in record:
+            logs["train_inner"].append(record)
+    return logs

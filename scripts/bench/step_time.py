@@ -14,7 +14,8 @@ sentences of fixed length, binarised with fairseq-preprocess, so every batch is 
 ``--batch-size`` x ``--seq-len`` tokens (the length counts the <s> and </s> that the
 sentence_prediction task adds) and no run gets easier batches than another.
 
-CPU (default: a 2-layer, 64-dim RoBERTa, about a minute per repeat on 2 cores):
+CPU (default: a 2-layer, 64-dim RoBERTa, one torch thread per run, about a minute per
+repeat on 2 cores):
 
     python scripts/bench/step_time.py --repeats 3
 
@@ -25,6 +26,8 @@ GPU (full-size RoBERTa-large, random init, half precision):
 Step time is the wall time of ``train_step`` (forward, backward, optimizer update; the
 batch is fetched outside the timer), averaged over the timed steps; with --repeats R the
 configs run R times interleaved and the table shows the median over runs [min, max].
+On CPU the table also shows the process CPU time of those steps: unlike wall time it
+hardly moves when other processes compete for the cores.
 Peak memory is ``torch.cuda.max_memory_allocated`` on GPU. On CPU it is the process's
 peak resident set size (VmHWM) during the timed steps, which includes Python, torch and
 fairseq themselves (a few hundred MiB), so differences between configs are what count.
@@ -106,14 +109,21 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
 
 def run_one(config: str, argv: list, opts) -> dict:
     spec = {"config": config, "warmup": opts.warmup, "steps": opts.steps, "fairseq_args": argv}
+    env = dict(os.environ)
+    if opts.device == "cpu":
+        env["OMP_NUM_THREADS"] = str(opts.threads)
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{config} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     # fairseq may print to stdout too; the result is the last line.
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["batch_shapes"] != [[opts.batch_size, opts.seq_len]]:
+        raise RuntimeError(f"{config}: batches of shape {result['batch_shapes']}, "
+                           f"expected only {opts.batch_size} x {opts.seq_len}")
+    return result
 
 
 def run_all(opts, data_bin: str, fairseq_dir: str) -> dict:
@@ -130,15 +140,18 @@ def run_all(opts, data_bin: str, fairseq_dir: str) -> dict:
 
 # ---------------------------------------------------------------- parent: report
 def summarize(runs: dict) -> dict:
-    return {
-        config: {
-            "step_ms": statistics.median(r["step_ms"] for r in results),
-            "step_ms_min": min(r["step_ms"] for r in results),
-            "step_ms_max": max(r["step_ms"] for r in results),
+    """Per config: the median over runs of each measure, and the range of the step time."""
+    summary = {}
+    for config, results in runs.items():
+        step_ms = [r["step_ms"] for r in results]
+        summary[config] = {
+            "step_ms": statistics.median(step_ms),
+            "step_ms_min": min(step_ms),
+            "step_ms_max": max(step_ms),
+            "cpu_ms": statistics.median(r["cpu_ms"] for r in results),
             "peak_mib": statistics.median(r["peak_mib"] for r in results),
         }
-        for config, results in runs.items()
-    }
+    return summary
 
 
 def ratio(value: float, base) -> str:
@@ -146,9 +159,14 @@ def ratio(value: float, base) -> str:
 
 
 def markdown(summary: dict, opts, env: dict) -> str:
-    memory = ("max_memory_allocated" if opts.device == "cuda"
-              else "peak process RSS (VmHWM), includes Python/torch/fairseq")
-    base = summary.get("standard")
+    cpu = opts.device == "cpu"
+    memory = ("process peak RSS (VmHWM), Python/torch/fairseq included" if cpu
+              else "torch.cuda.max_memory_allocated")
+    base = summary.get("standard", {})
+    # Process CPU time is shown on CPU only: there it is robust to other load on the
+    # machine, which inflates wall time; on GPU it would measure the host, not the work.
+    measures = [("step time (ms)", "step_ms", 1)] + [("CPU time (ms)", "cpu_ms", 1)] * cpu
+    measures.append(("peak memory (MiB)", "peak_mib", 0))
     lines = [
         f"device: {env['device']} | torch {env['torch']} | fairseq {env['fairseq']} | "
         f"arch: {opts.arch}{' fp16' * opts.fp16}{' amp' * opts.amp} | "
@@ -156,15 +174,17 @@ def markdown(summary: dict, opts, env: dict) -> str:
         f"{opts.warmup} warmup + {opts.steps} timed steps | repeats: {opts.repeats} (median [min, max])",
         f"peak memory: {memory}",
         "",
-        "| config | step time (ms) | vs standard | peak memory (MiB) | vs standard |",
-        "|---|---|---|---|---|",
+        "| config | " + " | ".join(f"{name} | vs standard" for name, _, _ in measures) + " |",
+        "|---" * (1 + 2 * len(measures)) + "|",
     ]
     for config, s in summary.items():
-        spread = f" [{s['step_ms_min']:.1f}, {s['step_ms_max']:.1f}]" if opts.repeats > 1 else ""
-        lines.append(
-            f"| {config} | {s['step_ms']:.1f}{spread} | {ratio(s['step_ms'], base and base['step_ms'])} "
-            f"| {s['peak_mib']:.0f} | {ratio(s['peak_mib'], base and base['peak_mib'])} |"
-        )
+        cells = []
+        for _, key, digits in measures:
+            value = f"{s[key]:.{digits}f}"
+            if key == "step_ms" and opts.repeats > 1:
+                value += f" [{s['step_ms_min']:.1f}, {s['step_ms_max']:.1f}]"
+            cells += [value, ratio(s[key], base.get(key))]
+        lines.append(f"| {config} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -173,7 +193,7 @@ def environment(opts) -> dict:
     import torch
 
     device = (torch.cuda.get_device_name(0) if opts.device == "cuda"
-              else f"CPU ({torch.get_num_threads()} torch threads)")
+              else f"CPU, {os.cpu_count()} cores, {opts.threads} torch thread(s) per run")
     return {"device": device, "torch": torch.__version__, "fairseq": fairseq.__version__}
 
 
@@ -253,20 +273,23 @@ def run_worker(spec: dict) -> None:
         trainer.train_step([next(itr)])
     sync()
     memory.reset()
-    seconds, shapes = 0.0, set()
+    seconds, cpu_seconds, shapes = 0.0, 0.0, set()
     for _ in range(spec["steps"]):
         sample = next(itr)
         shapes.add(tuple(sample["net_input"]["src_tokens"].shape))
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer.train_step([sample])
         sync()  # CUDA kernels run asynchronously: wait for them before reading the clock
         seconds += time.perf_counter() - start
+        cpu_seconds += time.process_time() - cpu_start
 
     criterion = type(trainer.criterion)
     print(json.dumps({
         "config": spec["config"],
         "criterion": f"{criterion.__module__}.{criterion.__name__}",
         "step_ms": 1000 * seconds / spec["steps"],
+        "cpu_ms": 1000 * cpu_seconds / spec["steps"],
+        "threads": torch.get_num_threads(),
         "peak_mib": memory.peak_mib(),
         "batch_shapes": sorted(shapes),
     }))
@@ -285,6 +308,9 @@ def parse_args():
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="passed to fairseq (GPU only)")
     precision.add_argument("--amp", action="store_true", help="passed to fairseq (GPU only)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU only: torch threads per run (default 1: on a small or shared CPU, "
+                        "more threads make wall times swing with other load)")
     p.add_argument("--repeats", type=int, default=1, help="runs per config, interleaved; median reported")
     p.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--json-out", help="also write every run and the summary here")
