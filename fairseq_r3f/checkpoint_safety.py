@@ -14,7 +14,10 @@ checkpoints hold:
   builtin types omegaconf stores as key/element types: ``cfg`` of fairseq 0.10-0.12
   checkpoints saved as a ``DictConfig``;
 * ``collections.defaultdict`` (omegaconf's flag cache);
-* numpy scalars and dtypes: metric values (``best``, ``val_loss``) in ``extra_state``.
+* numpy scalars and dtypes: metric values (``best``, ``val_loss``) in ``extra_state``;
+* fairseq's ``_TensorPlaceholder`` (a frozen dataclass holding one int): with several
+  workers, rank 0 loads a checkpoint and broadcasts it with each tensor replaced by a
+  placeholder; the other ranks unpickle that message with ``torch.load`` too.
 
 Every other global is still refused by torch's weights-only unpickler, before anything
 in the file is called.
@@ -29,6 +32,7 @@ import torch
 
 
 def fairseq_checkpoint_globals() -> list:
+    from fairseq.distributed.utils import _TensorPlaceholder
     from omegaconf import DictConfig, ListConfig, nodes
     from omegaconf.base import ContainerMetadata, Metadata
 
@@ -57,6 +61,7 @@ def fairseq_checkpoint_globals() -> list:
         numpy_scalar,
         np.dtype,
         *numpy_dtype_classes,
+        _TensorPlaceholder,
     ]
 
 

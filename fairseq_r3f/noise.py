@@ -40,8 +40,9 @@ def add_embedding_noise(
 ) -> torch.Tensor:
     """Return ``embeddings + z`` (x + z in Eq. 3), computing the sum in at least fp32.
 
-    The result has the embeddings' dtype. Gradients flow into ``embeddings`` (the
-    noised pass back-propagates into the embedding table, as in the reference).
+    The result has the embeddings' dtype and is differentiable in ``embeddings``;
+    ``sentence_prediction_r3f`` passes detached embeddings, so its noised pass does not
+    train the embedding table.
     """
     compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
     noise = sample_embedding_noise(

@@ -1,12 +1,13 @@
 """Shared fixtures: a synthetic task binarised by fairseq-preprocess, tiny model flags,
 and a runner for fairseq's real command-line tools."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from fairseq_r3f.fairseq_logs import parse_json_logs as fairseq_logs  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "fairseq_r3f")
@@ -75,22 +76,3 @@ def valid_batch(task, split: str = "valid", size: int = 8):
     dataset = task.dataset(split)
     return dataset.collater([dataset[i] for i in range(size)])
 
-
-def fairseq_logs(output: str) -> dict:
-    """Parse fairseq's --log-format json lines (fairseq-train and fairseq-hydra-train)."""
-    logs = {"train_inner": [], "train": [], "valid": []}
-    for line in output.splitlines():
-        start = line.find("{")
-        if start < 0 or not line.rstrip().endswith("}"):
-            continue
-        try:
-            record = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        if "valid_loss" in record:
-            logs["valid"].append(record)
-        elif "train_loss" in record:
-            logs["train"].append(record)
-        elif "loss" in record and "update" in record:
-            logs["train_inner"].append(record)
-    return logs

@@ -9,7 +9,9 @@ with z drawn on the encoder's token embeddings (``noise.py``), KL_S the symmetri
 in fp32 (``divergence.py``). Gradient semantics follow the authors' reference: both
 passes run in training mode (independent dropout masks) and the KL back-propagates
 through both, into every parameter except the token embedding table, which the noised
-pass reaches only through detached embeddings (x.detach() + z, as the reference does).
+pass reaches only through detached embeddings: x.detach() + z, as the reference writes
+it. (On RoBERTa in fairseq 0.12 the reference's noised embeddings are dropped and
+recomputed with gradient, so there its noised pass does train the table, noise-free.)
 R4F is the same loss with ``--spectral-norm-classification-head``,
 which this plugin turns into a 1-Lipschitz head (``lipschitz_head.py``).
 """
