@@ -5,6 +5,7 @@
 #   bash scripts/demo.sh                          # built-in synthetic task, tiny RoBERTa (CPU, ~5 min)
 #   bash scripts/demo.sh DATA_BIN CHECKPOINT [OUT] # your GLUE-format data-bin (input0/, label/) and a
 #                                                  # fairseq RoBERTa/XLM-R checkpoint, e.g. roberta.large/model.pt
+# Output goes to OUT (default: $DEMO_OUT, else ./demo_out in the repository).
 #
 # With no arguments the task is SYNTHETIC (fairseq_r3f/synthetic.py: made-up words, label =
 # more positive than negative cue words) and the model is a 2-layer, 64-dim RoBERTa that this
@@ -38,7 +39,7 @@ TINY_MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 64
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DATA_BIN="${1:-}"
 CHECKPOINT="${2:-}"
-OUT="${3:-${ROOT}/demo_out}"
+OUT="${3:-${DEMO_OUT:-${ROOT}/demo_out}}"
 PYTHON="${PYTHON:-python3}"
 
 if [[ -n "$DATA_BIN" && -z "$CHECKPOINT" ]] || [[ -z "$DATA_BIN" && -n "$CHECKPOINT" ]]; then
@@ -72,8 +73,10 @@ else
         [[ -f "${DATA_BIN}/${sub}/dict.txt" ]] || { echo "error: ${DATA_BIN}/${sub}/dict.txt missing: DATA_BIN must be a sentence_prediction data-bin (input0/, label/)" >&2; exit 2; }
     done
     [[ -f "$CHECKPOINT" ]] || { echo "error: checkpoint ${CHECKPOINT} not found" >&2; exit 2; }
-    ARCH="${ARCH:-$("$PYTHON" -m fairseq_r3f.checkpoint_arch "$CHECKPOINT")}"
-    MODEL=(--arch "$ARCH" --max-positions 512)
+    # the model the checkpoint holds (architecture and sizes), as fairseq-train flags
+    model_flags="$("$PYTHON" -m fairseq_r3f.checkpoint_model_flags "$CHECKPOINT" 2>"${OUT}/model_flags.err")" \
+        || { echo "error: cannot read the model configuration of ${CHECKPOINT}:" >&2; tail -1 "${OUT}/model_flags.err" >&2; exit 2; }
+    read -r -a MODEL <<< "$model_flags"
     DEVICE=()
     "$PYTHON" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' || DEVICE=(--cpu)
 fi
