@@ -11,11 +11,13 @@ noise out of BART's decoder, which shares the embedding table.
 """
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Optional
 
 import torch
 from fairseq.models.transformer import TransformerEncoderBase
 from torch import nn
+
+from .realised_noise import carried_fraction, intended_layer_input_change
 
 
 class UnperturbableModelError(TypeError):
@@ -64,3 +66,71 @@ def perturbed_token_embeddings(
         yield
     finally:
         handle.remove()
+
+
+class EmbeddingBlockProbe:
+    """Records the input and output of the encoder's embedding LayerNorm in each pass.
+
+    Its output is the first encoder layer's input before dropout, in the dtype the layer
+    sees; comparing the clean and the noised pass there tells how much of the noise the
+    encoder really receives (``realised_noise``). Encoders without ``layernorm_embedding``
+    are not measured (``complete`` stays False).
+    """
+
+    def __init__(self, encoder: TransformerEncoderBase):
+        self.layer_norm = getattr(encoder, "layernorm_embedding", None)
+        self.padding_idx = encoder.padding_idx
+        self.records = []
+        self._handle = None
+
+    def __enter__(self):
+        if self.layer_norm is not None:
+            self._handle = self.layer_norm.register_forward_hook(
+                lambda module, args, output: self.records.append((args[0].detach(), output.detach()))
+            )
+        return self
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.remove()
+        return False
+
+    @property
+    def complete(self) -> bool:
+        """Two passes, or one stacked pass (clean rows first, noised rows second)."""
+        return len(self.records) in (1, 2)
+
+    def carried_fraction(self, scaled_noise: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Fraction of ``scaled_noise`` (embed_scale * z) that reached the layer input, over
+        the non-pad positions of ``tokens``.
+
+        Pads are left out: their embedding is 0, so the LayerNorm blows a pad row's noise
+        up to unit size, which would swamp the measure (fairseq zeroes pad rows anyway).
+        """
+        if len(self.records) == 2:
+            (clean_in, clean_out), (_, noised_out) = self.records
+        else:
+            (both_in, both_out), = self.records
+            n = both_in.size(0) // 2
+            clean_in, clean_out, noised_out = both_in[:n], both_out[:n], both_out[n:]
+        with torch.no_grad():
+            keep = tokens.ne(self.padding_idx).unsqueeze(-1)
+            intended = intended_layer_input_change(clean_in, scaled_noise, self.layer_norm)
+            return carried_fraction((noised_out.float() - clean_out.float()) * keep, intended * keep)
+
+
+class RngState:
+    """The global CPU (and current CUDA device's) RNG state, to replay dropout masks."""
+
+    def __init__(self, cpu: torch.Tensor, cuda: Optional[torch.Tensor], device: torch.device):
+        self.cpu, self.cuda, self.device = cpu, cuda, device
+
+    @classmethod
+    def capture(cls, device: torch.device) -> "RngState":
+        cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        return cls(torch.get_rng_state(), cuda, device)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.cuda, self.device)

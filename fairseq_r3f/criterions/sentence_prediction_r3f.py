@@ -16,6 +16,8 @@ R4F is the same loss with ``--spectral-norm-classification-head``,
 which this plugin turns into a 1-Lipschitz head (``lipschitz_head.py``).
 """
 
+import contextlib
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -33,9 +35,10 @@ from ..classification_metrics import (
     matthews_corrcoef,
 )
 from ..divergence import symmetric_kl
-from ..noise import NOISE_TYPES, add_embedding_noise
-from ..perturb import find_token_encoder, perturbed_token_embeddings
+from ..noise import NOISE_TYPES, sample_embedding_noise
+from ..perturb import EmbeddingBlockProbe, RngState, find_token_encoder, perturbed_token_embeddings
 
+logger = logging.getLogger(__name__)
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
 
@@ -49,9 +52,33 @@ class SentencePredictionR3FConfig(FairseqDataclass):
         default=1.0,
         metadata={"help": "weight lambda of the symmetric KL term (0 = standard fine-tuning)"},
     )
-    noise_type: ChoiceEnum(NOISE_TYPES) = field(
+    noise_type: ChoiceEnum(NOISE_TYPES + ("none",)) = field(
         default="uniform",
-        metadata={"help": "distribution of the embedding noise z"},
+        metadata={
+            "help": "distribution of the embedding noise z; 'none' is an ablation: the second "
+            "pass differs only by its dropout masks (dropout consistency, R-Drop style)"
+        },
+    )
+    r3f_one_sided: bool = field(
+        default=False,
+        metadata={
+            "help": "noised pass under torch.no_grad: the KL's gradient flows through the clean "
+            "pass only (2 forward + 1 backward, the cost the paper's Table 1 counts)"
+        },
+    )
+    r3f_stack_passes: bool = field(
+        default=False,
+        metadata={
+            "help": "run the clean and the noised copy as one batch of 2n sentences (same "
+            "gradients as two passes; faster where one batch of n does not fill the device)"
+        },
+    )
+    r3f_same_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "ablation: replay the RNG so both passes use the same dropout masks and "
+            "the KL measures the effect of the noise alone"
+        },
     )
     classification_head_name: str = field(
         default="sentence_classification_head",
@@ -80,9 +107,19 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
             raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
         if cfg.r3f_lambda < 0:
             raise ValueError(f"--r3f-lambda must be >= 0, got {cfg.r3f_lambda}")
-        if str(cfg.noise_type) not in NOISE_TYPES:
+        if str(cfg.noise_type) not in NOISE_TYPES + ("none",):
             raise ValueError(
-                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, got {cfg.noise_type!r}"
+                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, none; got {cfg.noise_type!r}"
+            )
+        if cfg.r3f_stack_passes and (cfg.r3f_one_sided or cfg.r3f_same_dropout):
+            raise ValueError(
+                "--r3f-stack-passes cannot be combined with --r3f-one-sided (the stacked batch "
+                "has one graph) or --r3f-same-dropout (rows of one batch get different masks)"
+            )
+        if cfg.r3f_same_dropout and str(cfg.noise_type) == "none":
+            raise ValueError(
+                "--r3f-same-dropout with --noise-type none makes both passes identical: the KL "
+                "is 0 by construction"
             )
         if cfg.regression_target:
             raise ValueError(
@@ -93,6 +130,10 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         self.eps = cfg.eps
         self.r3f_lambda = cfg.r3f_lambda
         self.noise_type = str(cfg.noise_type)
+        self.one_sided = cfg.r3f_one_sided
+        self.stack_passes = cfg.r3f_stack_passes
+        self.same_dropout = cfg.r3f_same_dropout
+        self._warned_about_precision = False
         self.classification_head_name = cfg.classification_head_name
         self.report_mcc = cfg.report_mcc
         self.report_acc_and_f1 = cfg.report_acc_and_f1
@@ -129,10 +170,6 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
             raise ValueError(f"--arch: {e}") from e
         self._checked_model = model
 
-    def _add_noise(self, embeddings: torch.Tensor) -> torch.Tensor:
-        # detached as in the reference: the noised pass does not train the embedding table
-        return add_embedding_noise(embeddings.detach(), self.eps, self.noise_type)
-
     def _classify(self, model, sample):
         logits, _ = model(
             **sample["net_input"],
@@ -141,10 +178,74 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         )
         return logits
 
+    def _r3f_passes(self, model, sample):
+        """Clean logits, noised logits and the carried fraction of the noise (or None).
+
+        Noise is drawn first, so that with --r3f-same-dropout the replayed RNG state covers
+        the dropout draws only.
+        """
+        src_tokens = sample["net_input"]["src_tokens"]
+        noise = None
+        if self.noise_type != "none":
+            weight = self._encoder.embed_tokens.weight
+            shape = (*src_tokens.shape, weight.size(-1))
+            noise = sample_embedding_noise(shape, self.eps, self.noise_type, weight.device)
+        probe = EmbeddingBlockProbe(self._encoder) if noise is not None else None
+
+        def noised(embeddings):
+            # detached as in the reference: the noised pass does not train the embedding table
+            if noise is None:
+                return embeddings.detach()
+            return (embeddings.detach().float() + noise).to(embeddings.dtype)
+
+        with probe or contextlib.nullcontext():
+            if self.stack_passes:
+                n = src_tokens.size(0)
+                stacked = {k: torch.cat([v, v]) if torch.is_tensor(v) else v
+                           for k, v in sample["net_input"].items()}
+                with perturbed_token_embeddings(
+                    self._encoder, lambda e: torch.cat([e[:n], noised(e[n:])])
+                ):
+                    both = self._classify(model, {"net_input": stacked})
+                logits, noised_logits = both[:n], both[n:]
+            else:
+                rng = RngState.capture(src_tokens.device) if self.same_dropout else None
+                logits = self._classify(model, sample)
+                if rng is not None:
+                    rng.restore()
+                grad = torch.no_grad() if self.one_sided else contextlib.nullcontext()
+                with grad, perturbed_token_embeddings(self._encoder, noised):
+                    noised_logits = self._classify(model, sample)
+        carried = None
+        if probe is not None and probe.complete:
+            carried = probe.carried_fraction(noise * self._encoder.embed_scale, src_tokens)
+            self._warn_if_noise_is_lost(carried)
+        return logits, noised_logits, carried
+
+    def _warn_if_noise_is_lost(self, carried: torch.Tensor) -> None:
+        """Once, at the first training step: is the precision able to carry sigma?"""
+        if self._warned_about_precision:
+            return
+        self._warned_about_precision = True
+        fraction = carried.item()  # one device sync, once per run
+        if fraction < 0.9:
+            dtype = self._encoder.embed_tokens.weight.dtype
+            logger.warning(
+                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer "
+                "(embeddings in %s round it away). Use --amp instead of --fp16 (fp32 "
+                "embeddings and LayerNorm), or a larger --eps.",
+                100 * fraction, self.eps, dtype,
+            )
+
     def forward(self, model, sample, reduce=True):
         """Returns (loss, sample_size, logging_output) as fairseq criterions do."""
         self._check_model(model)
-        logits = self._classify(model, sample)
+        noised_logits = carried = None
+        # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
+        if model.training and self.r3f_lambda > 0:
+            logits, noised_logits, carried = self._r3f_passes(model, sample)
+        else:
+            logits = self._classify(model, sample)
         targets = model.get_targets(sample, [logits]).view(-1)
         sample_size = targets.numel()
 
@@ -160,13 +261,12 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
             "sample_size": sample_size,
             "ncorrect": (preds == targets).sum(),
         }
-        # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
-        if model.training and self.r3f_lambda > 0:
-            with perturbed_token_embeddings(self._encoder, self._add_noise):
-                noised_logits = self._classify(model, sample)
+        if noised_logits is not None:
             symm_kl = symmetric_kl(logits, noised_logits).sum()
             loss = loss + self.r3f_lambda * symm_kl
             logging_output["symm_kl"] = symm_kl.detach()
+        if carried is not None:
+            logging_output["noise_carried"] = carried.detach() * sample_size
 
         if self.report_mcc:
             logging_output.update(confusion_counts(targets, preds, logits.size(-1)))
@@ -195,6 +295,8 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
             metrics.log_scalar("accuracy", 100.0 * total("ncorrect") / nsentences, nsentences, round=1)
         if any("symm_kl" in log for log in logging_outputs):
             metrics.log_scalar("symm_kl", total("symm_kl") / nsentences, nsentences, round=6)
+        if any("noise_carried" in log for log in logging_outputs):
+            metrics.log_scalar("noise_carried", total("noise_carried") / nsentences, nsentences, round=3)
 
         # Counts are summed over the whole log interval / validation set, then turned
         # into MCC and F1 once (averaging per-batch MCCs would be wrong).

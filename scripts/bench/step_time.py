@@ -1,10 +1,13 @@
 """Per-step training time and peak memory: standard fine-tuning vs R3F (reference and ours).
 
-Three criterions train the same model on the same synthetic data with the same seed:
+These criterions train the same model on the same synthetic data with the same seed:
 
-    standard   fairseq's --criterion sentence_prediction
-    reference  the authors' sentence_prediction_r3f (fairseq/examples/rxf/rxf_src)
-    ours       this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f)
+    standard        fairseq's --criterion sentence_prediction
+    reference       the authors' sentence_prediction_r3f (fairseq/examples/rxf/rxf_src)
+    ours            this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f), default:
+                    two passes, gradients through both (the reference's semantics)
+    ours-stacked    ours with --r3f-stack-passes: clean and noised copies in one batch of 2n
+    ours-one-sided  ours with --r3f-one-sided: noised pass without gradient (2 fwd + 1 bwd)
 
 Each run is its own subprocess, because the reference and this plugin register the same
 criterion name. Inside it fairseq's own machinery does the work: the fairseq-train
@@ -44,7 +47,8 @@ import sys
 import tempfile
 import time
 
-CONFIGS = ("standard", "reference", "ours")
+CONFIGS = ("standard", "reference", "ours", "ours-stacked", "ours-one-sided")
+OUR_MODE_FLAGS = {"ours": [], "ours-stacked": ["--r3f-stack-passes"], "ours-one-sided": ["--r3f-one-sided"]}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
 TINY_ROBERTA = [
@@ -104,7 +108,8 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
         return argv + ["--criterion", "sentence_prediction"]
     user_dir = (os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference"
                 else os.path.join(REPO, "fairseq_r3f"))
-    return argv + ["--user-dir", user_dir, "--criterion", "sentence_prediction_r3f", *R3F_ARGS]
+    return argv + ["--user-dir", user_dir, "--criterion", "sentence_prediction_r3f", *R3F_ARGS,
+                   *OUR_MODE_FLAGS.get(config, [])]
 
 
 def run_one(config: str, argv: list, opts) -> dict:
