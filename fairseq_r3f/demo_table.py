@@ -21,6 +21,7 @@ def summarise(log_path: str) -> dict:
         "last": accuracies[-1],
         "seconds": training_seconds(output),
         "symm_kl": logs["train"][-1].get("train_symm_kl", "-"),
+        "noise_carried": logs["train"][-1].get("train_noise_carried", "-"),
         "updates": logs["train"][-1]["train_num_updates"],
     }
 
@@ -29,10 +30,12 @@ def main(argv) -> None:
     out_dir, methods = argv[0], argv[1:]
     rows = {m: summarise(os.path.join(out_dir, f"{m}.log")) for m in methods}
     print()
-    print("| method | dev accuracy (best) | dev accuracy (last) | train time (s) | symm_kl (last epoch) | updates |")
-    print("|---|---|---|---|---|---|")
+    print("| method | dev accuracy (best) | dev accuracy (last) | train time (s) | symm_kl (last epoch) "
+          "| noise_carried | updates |")
+    print("|---|---|---|---|---|---|---|")
     for method, r in rows.items():
-        print(f"| {method} | {r['best']:.1f} | {r['last']:.1f} | {r['seconds']:.1f} | {r['symm_kl']} | {r['updates']} |")
+        print(f"| {method} | {r['best']:.1f} | {r['last']:.1f} | {r['seconds']:.1f} | {r['symm_kl']} "
+              f"| {r['noise_carried']} | {r['updates']} |")
 
 
 if __name__ == "__main__":

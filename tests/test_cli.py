@@ -52,7 +52,7 @@ def test_rte_recipe_yaml_runs_with_tiny_overrides(tmp_path, synthetic_data):
     proc = run_fairseq("fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs"),
                        "--config-name", "rte_roberta_large_r3f", f"task.data={synthetic_data}",
                        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={save_dir}",
-                       f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.fp16=false",
+                       f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.amp=false",
                        "common.cpu=true", "+model.encoder_layers=2", "+model.encoder_embed_dim=64",
                        "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2",
                        "task.max_positions=64", "optimization.max_update=3", "dataset.num_workers=0",

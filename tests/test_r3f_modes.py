@@ -61,7 +61,7 @@ def test_gradients_equal_the_reference_formula(flags, one_sided, synthetic_data)
     reference = gradients(model, reference_formula_loss(model, sample, noise, one_sided))
     assert set(ours) == set(reference) and len(ours) > 20
     for name in ours:
-        assert torch.allclose(ours[name], reference[name], atol=1e-5, rtol=1e-4), name
+        assert (ours[name] - reference[name]).abs().max().item() <= 1e-5, name
     # the KL term matters here: without it the gradients would differ
     plain = gradients(model, F.nll_loss(F.log_softmax(model(**sample["net_input"], classification_head_name=HEAD)[0],
                                                       -1), sample["target"].view(-1), reduction="sum"))

@@ -147,8 +147,10 @@ def test_bart_r4f_train_resume_reload(tmp_path, synthetic_data):
         assert torch.linalg.matrix_norm(layer.weight.detach(), 2).item() <= 1 + 1e-3
 
 
-def test_bart_r3f_trains(tmp_path, synthetic_data):
-    output = train(synthetic_data, tmp_path, *TINY_BART, "--max-update", "40")
-    check_training_log(output, 40, min_valid_accuracy=60)
+def test_bart_r3f_stacked_trains(tmp_path, synthetic_data):
+    """BART's classification input (src_tokens, src_lengths, prev_output_tokens) stacked to 2n."""
+    output = train(synthetic_data, tmp_path, *TINY_BART, "--r3f-stack-passes", "--max-update", "40")
+    logs = check_training_log(output, 40, min_valid_accuracy=60)
+    assert float(logs["train"][-1]["train_noise_carried"]) == pytest.approx(1.0, abs=0.05)
     model, _ = load_ensemble(str(tmp_path), synthetic_data)
     assert not any(parametrize.is_parametrized(layer) for layer in head_matrices(model))
