@@ -32,20 +32,26 @@ def sample_embedding_noise(
     raise ValueError(f"unknown noise type {noise_type!r}; expected one of {NOISE_TYPES}")
 
 
+def add_noise(embeddings: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """``embeddings + noise`` (x + z in Eq. 3) summed in at least fp32, rounded once to the
+    embeddings' dtype: adding sigma = 1e-5 in half precision would lose it before the sum."""
+    compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
+    return (embeddings.to(compute_dtype) + noise).to(embeddings.dtype)
+
+
 def add_embedding_noise(
     embeddings: torch.Tensor,
     eps: float,
     noise_type: str,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Return ``embeddings + z`` (x + z in Eq. 3), computing the sum in at least fp32.
+    """Draw z for ``embeddings`` and return ``add_noise(embeddings, z)``.
 
-    The result has the embeddings' dtype and is differentiable in ``embeddings``;
-    ``sentence_prediction_r3f`` passes detached embeddings, so its noised pass does not
-    train the embedding table.
+    Differentiable in ``embeddings``; ``sentence_prediction_r3f`` passes detached
+    embeddings, so its noised pass does not train the embedding table.
     """
     compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
     noise = sample_embedding_noise(
         embeddings.shape, eps, noise_type, embeddings.device, compute_dtype, generator
     )
-    return (embeddings.to(compute_dtype) + noise).to(embeddings.dtype)
+    return add_noise(embeddings, noise)

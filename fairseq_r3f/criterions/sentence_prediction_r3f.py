@@ -35,7 +35,7 @@ from ..classification_metrics import (
     matthews_corrcoef,
 )
 from ..divergence import symmetric_kl
-from ..noise import NOISE_TYPES, sample_embedding_noise
+from ..noise import NOISE_TYPES, add_noise, sample_embedding_noise
 from ..perturb import EmbeddingBlockProbe, RngState, find_token_encoder, perturbed_token_embeddings
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
             # detached as in the reference: the noised pass does not train the embedding table
             if noise is None:
                 return embeddings.detach()
-            return (embeddings.detach().float() + noise).to(embeddings.dtype)
+            return add_noise(embeddings.detach(), noise)
 
         with probe or contextlib.nullcontext():
             if self.stack_passes:

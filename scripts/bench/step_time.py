@@ -71,14 +71,11 @@ def write_raw(raw_dir: str, n: int, words_per_sentence: int, seed: int) -> None:
 
 def binarize(raw_dir: str, bin_dir: str) -> None:
     """fairseq-preprocess into <bin>/input0 and <bin>/label, as --task sentence_prediction reads."""
-    from fairseq import options
-    from fairseq_cli import preprocess
+    from fairseq_r3f.synthetic import preprocess
 
     for name in ("input0", "label"):
-        argv = ["--only-source", "--workers", "1",
-                "--trainpref", os.path.join(raw_dir, f"train.{name}"),
-                "--destdir", os.path.join(bin_dir, name)]
-        preprocess.main(options.get_preprocessing_parser().parse_args(argv))
+        preprocess("--trainpref", os.path.join(raw_dir, f"train.{name}"),
+                   "--destdir", os.path.join(bin_dir, name))
 
 
 def make_data(root: str, batch_size: int, seq_len: int, n_batches: int, seed: int) -> str:
