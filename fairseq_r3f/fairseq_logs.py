@@ -2,22 +2,27 @@
 
 import json
 import re
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 _TRAINING_TIME = re.compile(r"done training in ([0-9.]+) seconds")
 
 
-def parse_json_logs(output: str) -> Dict[str, List[dict]]:
-    """Split the JSON records of a fairseq log into train_inner, train (epoch) and valid."""
-    logs = {"train_inner": [], "train": [], "valid": []}
+def _json_records(output: str) -> Iterator[dict]:
+    """Every JSON object fairseq printed, one per line, after the line's logging prefix."""
     for line in output.splitlines():
         start = line.find("{")
         if start < 0 or not line.rstrip().endswith("}"):
             continue
         try:
-            record = json.loads(line[start:])
+            yield json.loads(line[start:])
         except json.JSONDecodeError:
             continue
+
+
+def parse_json_logs(output: str) -> Dict[str, List[dict]]:
+    """Split the JSON records of a fairseq log into train_inner, train (epoch) and valid."""
+    logs = {"train_inner": [], "train": [], "valid": []}
+    for record in _json_records(output):
         if "valid_loss" in record:
             logs["valid"].append(record)
         elif "train_loss" in record:
@@ -25,6 +30,28 @@ def parse_json_logs(output: str) -> Dict[str, List[dict]]:
         elif "loss" in record and "update" in record:
             logs["train_inner"].append(record)
     return logs
+
+
+def parse_valid_subsets(output: str) -> Dict[str, List[dict]]:
+    """Validation records of every subset, by subset name, in log order.
+
+    fairseq prefixes each key of a validation record with its subset's name, so
+    ``--valid-subset valid,valid1`` (MNLI matched, mismatched) logs ``valid_accuracy`` and
+    ``valid1_accuracy``, each record with its ``<subset>_num_updates`` (fairseq-train) or
+    just ``<subset>_bsz`` (fairseq-validate). Only the first subset gets fairseq's
+    ``<subset>_best_<metric>``.
+    """
+    subsets: Dict[str, List[dict]] = {}
+    for record in _json_records(output):
+        for key in record:
+            subset = key[: -len("_loss")] if key.endswith("_loss") else None
+            # fairseq-train's records carry <subset>_num_updates, fairseq-validate's do not
+            if subset and subset != "train" and (
+                f"{subset}_num_updates" in record or f"{subset}_bsz" in record
+            ):
+                subsets.setdefault(subset, []).append(record)
+                break
+    return subsets
 
 
 def training_seconds(output: str) -> float:

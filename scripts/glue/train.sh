@@ -39,26 +39,17 @@ STD_PLUS_PLUS_FACTOR=2            # std++: this many times the updates
 usage() { sed -n '2,20p' "$0" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 TASK=$1; METHOD=$2; shift 2
-SEED=1; SAVE_DIR=""
-if [[ $# -gt 0 && $1 != "--" ]]; then SEED=$1; shift; fi
-if [[ $# -gt 0 && $1 != "--" ]]; then SAVE_DIR=$1; shift; fi
-if [[ $# -gt 0 && $1 == "--" ]]; then shift; fi
-EXTRA=("$@")
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+parse_run_args "$@"
 
 [[ -n "${LR[$TASK]:-}" ]] || { echo "error: unknown TASK '$TASK' (MNLI QNLI QQP SST-2 RTE MRPC CoLA; STS-B is regression, which R3F does not cover)" >&2; exit 2; }
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 GLUE_BIN="${GLUE_BIN:-glue_bin}"
 DATA="${GLUE_BIN}/${TASK}-bin"
 SAVE_DIR="${SAVE_DIR:-checkpoints/glue/${TASK}/${METHOD}/seed${SEED}}"
 ROBERTA="${ROBERTA-roberta.large/model.pt}"
 ARCH="${ARCH:-roberta_large}"
-PYTHON="${PYTHON:-python3}"
-# --amp on a GPU; not --fp16, which rounds most of sigma = 1e-5 away (README). PRECISION= for fp32.
-PRECISION="${PRECISION-auto}"
-if [[ "$PRECISION" == auto ]]; then
-    PRECISION=""
-    "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' && PRECISION=--amp
-fi
+resolve_precision
 
 updates=${MAX_UPDATE[$TASK]}
 case "$METHOD" in
@@ -85,7 +76,7 @@ RESTORE=()
 RUN=(exec)
 [[ -n "${DRY_RUN:-}" ]] && RUN=(printf '%q ')
 [[ -z "${DRY_RUN:-}" ]] && mkdir -p "$SAVE_DIR"
-"${RUN[@]}" "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/fairseq-train" "$DATA" \
+"${RUN[@]}" "$(fairseq_tool fairseq-train)" "$DATA" \
     --user-dir "${ROOT}/fairseq_r3f" "${RESTORE[@]}" \
     --task sentence_prediction --num-classes "${NUM_CLASSES[$TASK]}" --init-token 0 --separator-token 2 \
     --max-positions 512 --arch "$ARCH" --dropout "$DROPOUT" --attention-dropout "$DROPOUT" \

@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Prepare GLUE tasks for `fairseq-train --task sentence_prediction` as RoBERTa expects them:
+# read the official TSV files, GPT-2 BPE-encode, binarise with RoBERTa's dictionary.
+#
+#   bash scripts/glue/prepare.sh TASK|all [GLUE_DIR] [OUT_DIR]
+#
+#   TASK      MNLI QQP QNLI MRPC RTE SST-2 CoLA STS-B WNLI (case-insensitive); all = the first eight
+#   GLUE_DIR  GLUE data folder holding TASK/train.tsv ... (as GLUE's download_glue_data.py writes it).
+#             Omitted (or "" or -): downloaded into OUT_DIR/glue_data from GLUE_URL (below).
+#   OUT_DIR   default glue_bin (what scripts/glue/train.sh reads). Writes per task:
+#               OUT_DIR/TASK-bin/{input0,input1,label}  the data-bin (fairseq-train DATA)
+#               OUT_DIR/raw/TASK/   parsed text: {split}.input0/.input1/.label, skipped.tsv
+#               OUT_DIR/bpe/TASK/   GPT-2 BPE ids of the inputs
+#
+# Splits: train, valid (dev.tsv); MNLI: valid = dev_matched, valid1 = dev_mismatched
+# (fairseq-train --valid-subset valid,valid1); test files, when present, become test (and MNLI's
+# test1 = test_mismatched), inputs only. STS-B (regression): label/{train,valid}.label hold the
+# score / 5 as text, not binarised (train with --regression-target --num-classes 1).
+#
+# Rows the parser cannot use (wrong column count, empty field, unknown label, bad UTF-8) are
+# skipped and listed with their line numbers (printed, and in OUT_DIR/raw/TASK/skipped.tsv).
+#
+# Environment: BPE_ENCODER, BPE_VOCAB, ROBERTA_DICT = RoBERTa's encoder.json, vocab.bpe, dict.txt
+# (unset: downloaded from GPT2_BPE_URL into OUT_DIR/gpt2_bpe); PYTHON; WORKERS; GLUE_URL; MRPC_URL.
+set -euo pipefail
+
+# ---- settings (each can be overridden from the environment) --------------------------------
+PYTHON="${PYTHON:-python3}"
+WORKERS="${WORKERS:-$(nproc 2>/dev/null || echo 1)}"   # BPE and fairseq-preprocess processes
+# GLUE's data as served for GLUE's download script (https://gist.github.com/W4ngatang/60c2bdb54d156a41194446737ce03e2e,
+# the script fairseq's examples/roberta/preprocess_GLUE_tasks.sh and jiant point to):
+# GLUE_URL/{CoLA,SST-2,QQP-clean,STS-B,MNLI,QNLIv2,RTE,WNLI}.zip. MRPC is not hosted by GLUE: the
+# MSR Paraphrase Corpus comes from SentEval's copy, split into train/dev by GLUE_URL/mrpc_dev_ids.tsv.
+GLUE_URL="${GLUE_URL:-https://dl.fbaipublicfiles.com/glue/data}"
+MRPC_URL="${MRPC_URL:-https://dl.fbaipublicfiles.com/senteval/senteval_data}"
+# RoBERTa's GPT-2 BPE (encoder.json, vocab.bpe) and fairseq dictionary (dict.txt), as in
+# fairseq's examples/roberta/preprocess_GLUE_tasks.sh. Unset: downloaded into OUT_DIR/gpt2_bpe.
+GPT2_BPE_URL="${GPT2_BPE_URL:-https://dl.fbaipublicfiles.com/fairseq/gpt2_bpe}"
+BPE_ENCODER="${BPE_ENCODER:-}"
+BPE_VOCAB="${BPE_VOCAB:-}"
+ROBERTA_DICT="${ROBERTA_DICT:-}"
+ALL_TASKS=(MNLI QQP QNLI MRPC RTE SST-2 CoLA STS-B)
+declare -A GLUE_ZIP=([CoLA]=CoLA.zip [SST-2]=SST-2.zip [QQP]=QQP-clean.zip [STS-B]=STS-B.zip
+                     [MNLI]=MNLI.zip [QNLI]=QNLIv2.zip [RTE]=RTE.zip [WNLI]=WNLI.zip)
+# ----------------------------------------------------------------------------------------------
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
+die() { echo "error: $*" >&2; exit 1; }
+
+[[ $# -ge 1 && $# -le 3 ]] || usage
+GLUE_DIR="${2:-}"
+[[ "$GLUE_DIR" == "-" ]] && GLUE_DIR=""
+OUT_DIR="${3:-glue_bin}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
+
+canonical() {
+    case "${1,,}" in
+        mnli) echo MNLI ;; qqp) echo QQP ;; qnli) echo QNLI ;; mrpc) echo MRPC ;; rte) echo RTE ;;
+        wnli) echo WNLI ;; sst-2|sst2|sst) echo SST-2 ;; cola) echo CoLA ;; sts-b|stsb|sts) echo STS-B ;;
+        *) return 1 ;;
+    esac
+}
+if [[ "${1,,}" == all ]]; then
+    TASKS=("${ALL_TASKS[@]}")
+else
+    task="$(canonical "$1")" || die "unknown TASK '$1' (MNLI QQP QNLI MRPC RTE SST-2 CoLA STS-B WNLI, or all)"
+    TASKS=("$task")
+fi
+if [[ -n "$GLUE_DIR" && ! -d "$GLUE_DIR" ]]; then
+    die "GLUE_DIR '$GLUE_DIR' is not a folder"
+fi
+mkdir -p "$OUT_DIR"
+
+# fetch URL DEST: download to DEST (via DEST.part, so a failed download leaves nothing behind)
+fetch() {
+    local url=$1 dest=$2
+    mkdir -p "$(dirname "$dest")"
+    echo "[prepare] downloading $url" >&2
+    if command -v curl > /dev/null; then
+        curl -fsSL --retry 2 --connect-timeout 20 -o "$dest.part" "$url"
+    elif command -v wget > /dev/null; then
+        wget -q --tries 2 --timeout 20 -O "$dest.part" "$url"
+    else
+        "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+            "$url" "$dest.part"
+    fi || { rm -f "$dest.part"; return 1; }
+    mv "$dest.part" "$dest"
+}
+
+# ---- RoBERTa's BPE files: from the environment, else downloaded once -------------------------
+bpe_file() {  # VAR NAME: echo the path in $VAR, or download NAME into OUT_DIR/gpt2_bpe
+    local var=$1 name=$2 path=${!1}
+    if [[ -n "$path" ]]; then
+        [[ -f "$path" ]] || die "$var=$path: no such file"
+    else
+        path="${OUT_DIR}/gpt2_bpe/${name}"
+        if [[ ! -f "$path" ]]; then
+            fetch "${GPT2_BPE_URL}/${name}" "$path" || die "could not download ${GPT2_BPE_URL}/${name}.
+Set BPE_ENCODER, BPE_VOCAB and ROBERTA_DICT to local copies of RoBERTa's encoder.json, vocab.bpe and
+dict.txt (from ${GPT2_BPE_URL}/), e.g. BPE_ENCODER=/data/gpt2_bpe/encoder.json."
+        fi
+    fi
+    echo "$path"
+}
+BPE_ENCODER="$(bpe_file BPE_ENCODER encoder.json)"
+BPE_VOCAB="$(bpe_file BPE_VOCAB vocab.bpe)"
+ROBERTA_DICT="$(bpe_file ROBERTA_DICT dict.txt)"
+
+# ---- GLUE data: the folder given, else downloaded -----------------------------------------
+download_failed() {
+    die "could not download $1.
+Download GLUE yourself (GLUE's download_glue_data.py, see the comment at the top of this script)
+and pass its folder: bash scripts/glue/prepare.sh TASK GLUE_DIR [OUT_DIR]"
+}
+
+download_task() {  # TASK DEST_ROOT: DEST_ROOT/TASK/{train,dev,...}.tsv
+    local task=$1 root=$2 tmp found
+    [[ -f "${root}/${task}/.downloaded" ]] && return 0
+    tmp="${root}/.tmp-${task}"
+    rm -rf "$tmp" "${root:?}/${task}"
+    mkdir -p "$tmp"
+    if [[ "$task" == MRPC ]]; then
+        for f in msr_paraphrase_train.txt msr_paraphrase_test.txt; do
+            fetch "${MRPC_URL}/${f}" "${tmp}/${f}" || download_failed "${MRPC_URL}/${f}"
+        done
+        fetch "${GLUE_URL}/mrpc_dev_ids.tsv" "${tmp}/mrpc_dev_ids.tsv" || download_failed "${GLUE_URL}/mrpc_dev_ids.tsv"
+        "$PYTHON" "${ROOT}/scripts/glue/format_mrpc.py" "${tmp}/msr_paraphrase_train.txt" \
+            "${tmp}/msr_paraphrase_test.txt" "${tmp}/mrpc_dev_ids.tsv" "${root}/${task}" > /dev/null
+    else
+        local zip="${GLUE_ZIP[$task]}"
+        fetch "${GLUE_URL}/${zip}" "${tmp}/${zip}" || download_failed "${GLUE_URL}/${zip}"
+        "$PYTHON" -m zipfile -e "${tmp}/${zip}" "${tmp}/x"
+        found="$(find "${tmp}/x" -name train.tsv -print -quit)"
+        [[ -n "$found" ]] || die "${GLUE_URL}/${zip} holds no train.tsv"
+        mv "$(dirname "$found")" "${root}/${task}"
+    fi
+    rm -rf "$tmp"
+    touch "${root}/${task}/.downloaded"
+}
+
+SUMMARY=()
+for TASK in "${TASKS[@]}"; do
+    SOURCE="$GLUE_DIR"
+    if [[ -z "$SOURCE" ]]; then
+        SOURCE="${OUT_DIR}/glue_data"
+        download_task "$TASK" "$SOURCE"
+    fi
+    RAW="${OUT_DIR}/raw/${TASK}"
+    BIN="${OUT_DIR}/${TASK}-bin"
+    echo "[prepare] ${TASK}: parse ${SOURCE} -> ${RAW}" >&2
+    rm -rf "$RAW" "$BIN"
+    "$PYTHON" -m fairseq_r3f.glue "$TASK" "$SOURCE" "$RAW"
+    LOG="${RAW}/binarize.log"
+    echo "[prepare] ${TASK}: GPT-2 BPE + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2
+    if ! "$PYTHON" -m fairseq_r3f.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "${OUT_DIR}/bpe/${TASK}" \
+            --encoder-json "$BPE_ENCODER" --vocab-bpe "$BPE_VOCAB" --dict "$ROBERTA_DICT" \
+            --workers "$WORKERS" > "$LOG" 2>&1; then
+        tail -n 20 "$LOG" >&2
+        die "${TASK}: BPE encoding / binarisation failed (full log: ${LOG})"
+    fi
+    SUMMARY+=("$(grep "^${TASK}: " "$LOG" | tail -n 1)")
+done
+echo "[prepare] done:"
+printf '%s\n' "${SUMMARY[@]}"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Zero-shot XNLI accuracy of a fine-tuned checkpoint on every language, in Table 3's layout.
+#
+#   bash scripts/xnli/evaluate.sh CHECKPOINT [XNLI_BIN] [-- EXTRA fairseq-validate FLAGS]
+set -euo pipefail
+[[ $# -ge 1 ]] || { sed -n '2,4p' "$0" >&2; exit 2; }
+CHECKPOINT=$1; shift
+XNLI_BIN="${XNLI_BIN:-xnli_bin}"
+if [[ $# -gt 0 && $1 != "--" ]]; then XNLI_BIN=$1; shift; fi
+if [[ $# -gt 0 && $1 == "--" ]]; then shift; fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+LANGS="${XNLI_BIN}/languages.txt"
+[[ -f "$LANGS" ]] || { echo "error: ${LANGS} missing: XNLI_BIN must come from scripts/xnli/prepare.sh" >&2; exit 2; }
+n=$(grep -c . "$LANGS")
+subsets=valid
+for (( i = 1; i < n; i++ )); do subsets+=",valid${i}"; done
+LOG="$(dirname "$CHECKPOINT")/xnli_eval.log"
+# fairseq-validate needs the criterion: sentence_prediction reads its head name from it
+"$(fairseq_tool fairseq-validate)" "$XNLI_BIN" \
+    --user-dir "${ROOT}/fairseq_r3f" --task sentence_prediction --criterion sentence_prediction \
+    --path "$CHECKPOINT" --valid-subset "$subsets" --batch-size 32 --log-format json "$@" > "$LOG" 2>&1 \
+    || { tail -20 "$LOG" >&2; exit 1; }
+"$PYTHON" -m fairseq_r3f.xnli table "$LOG" --languages-file "$LANGS"
