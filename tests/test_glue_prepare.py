@@ -1,6 +1,7 @@
 """GLUE data preparation: the TSV parser (fairseq_r3f.glue) on one fixture per quirk of the
 official files, the BPE + binarisation step (fairseq_r3f.glue_binarize), MRPC's formatting, and
-scripts/glue/prepare.sh end to end with a local tiny GPT-2 BPE, then a real fairseq-train."""
+scripts/glue/prepare.sh end to end with a local tiny GPT-2 BPE, then a seed sweep with the real
+scripts/glue/train.sh and its Table 2 report."""
 
 import json
 import os
@@ -12,7 +13,9 @@ import pytest
 from fairseq_r3f import glue
 from fairseq_r3f.glue import GlueFormatError, parse_task
 
-from conftest import CLASSIFICATION, REPO, TINY_ROBERTA, USER_DIR, fairseq_logs, run_fairseq
+from fairseq_r3f.fairseq_logs import parse_valid_subsets
+
+from conftest import REPO, ROBERTA_DIMS
 
 PREPARE = os.path.join(REPO, "scripts", "glue", "prepare.sh")
 FORMAT_MRPC = os.path.join(REPO, "scripts", "glue", "format_mrpc.py")
@@ -435,11 +438,27 @@ def test_prepare_rte_end_to_end_then_fairseq_train(tmp_path, tiny_bpe):
     assert load_split(str(data), "label", "valid") == [r[2] for r in RTE_DEV]
     assert len(load_split(str(data), "input0", "train")) == len(RTE_TRAIN)
 
-    proc = run_fairseq("fairseq-train", str(data), "--user-dir", USER_DIR, *TINY_ROBERTA, *CLASSIFICATION,
-                       "--max-positions", "512", "--criterion", "sentence_prediction_r3f",
-                       "--max-update", "3", "--batch-size", "4", "--required-batch-size-multiple", "1", "--log-interval", "1",
-                       "--save-dir", str(tmp_path / "ckpt"), "--no-save")
-    logs = fairseq_logs(proc.stdout + proc.stderr)
-    assert int(logs["train"][-1]["train_num_updates"]) == 3
-    assert float(logs["train"][-1]["train_symm_kl"]) > 0
-    assert logs["valid"] and 0 <= float(logs["valid"][-1]["valid_accuracy"]) <= 100
+    # the chain a researcher runs: prepare -> sweep (the real scripts/glue/train.sh, 2 seeds x
+    # 2 methods, shrunk to a tiny model) -> report (Table 2 and a figure)
+    tiny = [*ROBERTA_DIMS, "--cpu", "--num-workers", "0", "--batch-size", "4", "--max-update", "3",
+            "--warmup-updates", "1", "--total-num-update", "3", "--log-interval", "1"]
+    command = (f"GLUE_BIN={out} ROBERTA= PRECISION= bash {os.path.join(REPO, 'scripts', 'glue', 'train.sh')} "
+               "{task} {method} {seed} {save_dir} -- " + " ".join(tiny))
+    sweep_dir = tmp_path / "sweep"
+    sweep = [sys.executable, os.path.join(REPO, "scripts", "sweep.py")]
+    proc = subprocess.run([*sweep, "run", "--out-dir", str(sweep_dir), "--tasks", "RTE", "--methods", "std", "r3f",
+                           "--seeds", "1-2", "--command", command], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run([*sweep, "report", "--out-dir", str(sweep_dir)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (sweep_dir / "report" / "table2.md").read_text().split("\n## ")[0]
+    for method in ("std", "r3f"):
+        bests = []
+        for seed in (1, 2):
+            log = (sweep_dir / "RTE" / method / f"seed{seed}" / "train.log").read_text()
+            assert "done training in" in log
+            bests.append(max(float(r["valid_accuracy"]) for r in parse_valid_subsets(log)["valid"]))
+        assert f"| {method} | {max(bests):.1f} / {sum(bests) / 2:.1f} |" in table
+    figure = sweep_dir / "report" / "figure1.png"
+    assert figure.stat().st_size > 0 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
