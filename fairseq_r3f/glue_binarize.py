@@ -22,16 +22,16 @@ is ``valid1`` (``--valid-subset valid,valid1``). fairseq is imported once for al
 """
 
 import argparse
-import logging
 import os
 import shutil
 import sys
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from multiprocessing import Pool
 from typing import List
 
 from fairseq_r3f.glue import GlueFormatError, Task, task_spec
+from fairseq_r3f.preprocess import preprocess
 
 STSB_SCALE = 5.0  # fairseq's example: score / 5, so regression targets lie in [0, 1]
 
@@ -91,27 +91,6 @@ def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01) -> 
         raise ValueError(f"{dict_txt} lacks {unknown} of {total} BPE tokens (ids {' '.join(missing)} ...): "
                          "the dictionary does not belong to this encoder.json")
     return unknown
-
-
-@contextmanager
-def _preprocess_log_closed():
-    """fairseq-preprocess adds a file handler to its logger on every call: close it afterwards."""
-    logger = logging.getLogger("fairseq_cli.preprocess")
-    before = list(logger.handlers)
-    try:
-        yield
-    finally:
-        for handler in logger.handlers[:]:
-            if handler not in before:
-                logger.removeHandler(handler)
-                handler.close()
-
-
-def preprocess(*args: str) -> None:
-    from fairseq_r3f.synthetic import preprocess as fairseq_preprocess
-
-    with _preprocess_log_closed():
-        fairseq_preprocess(*args)
 
 
 def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str, vocab_bpe: str, dict_txt: str,

@@ -19,6 +19,8 @@ import os
 import random
 import sys
 
+from .preprocess import preprocess
+
 NEUTRAL = [f"w{i}" for i in range(40)]
 POSITIVE = [f"p{i}" for i in range(8)]
 NEGATIVE = [f"n{i}" for i in range(8)]
@@ -46,15 +48,6 @@ def write_raw(raw_dir: str, n_train: int, n_valid: int, seed: int) -> None:
             f.writelines(f"{y}\n" for _, y in pairs)
     with open(os.path.join(raw_dir, "pretrain.txt"), "w") as f:
         f.writelines(make_sentence(rng)[0] + "\n" for _ in range(4 * n_train))
-
-
-def preprocess(*args: str) -> None:
-    """Run fairseq-preprocess's own entry point in this process (saves re-importing fairseq)."""
-    from fairseq import options
-    from fairseq_cli import preprocess as fairseq_preprocess
-
-    parser = options.get_preprocessing_parser()
-    fairseq_preprocess.main(parser.parse_args(["--only-source", "--workers", "1", *args]))
 
 
 def binarize(raw_dir: str, bin_dir: str) -> None:

@@ -87,7 +87,7 @@ def prepare(xnli_dir: str, train_file: str, spm_model: str, dictionary: str, out
     """Encode and binarise; returns the number of examples per split."""
     import sentencepiece
 
-    from .synthetic import preprocess
+    from .preprocess import preprocess
 
     sp = sentencepiece.SentencePieceProcessor(model_file=spm_model)
 

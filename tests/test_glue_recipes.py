@@ -103,3 +103,17 @@ def test_glue_yaml_runs(tmp_path, synthetic_data):
     final = fairseq_logs(output)["train"][-1]
     assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
     assert "R4F: spectral norm" in output
+
+
+def test_sweep_report_columns_follow_train_sh():
+    """scripts/sweep.py reports, per task, the metric and subsets train.sh selects checkpoints by."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep", os.path.join(REPO, "scripts", "sweep.py"))
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    for task in sweep.TASKS:
+        flags = dry_run(task, "std")
+        columns = sweep.columns_for(task, {})
+        assert {c.name for c in columns} == {flags["best_checkpoint_metric"]}, task
+        assert [c.subset for c in columns] == flags["valid_subset"].split(","), task

@@ -71,7 +71,7 @@ def write_raw(raw_dir: str, n: int, words_per_sentence: int, seed: int) -> None:
 
 def binarize(raw_dir: str, bin_dir: str) -> None:
     """fairseq-preprocess into <bin>/input0 and <bin>/label, as --task sentence_prediction reads."""
-    from fairseq_r3f.synthetic import preprocess
+    from fairseq_r3f.preprocess import preprocess
 
     for name in ("input0", "label"):
         preprocess("--trainpref", os.path.join(raw_dir, f"train.{name}"),
