@@ -17,6 +17,7 @@ import torch
 from fairseq.models.transformer import TransformerEncoderBase
 from torch import nn
 
+from .noise import add_noise, sample_embedding_noise
 from .realised_noise import carried_fraction, intended_layer_input_change
 
 
@@ -66,6 +67,75 @@ def perturbed_token_embeddings(
         yield
     finally:
         handle.remove()
+
+
+class EmbeddingNoise:
+    """One draw of R3F's z for a batch, and how it enters the noised pass (Eq. 3: f(x + z)).
+
+    ``shape`` is (batch, length, embed_dim) of the token embeddings it will perturb;
+    ``noise_type`` "none" draws nothing, so the "noised" pass differs from the clean one
+    only by dropout. Called on embeddings, it returns ``x.detach() + z``: detached as in
+    the authors' reference, so the noised pass does not train the embedding table.
+    Every R3F criterion draws its noise here, so the noise means the same in each.
+    """
+
+    def __init__(self, shape, eps: float, noise_type: str, device: torch.device):
+        self.eps, self.noise_type = eps, noise_type
+        self.z = None
+        if noise_type != "none":
+            self.z = sample_embedding_noise(shape, eps, noise_type, device)
+
+    def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
+        if self.z is None:
+            return embeddings.detach()
+        return add_noise(embeddings.detach(), self.z)
+
+    def fresh(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``x.detach() + z'`` with a new z' of ``embeddings``' shape, for inputs whose
+        shape is only known inside the forward pass (the decoder's, step by step)."""
+        if self.noise_type == "none":
+            return embeddings.detach()
+        compute = torch.promote_types(embeddings.dtype, torch.float32)
+        z = sample_embedding_noise(embeddings.shape, self.eps, self.noise_type, embeddings.device, compute)
+        return add_noise(embeddings.detach(), z)
+
+
+@contextmanager
+def perturbed_decoder_embeddings(
+    decoder: nn.Module, perturb: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Within the block, the decoder's token embeddings pass through ``perturb``.
+
+    fairseq's decoder takes no ``token_embeddings`` argument, so the perturbation goes on
+    the output of its ``embed_tokens``, and only while the decoder itself runs: BART's
+    encoder calls the same (shared) module, and must not get the decoder's noise.
+    """
+    embed_tokens = getattr(decoder, "embed_tokens", None)
+    if embed_tokens is None:
+        raise UnperturbableModelError(
+            f"{type(decoder).__name__} has no embed_tokens, so its token embeddings cannot be perturbed"
+        )
+    depth = [0]  # > 0 while the decoder's forward runs
+
+    def enter(*_):
+        depth[0] += 1
+
+    def leave(*_):
+        depth[0] -= 1
+
+    def embed_hook(module, args, output):
+        return perturb(output) if depth[0] else output
+
+    handles = [
+        decoder.register_forward_pre_hook(enter),
+        decoder.register_forward_hook(leave),
+        embed_tokens.register_forward_hook(embed_hook),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class EmbeddingBlockProbe:

@@ -4,8 +4,9 @@ binarise with it): one fairseq import for every call instead of one per subproce
 import logging
 
 
-def preprocess(*args: str) -> None:
-    """``fairseq-preprocess --only-source --workers 1 ARGS...`` via fairseq's own entry point.
+def preprocess(*args: str, only_source: bool = True) -> None:
+    """``fairseq-preprocess [--only-source] --workers 1 ARGS...`` via fairseq's own entry point
+    (``only_source=False`` for source/target pairs, e.g. summarization).
 
     fairseq-preprocess adds a file handler (``DESTDIR/preprocess.log``) to its logger on every
     call and never removes it; it is closed here so that repeated calls do not keep files open
@@ -18,7 +19,8 @@ def preprocess(*args: str) -> None:
     before = list(logger.handlers)
     try:
         parser = options.get_preprocessing_parser()
-        fairseq_preprocess.main(parser.parse_args(["--only-source", "--workers", "1", *args]))
+        mode = ["--only-source"] if only_source else []
+        fairseq_preprocess.main(parser.parse_args([*mode, "--workers", "1", *args]))
     finally:
         for handler in logger.handlers[:]:
             if handler not in before:

@@ -1,6 +1,7 @@
 """Shared fixtures: a synthetic task binarised by fairseq-preprocess, tiny model flags,
 and a runner for fairseq's real command-line tools."""
 
+import json
 import os
 import subprocess
 import sys
@@ -56,13 +57,39 @@ def synthetic_data(tmp_path_factory) -> str:
     return make_task(str(tmp_path_factory.mktemp("synthetic")), n_train=400, n_valid=96, seed=3)
 
 
-def build_in_process(data_dir: str, *args: str):
-    """(cfg, task, model, criterion) built by fairseq from fairseq-train style flags."""
+MERGES = [("t", "h"), ("th", "e"), ("\u0120", "the")]  # 'the', and ' the' (Ġthe)
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe(tmp_path_factory):
+    """A local GPT-2 BPE: the 256 byte symbols (id = byte value), 3 merges, and a dict.txt."""
+    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
+
+    folder = tmp_path_factory.mktemp("gpt2_bpe")
+    byte_symbols = bytes_to_unicode()
+    encoder = {byte_symbols[b]: b for b in range(256)}
+    for a, b in MERGES:
+        encoder[a + b] = len(encoder)
+    with open(folder / "encoder.json", "w", encoding="utf-8") as f:
+        json.dump(encoder, f, ensure_ascii=False)
+    with open(folder / "vocab.bpe", "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in MERGES))
+    with open(folder / "dict.txt", "w", encoding="utf-8") as f:
+        f.writelines(f"{i} {1000 - i}\n" for i in range(len(encoder)))
+    # keys: the environment variables the GLUE and summarization prepare scripts read
+    return {"BPE_ENCODER": str(folder / "encoder.json"), "BPE_VOCAB": str(folder / "vocab.bpe"),
+            "ROBERTA_DICT": str(folder / "dict.txt"),
+            "BART_DICT": str(folder / "dict.txt")}
+
+
+def build_in_process(data_dir: str, *args: str, base=CLASSIFICATION):
+    """(cfg, task, model, criterion) built by fairseq from fairseq-train style flags
+    (``base``: the task and training flags the test-size runs share)."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     parser = options.get_training_parser()
-    argv = [data_dir, "--user-dir", USER_DIR, *CLASSIFICATION, *args]
+    argv = [data_dir, "--user-dir", USER_DIR, *base, *args]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
     task = tasks.setup_task(cfg.task)
     model = task.build_model(cfg.model)

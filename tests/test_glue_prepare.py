@@ -3,7 +3,6 @@ official files, the BPE + binarisation step (fairseq_r3f.glue_binarize), MRPC's 
 scripts/glue/prepare.sh end to end with a local tiny GPT-2 BPE, then a seed sweep with the real
 scripts/glue/train.sh and its Table 2 report."""
 
-import json
 import os
 import subprocess
 import sys
@@ -304,29 +303,6 @@ def test_format_mrpc_from_the_corpus_files(tmp_path):
 
 
 # ---- BPE encoding and binarisation ------------------------------------------------------------
-
-MERGES = [("t", "h"), ("th", "e"), ("\u0120", "the")]  # 'the', and ' the' (Ġthe)
-
-
-@pytest.fixture(scope="module")
-def tiny_bpe(tmp_path_factory):
-    """A local GPT-2 BPE: the 256 byte symbols (id = byte value), 3 merges, and a dict.txt."""
-    from fairseq.data.encoders.gpt2_bpe_utils import bytes_to_unicode
-
-    folder = tmp_path_factory.mktemp("gpt2_bpe")
-    byte_symbols = bytes_to_unicode()
-    encoder = {byte_symbols[b]: b for b in range(256)}
-    for a, b in MERGES:
-        encoder[a + b] = len(encoder)
-    with open(folder / "encoder.json", "w", encoding="utf-8") as f:
-        json.dump(encoder, f, ensure_ascii=False)
-    with open(folder / "vocab.bpe", "w", encoding="utf-8") as f:
-        f.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in MERGES))
-    with open(folder / "dict.txt", "w", encoding="utf-8") as f:
-        f.writelines(f"{i} {1000 - i}\n" for i in range(len(encoder)))
-    return {"BPE_ENCODER": str(folder / "encoder.json"), "BPE_VOCAB": str(folder / "vocab.bpe"),
-            "ROBERTA_DICT": str(folder / "dict.txt")}
-
 
 def load_split(bin_dir, sub, split):
     from fairseq.data import Dictionary, data_utils

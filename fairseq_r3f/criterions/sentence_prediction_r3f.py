@@ -17,7 +17,6 @@ which this plugin turns into a 1-Lipschitz head (``lipschitz_head.py``).
 """
 
 import contextlib
-import logging
 import math
 from dataclasses import dataclass, field
 
@@ -28,17 +27,16 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 
 from ..classification_metrics import (
-    CONFUSION_KEY,
     confusion_counts,
     confusion_matrix,
     f1_score,
     matthews_corrcoef,
 )
 from ..divergence import symmetric_kl
-from ..noise import NOISE_TYPES, add_noise, sample_embedding_noise
-from ..perturb import EmbeddingBlockProbe, RngState, find_token_encoder, perturbed_token_embeddings
+from ..noise import NOISE_TYPES
+from ..perturb import RngState, perturbed_token_embeddings
+from .r3f_common import R3FNoiseMixin
 
-logger = logging.getLogger(__name__)
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
 
@@ -100,17 +98,10 @@ class SentencePredictionR3FConfig(FairseqDataclass):
 
 
 @register_criterion("sentence_prediction_r3f", dataclass=SentencePredictionR3FConfig)
-class SentencePredictionR3FCriterion(FairseqCriterion):
+class SentencePredictionR3FCriterion(R3FNoiseMixin, FairseqCriterion):
     def __init__(self, cfg: SentencePredictionR3FConfig, task):
         super().__init__(task)
-        if cfg.eps <= 0:
-            raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
-        if cfg.r3f_lambda < 0:
-            raise ValueError(f"--r3f-lambda must be >= 0, got {cfg.r3f_lambda}")
-        if str(cfg.noise_type) not in NOISE_TYPES + ("none",):
-            raise ValueError(
-                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, none; got {cfg.noise_type!r}"
-            )
+        self._init_r3f(cfg)
         if cfg.r3f_stack_passes and (cfg.r3f_one_sided or cfg.r3f_same_dropout):
             raise ValueError(
                 "--r3f-stack-passes cannot be combined with --r3f-one-sided (the stacked batch "
@@ -127,13 +118,9 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
                 "R3F's symmetric KL is defined between class distributions, and the paper "
                 "excludes STS-B. Use --criterion sentence_prediction for regression tasks."
             )
-        self.eps = cfg.eps
-        self.r3f_lambda = cfg.r3f_lambda
-        self.noise_type = str(cfg.noise_type)
         self.one_sided = cfg.r3f_one_sided
         self.stack_passes = cfg.r3f_stack_passes
         self.same_dropout = cfg.r3f_same_dropout
-        self._warned_about_precision = False
         self.classification_head_name = cfg.classification_head_name
         self.report_mcc = cfg.report_mcc
         self.report_acc_and_f1 = cfg.report_acc_and_f1
@@ -141,7 +128,6 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         if cfg.report_acc_and_f1:
             self.positive_class = self._positive_class(task)
         self._checked_model = None
-        self._encoder = None
 
     @staticmethod
     def _positive_class(task) -> int:
@@ -164,10 +150,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
                 f"--classification-head-name {self.classification_head_name!r}: the model "
                 f"has no such classification head (it has: {list(heads or [])})"
             )
-        try:
-            self._encoder = find_token_encoder(model)
-        except TypeError as e:
-            raise ValueError(f"--arch: {e}") from e
+        self._encoder = self._find_encoder(model)
         self._checked_model = model
 
     def _classify(self, model, sample):
@@ -185,18 +168,8 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         the dropout draws only.
         """
         src_tokens = sample["net_input"]["src_tokens"]
-        noise = None
-        if self.noise_type != "none":
-            weight = self._encoder.embed_tokens.weight
-            shape = (*src_tokens.shape, weight.size(-1))
-            noise = sample_embedding_noise(shape, self.eps, self.noise_type, weight.device)
-        probe = EmbeddingBlockProbe(self._encoder) if noise is not None else None
-
-        def noised(embeddings):
-            # detached as in the reference: the noised pass does not train the embedding table
-            if noise is None:
-                return embeddings.detach()
-            return add_noise(embeddings.detach(), noise)
+        noised = self._draw_noise(src_tokens)
+        probe = self._probe(noised)
 
         with probe or contextlib.nullcontext():
             if self.stack_passes:
@@ -216,26 +189,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
                 grad = torch.no_grad() if self.one_sided else contextlib.nullcontext()
                 with grad, perturbed_token_embeddings(self._encoder, noised):
                     noised_logits = self._classify(model, sample)
-        carried = None
-        if probe is not None and probe.complete:
-            carried = probe.carried_fraction(noise * self._encoder.embed_scale, src_tokens)
-            self._warn_if_noise_is_lost(carried)
-        return logits, noised_logits, carried
-
-    def _warn_if_noise_is_lost(self, carried: torch.Tensor) -> None:
-        """Once, at the first training step: is the precision able to carry sigma?"""
-        if self._warned_about_precision:
-            return
-        self._warned_about_precision = True
-        fraction = carried.item()  # one device sync, once per run
-        if fraction < 0.9:
-            dtype = self._encoder.embed_tokens.weight.dtype
-            logger.warning(
-                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer "
-                "(embeddings in %s round it away). Use --amp instead of --fp16 (fp32 "
-                "embeddings and LayerNorm), or a larger --eps.",
-                100 * fraction, self.eps, dtype,
-            )
+        return logits, noised_logits, self._carried(probe, noised, src_tokens)
 
     def forward(self, model, sample, reduce=True):
         """Returns (loss, sample_size, logging_output) as fairseq criterions do."""

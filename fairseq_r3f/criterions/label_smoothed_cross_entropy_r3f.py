@@ -1,0 +1,178 @@
+"""``label_smoothed_cross_entropy_r3f``: R3F for sequence-to-sequence fine-tuning (BART).
+
+Loss per batch (paper, Eq. 3 with a sequence output), summed over target tokens t that
+are not padding; fairseq divides by ``sample_size`` = the number of target tokens (or of
+sentences with ``--sentence-avg``), so both terms are per-token means:
+
+    L = sum_t LS-CE(f(x)_t, y_t) + lambda * sum_t KL_S(f(x)_t || f(x + z)_t)
+
+f(x)_t is the decoder's distribution over the target vocabulary at position t (teacher
+forcing), z the noise on the encoder's token embeddings (``--r3f-decoder-noise`` also
+perturbs the decoder's), KL_S the symmetric KL in fp32. Both passes run in training mode
+and the KL back-propagates through both, as in the classification criterion.
+
+Relation to the authors' reference: it sums KL_S over every target position, padding
+included, divides by the number of sentences and multiplies by the number of target
+tokens. After fairseq's division by the token count its penalty is
+lambda_ref * sum_{all positions} KL_S / B, about lambda_ref * T * (mean KL_S per token) for a
+batch padded to target length T. So lambda here = lambda_ref * T: the paper's grid
+{0.001, 0.01, 0.1} corresponds to about {0.1, 1, 10} for CNN/DailyMail-length targets
+(T ~ 100), and to about T / 100 of those for short targets.
+"""
+
+import contextlib
+from dataclasses import dataclass, field
+
+from fairseq.criterions import register_criterion
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+
+from ..divergence import masked_symmetric_kl
+from ..noise import NOISE_TYPES
+from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
+from .r3f_common import R3FNoiseMixin
+
+
+@dataclass
+class LabelSmoothedCrossEntropyR3FConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    eps: float = field(
+        default=1e-5,
+        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
+    )
+    r3f_lambda: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight lambda of the symmetric KL, per target token like the task loss "
+            "(about the reference's lambda times the padded target length; 0 = standard)"
+        },
+    )
+    noise_type: ChoiceEnum(NOISE_TYPES + ("none",)) = field(
+        default="uniform",
+        metadata={
+            "help": "distribution of the embedding noise z; 'none' is an ablation: the second "
+            "pass differs only by its dropout masks"
+        },
+    )
+    r3f_decoder_noise: bool = field(
+        default=False,
+        metadata={
+            "help": "also perturb the decoder's input token embeddings (fresh noise of the same "
+            "distribution); off by default, as in the paper, where only the input is perturbed"
+        },
+    )
+
+
+@register_criterion("label_smoothed_cross_entropy_r3f", dataclass=LabelSmoothedCrossEntropyR3FConfig)
+class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEntropyCriterion):
+    def __init__(self, cfg: LabelSmoothedCrossEntropyR3FConfig, task):
+        super().__init__(
+            task,
+            cfg.sentence_avg,
+            cfg.label_smoothing,
+            ignore_prefix_size=cfg.ignore_prefix_size,
+            report_accuracy=cfg.report_accuracy,
+        )
+        if not 0 <= cfg.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
+        self._init_r3f(cfg)
+        self.decoder_noise = cfg.r3f_decoder_noise
+        self._checked_model = None
+
+    def _check_model(self, model):
+        """Validate the model once; fairseq builds the criterion before it sees a model."""
+        if self._checked_model is model:
+            return
+        self._encoder = self._find_encoder(model)
+        if getattr(model, "decoder", None) is None:
+            raise ValueError(
+                f"--arch: {type(model).__name__} has no decoder; "
+                "--criterion label_smoothed_cross_entropy_r3f is for encoder-decoder models "
+                "(--arch bart_base, bart_large, transformer, ...)"
+            )
+        if self.decoder_noise and getattr(model.decoder, "embed_tokens", None) is None:
+            raise ValueError(
+                f"--r3f-decoder-noise: the decoder {type(model.decoder).__name__} has no "
+                "embed_tokens to perturb"
+            )
+        self._checked_model = model
+
+    def _r3f_passes(self, model, sample):
+        """Clean and noised outputs of the model, and the carried fraction of the noise."""
+        net_input = sample["net_input"]
+        noise = self._draw_noise(net_input["src_tokens"])
+        probe = self._probe(noise)
+        with probe or contextlib.nullcontext():
+            net_output = model(**net_input)
+            with contextlib.ExitStack() as noised:
+                noised.enter_context(perturbed_token_embeddings(self._encoder, noise))
+                if self.decoder_noise:
+                    noised.enter_context(perturbed_decoder_embeddings(model.decoder, noise.fresh))
+                noised_output = model(**net_input)
+        return net_output, noised_output, self._carried(probe, noise, net_input["src_tokens"])
+
+    def _target_symm_kl(self, model, net_output, noised_output, sample):
+        """KL_S summed over the non-pad target positions the task loss counts."""
+        target = model.get_targets(sample, net_output)
+        logits, noised_logits = net_output[0], noised_output[0]
+        if self.ignore_prefix_size > 0:
+            target = target[:, self.ignore_prefix_size:]
+            logits = logits[:, self.ignore_prefix_size:]
+            noised_logits = noised_logits[:, self.ignore_prefix_size:]
+        return masked_symmetric_kl(logits, noised_logits, target.ne(self.padding_idx))
+
+    def forward(self, model, sample, reduce=True):
+        """Returns (loss, sample_size, logging_output) as fairseq criterions do."""
+        self._check_model(model)
+        noised_output = carried = None
+        # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
+        if model.training and self.r3f_lambda > 0:
+            net_output, noised_output, carried = self._r3f_passes(model, sample)
+        else:
+            net_output = model(**sample["net_input"])
+        task_loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        nsentences = sample["target"].size(0)
+        sample_size = nsentences if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            # the task loss alone, so the logs compare 1:1 with label_smoothed_cross_entropy
+            "loss": task_loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+        }
+        loss = task_loss
+        if noised_output is not None:
+            symm_kl = self._target_symm_kl(model, net_output, noised_output, sample)
+            loss = loss + self.r3f_lambda * symm_kl
+            logging_output["symm_kl"] = symm_kl.detach()
+        if carried is not None:
+            logging_output["noise_carried"] = carried.detach() * nsentences
+        if self.report_accuracy:
+            n_correct, total = self.compute_accuracy(model, net_output, sample)
+            logging_output["n_correct"] = n_correct.detach()
+            logging_output["total"] = total.detach()
+        return loss, sample_size, logging_output
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+
+        def total(key):
+            return sum(log.get(key, 0) for log in logging_outputs)
+
+        sample_size = total("sample_size")
+        nsentences = total("nsentences")
+        if any("symm_kl" in log for log in logging_outputs):
+            # per target token (per sentence with --sentence-avg): the unit lambda multiplies
+            metrics.log_scalar("symm_kl", total("symm_kl") / sample_size, sample_size, round=6)
+        if any("noise_carried" in log for log in logging_outputs):
+            metrics.log_scalar("noise_carried", total("noise_carried") / nsentences, nsentences, round=3)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        # Every entry is a count or a sum, so workers' outputs add.
+        return True

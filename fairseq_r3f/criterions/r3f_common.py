@@ -1,0 +1,70 @@
+"""What every R3F criterion shares besides the math: its checked settings, the model
+check, and the one-time warning when the precision rounds the noise away."""
+
+import logging
+
+from ..noise import NOISE_TYPES
+from ..perturb import EmbeddingBlockProbe, EmbeddingNoise, find_token_encoder
+
+logger = logging.getLogger(__name__)
+
+
+class R3FNoiseMixin:
+    """Mixed into a ``FairseqCriterion`` whose config has ``eps``, ``r3f_lambda`` and
+    ``noise_type``; call ``_init_r3f(cfg)`` from ``__init__``."""
+
+    def _init_r3f(self, cfg) -> None:
+        if cfg.eps <= 0:
+            raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
+        if cfg.r3f_lambda < 0:
+            raise ValueError(f"--r3f-lambda must be >= 0, got {cfg.r3f_lambda}")
+        if str(cfg.noise_type) not in NOISE_TYPES + ("none",):
+            raise ValueError(
+                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, none; got {cfg.noise_type!r}"
+            )
+        self.noise_eps = cfg.eps
+        self.r3f_lambda = cfg.r3f_lambda
+        self.noise_type = str(cfg.noise_type)
+        self._encoder = None
+        self._warned_about_precision = False
+
+    def _find_encoder(self, model):
+        """The encoder whose token embeddings get the noise, or a ValueError naming --arch."""
+        try:
+            return find_token_encoder(model)
+        except TypeError as e:
+            raise ValueError(f"--arch: {e}") from e
+
+    def _draw_noise(self, src_tokens) -> EmbeddingNoise:
+        """z for the encoder's token embeddings of ``src_tokens`` (Eq. 3)."""
+        weight = self._encoder.embed_tokens.weight
+        return EmbeddingNoise(
+            (*src_tokens.shape, weight.size(-1)), self.noise_eps, self.noise_type, weight.device
+        )
+
+    def _probe(self, noise: EmbeddingNoise):
+        """An ``EmbeddingBlockProbe`` for the passes, or None when there is no noise."""
+        return EmbeddingBlockProbe(self._encoder) if noise.z is not None else None
+
+    def _carried(self, probe, noise: EmbeddingNoise, src_tokens):
+        """Fraction of z that reached the first layer (None if not measurable)."""
+        if probe is None or not probe.complete:
+            return None
+        carried = probe.carried_fraction(noise.z * self._encoder.embed_scale, src_tokens)
+        self._warn_if_noise_is_lost(carried)
+        return carried
+
+    def _warn_if_noise_is_lost(self, carried) -> None:
+        """Once, at the first training step: is the precision able to carry sigma?"""
+        if self._warned_about_precision:
+            return
+        self._warned_about_precision = True
+        fraction = carried.item()  # one device sync, once per run
+        if fraction < 0.9:
+            dtype = self._encoder.embed_tokens.weight.dtype
+            logger.warning(
+                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer "
+                "(embeddings in %s round it away). Use --amp instead of --fp16 (fp32 "
+                "embeddings and LayerNorm), or a larger --eps.",
+                100 * fraction, self.noise_eps, dtype,
+            )

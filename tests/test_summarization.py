@@ -1,0 +1,275 @@
+"""Summarization with R3F: the criterion's KL (pads, noise, normalisation), ROUGE scoring,
+and the CNN/DailyMail recipe end to end on a tiny BART (prepare -> train -> resume ->
+fairseq-generate -> score.py)."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_BART, build_in_process, fairseq_logs
+
+SCORE = os.path.join(REPO, "scripts", "summarization", "score.py")
+RECIPE = os.path.join(REPO, "scripts", "summarization", "cnn_dm")
+WORDS = ["the", "cat", "dog", "ran", "sat", "red", "big", "sun", "hat", "box", "fox", "old",
+         "new", "cup", "map", "pen", "car", "bus", "toy", "bed"]
+# a tiny BART for --task translation (the sentence-prediction flag left out)
+TINY_SEQ2SEQ = [f for f in TINY_BART if f != "--add-prev-output-tokens"]
+SEQ2SEQ = [
+    "--task", "translation", "--source-lang", "source", "--target-lang", "target",
+    "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4096", "--cpu", "--num-workers", "0",
+    "--seed", "1", "--share-all-embeddings",
+]
+NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0"]
+
+
+def write_jsonl(path, n, rng):
+    """CNN/DailyMail-shaped records; the summary is the article's first four words."""
+    with open(path, "w") as f:
+        for _ in range(n):
+            article = [rng.choice(WORDS) for _ in range(rng.randint(8, 14))]
+            f.write(json.dumps({"article": " ".join(article) + " .",
+                                "highlights": " ".join(article[:4]) + " ."}) + "\n")
+
+
+def run_script(script, *args, env=None, timeout=600):
+    proc = subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    if proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_bpe):
+    """The recipe's prepare.sh on synthetic JSONL with a local toy GPT-2 BPE."""
+    root = tmp_path_factory.mktemp("cnn_dm")
+    rng = random.Random(0)
+    os.makedirs(root / "jsonl")
+    for split, n in (("train", 160), ("valid", 16), ("test", 6)):
+        write_jsonl(root / "jsonl" / f"{split}.jsonl", n, rng)
+    run_script(os.path.join(RECIPE, "prepare.sh"), str(root / "jsonl"), str(root / "data"),
+               env={**tiny_bpe, "WORKERS": "1"})
+    return str(root / "data")
+
+
+# ---- the criterion, in-process ---------------------------------------------------------------
+
+def build(prepared, *flags):
+    """(task, model, criterion) of a tiny BART with label_smoothed_cross_entropy_r3f."""
+    torch.manual_seed(0)
+    _, task, model, criterion = build_in_process(
+        os.path.join(prepared, "bin"), *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f",
+        "--label-smoothing", "0.1", *flags, base=SEQ2SEQ)
+    task.load_dataset("valid")
+    model.train()  # the noised pass runs in training mode only
+    return task, model, criterion
+
+
+def batch(task, indices):
+    dataset = task.dataset("valid")
+    return dataset.collater([dataset[i] for i in indices])
+
+
+def run(criterion, model, sample, seed=0):
+    torch.manual_seed(seed)  # the same noise draw for the same source batch
+    _, sample_size, out = criterion(model, sample)
+    return sample_size, out
+
+
+def right_pad_targets(sample, extra, pad):
+    """The same batch with ``extra`` more pad columns after every target."""
+    padded = dict(sample, net_input=dict(sample["net_input"]))
+    for holder, key in ((padded, "target"), (padded["net_input"], "prev_output_tokens")):
+        t = holder[key]
+        holder[key] = torch.cat([t, t.new_full((t.size(0), extra), pad)], dim=1)
+    return padded
+
+
+@pytest.mark.slow
+def test_pad_positions_do_not_change_symm_kl(prepared):
+    task, model, criterion = build(prepared, "--eps", "1e-2", *NO_DROPOUT)
+    sample = batch(task, range(6))
+    padded = right_pad_targets(sample, 7, task.target_dictionary.pad())
+    _, out = run(criterion, model, sample)
+    _, out_padded = run(criterion, model, padded)
+    assert out["symm_kl"] > 0
+    assert out_padded["ntokens"] == out["ntokens"]
+    assert out_padded["symm_kl"].item() == pytest.approx(out["symm_kl"].item(), rel=1e-5)
+    assert out_padded["loss"].item() == pytest.approx(out["loss"].item(), rel=1e-5)
+
+    # The reference's sum over every target position does depend on the padding.
+    from fairseq_r3f.divergence import symmetric_kl
+
+    def all_positions(s):
+        torch.manual_seed(0)
+        clean, noised, _ = criterion._r3f_passes(model, s)
+        return symmetric_kl(clean[0], noised[0]).sum().item()
+
+    assert all_positions(padded) > 1.01 * all_positions(sample)
+
+
+@pytest.mark.slow
+def test_symm_kl_is_zero_without_noise_and_dropout_and_noise_reaches_encoder_only(prepared):
+    task, model, criterion = build(prepared, "--noise-type", "none", *NO_DROPOUT)
+    sample = batch(task, range(6))
+    assert run(criterion, model, sample)[1]["symm_kl"].item() == 0.0
+
+    # with noise, decoder inputs stay clean unless --r3f-decoder-noise
+    for flags, decoder_changes in (([], False), (["--r3f-decoder-noise"], True)):
+        task, model, criterion = build(prepared, "--eps", "1e-2", *NO_DROPOUT, *flags)
+        inputs = []
+        hook = model.decoder.layers[0].register_forward_pre_hook(lambda m, a: inputs.append(a[0]))
+        try:
+            _, out = run(criterion, model, sample)
+        finally:
+            hook.remove()
+        clean, noised = inputs
+        assert out["symm_kl"] > 0
+        assert bool((clean != noised).any()) is decoder_changes, flags
+
+
+@pytest.mark.slow
+def test_symm_kl_per_token_does_not_depend_on_sentences_per_batch(prepared, monkeypatch):
+    """One batch of 8 vs the same 8 sentences as two batches of 4 (or two workers): the
+    per-token symm_kl that fairseq's metrics report must agree.
+
+    Noise is made a fixed function of the token id, so that a sentence gets the same z in
+    any batch; dropout is off. The reference's normalisation (sum over padded positions per
+    sentence) would differ between the two, as the batches pad to other lengths.
+    """
+    from fairseq.logging import metrics
+    from fairseq_r3f.perturb import EmbeddingNoise
+
+    task, model, criterion = build(prepared, "--eps", "1e-2", *NO_DROPOUT)
+    dim = model.encoder.embed_tokens.weight.size(1)
+
+    def token_noise(src_tokens):
+        noise = EmbeddingNoise((*src_tokens.shape, dim), 1e-2, "uniform", src_tokens.device)
+        freq = torch.arange(1, dim + 1, dtype=torch.float32)
+        noise.z = 1e-2 * torch.sin(src_tokens.unsqueeze(-1).float() * freq)
+        return noise
+
+    monkeypatch.setattr(criterion, "_draw_noise", token_noise)
+    whole = run(criterion, model, batch(task, range(8)))[1]
+    halves = [run(criterion, model, batch(task, idx))[1] for idx in (range(0, 4), range(4, 8))]
+
+    def reported(logging_outputs):
+        with metrics.aggregate(new_root=True) as agg:
+            type(criterion).reduce_metrics(logging_outputs)
+            # unrounded (the logged symm_kl is rounded to 6 decimals)
+            return {key: agg[key].avg for key in ("symm_kl", "loss", "nll_loss")}
+
+    one, two = reported([whole]), reported(halves)
+    assert one["symm_kl"] > 1e-9
+    assert two["symm_kl"] == pytest.approx(one["symm_kl"], rel=1e-4)
+    for key in ("loss", "nll_loss"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_models_without_a_transformer_encoder_are_refused(prepared):
+    _, task, model, criterion = build_in_process(
+        os.path.join(prepared, "bin"), "--arch", "lstm", "--encoder-embed-dim", "16",
+        "--decoder-embed-dim", "16", "--decoder-out-embed-dim", "16", "--encoder-hidden-size", "16",
+        "--decoder-hidden-size", "16", "--criterion", "label_smoothed_cross_entropy_r3f",
+        base=[f for f in SEQ2SEQ if f != "--share-all-embeddings"])
+    task.load_dataset("valid")
+    model.train()
+    with pytest.raises(ValueError, match="--arch: LSTMModel has no fairseq TransformerEncoderBase"):
+        criterion(model, batch(task, range(2)))
+
+
+# ---- ROUGE ----------------------------------------------------------------------------------
+
+PAIRS = [
+    ("the cat sat on the mat. It was happy!", "the cat sat on a mat. It was glad."),
+    ("police arrested two men running", "two men were arrested by the police"),
+    ("", "an empty hypothesis scores zero"),
+    ("Markets fell sharply. Oil rose 3%. Gold was flat.", "Oil rose. Markets fell. Gold flat."),
+]
+
+
+def test_scorer_agrees_with_rouge_score_called_directly():
+    from rouge_score import rouge_scorer
+
+    from fairseq_r3f.rouge import score_pairs, split_sentences
+
+    hyps, refs = zip(*PAIRS)
+    ours = score_pairs(hyps, refs, ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    direct = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
+    for rouge_type in ("rouge1", "rouge2", "rougeL"):
+        want = 100 * sum(direct.score(r, h)[rouge_type].fmeasure for h, r in PAIRS) / len(PAIRS)
+        assert ours[rouge_type] == pytest.approx(want, abs=1e-9)
+    want = 100 * sum(direct.score(split_sentences(r), split_sentences(h))["rougeLsum"].fmeasure
+                     for h, r in PAIRS) / len(PAIRS)
+    assert ours["rougeLsum"] == pytest.approx(want, abs=1e-9)
+    assert split_sentences(PAIRS[3][0]) == "Markets fell sharply.\nOil rose 3%.\nGold was flat."
+    # summary-level L differs from plain L when the sentence order differs
+    assert ours["rougeLsum"] != pytest.approx(ours["rougeL"])
+    same = score_pairs(refs, refs, ("rouge1", "rouge2", "rougeL", "rougeLsum"))
+    assert same == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0, "rougeLsum": 100.0}
+
+
+def test_score_py_refuses_misaligned_or_empty_files(tmp_path):
+    hyp, ref, empty = tmp_path / "hyp", tmp_path / "ref", tmp_path / "empty"
+    hyp.write_text("a b\nc d\n")
+    ref.write_text("a b\n")
+    empty.write_text("")
+
+    def score(*paths):
+        return subprocess.run([sys.executable, SCORE, *map(str, paths)], capture_output=True, text=True)
+
+    proc = score(hyp, ref)
+    assert proc.returncode == 2 and f"{hyp} has 2 lines but {ref} has 1" in proc.stderr
+    proc = score(empty, ref)
+    assert proc.returncode == 2 and f"hypothesis file {empty} is empty" in proc.stderr
+    proc = score(hyp, hyp, "--json", tmp_path / "s.json")
+    assert proc.returncode == 0 and "rouge1=100.00 rouge2=100.00 rougeL=100.00" in proc.stdout
+    assert json.loads((tmp_path / "s.json").read_text())["rougeL"] == 100.0
+
+
+# ---- the recipe end to end ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, tmp_path):
+    raw = os.path.join(prepared, "raw")
+    assert open(os.path.join(raw, "test.target")).read().count("\n") == 6
+    save = str(tmp_path / "ckpt")
+    env = {"DATA": os.path.join(prepared, "bin"), "DATA_DIR": prepared, "BART": "", "ARCH": "bart_base",
+           "PRECISION": "", **tiny_bpe}
+    tiny = [f for f in TINY_SEQ2SEQ[2:]]  # ARCH comes from the environment
+    common = [*tiny, "--cpu", "--num-workers", "0", "--lr", "1e-3", "--warmup-updates", "5",
+              "--max-tokens", "2048", "--log-interval", "5", "--r3f-lambda", "1.0", "--eps", "1e-3"]
+    first = run_script(os.path.join(RECIPE, "train.sh"), "r3f", "1", save, "--", *common,
+                       "--max-update", "30", "--total-num-update", "40", env=env)
+    logs = fairseq_logs(first.stdout + first.stderr)
+    inner = logs["train_inner"]
+    assert {"loss", "nll_loss", "ppl", "symm_kl", "noise_carried"} <= set(inner[0])
+    assert float(inner[-1]["loss"]) < float(inner[0]["loss"])
+    assert all(float(r["symm_kl"]) > 0 for r in inner)
+    assert "symm_kl" not in logs["valid"][-1]  # no noised pass in evaluation
+
+    second = run_script(os.path.join(RECIPE, "train.sh"), "r3f", "1", save, "--", *common,
+                        "--max-update", "40", "--total-num-update", "40", env=env)
+    resumed = fairseq_logs(second.stdout + second.stderr)["train_inner"]
+    assert f"Loaded checkpoint {save}/checkpoint_last.pt" in second.stdout + second.stderr
+    assert int(resumed[0]["num_updates"]) > 30 and int(resumed[-1]["num_updates"]) == 40
+
+    out = str(tmp_path / "eval")
+    proc = run_script(os.path.join(RECIPE, "evaluate.sh"), os.path.join(save, "checkpoint_last.pt"), out,
+                      env=env)
+    hypotheses = open(os.path.join(out, "test.hypo")).read().splitlines()
+    assert len(hypotheses) == 6
+    scores = json.load(open(os.path.join(out, "rouge.json")))
+    assert set(scores) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert all(0 <= v <= 100 for v in scores.values())
+    assert f"rouge1={scores['rouge1']:.2f}" in proc.stdout
+    # the generated text really is what was scored
+    from fairseq_r3f.rouge import score_files
+    assert score_files(os.path.join(out, "test.hypo"), os.path.join(raw, "test.target")) == pytest.approx(
+        {k: v for k, v in scores.items() if k != "rougeLsum"})
