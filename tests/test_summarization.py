@@ -273,3 +273,25 @@ def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, t
     from fairseq_r3f.rouge import score_files
     assert score_files(os.path.join(out, "test.hypo"), os.path.join(raw, "test.target")) == pytest.approx(
         {k: v for k, v in scores.items() if k != "rougeLsum"})
+
+
+@pytest.mark.parametrize("dataset, max_tokens, max_update, warmup", [
+    ("cnn_dm", "1024", "80000", "1000"), ("gigaword", "2048", "200000", "5000"),
+    ("reddit_tifu", "2048", "200000", "5000"),
+])
+def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update, warmup):
+    """DRY_RUN=1 prints the fairseq-train command each recipe would run."""
+    import shlex
+
+    script = os.path.join(REPO, "scripts", "summarization", dataset, "train.sh")
+    env = {"DATA": os.path.join(prepared, "bin"), "BART": "", "PRECISION": "", "DRY_RUN": "1"}
+    for method, criterion in (("r3f", "label_smoothed_cross_entropy_r3f"), ("std", "label_smoothed_cross_entropy")):
+        argv = shlex.split(run_script(script, method, env=env).stdout)
+        flags = {a[2:]: b for a, b in zip(argv, argv[1:] + [""]) if a.startswith("--")}
+        assert flags["criterion"] == criterion
+        assert (flags["max-tokens"], flags["max-update"], flags["warmup-updates"]) == (max_tokens, max_update, warmup)
+        assert (flags["lr"], flags["adam-betas"], flags["adam-eps"], flags["clip-norm"]) == ("3e-5", "(0.9,0.98)", "1e-8", "0.1")
+        assert (flags["dropout"], flags["weight-decay"], flags["label-smoothing"]) == ("0.1", "0.01", "0.1")
+        assert ("r3f-lambda" in flags) == (method == "r3f") and ("eps" in flags) == (method == "r3f")
+    proc = subprocess.run(["bash", script, "freelb"], capture_output=True, text=True, env={**os.environ, **env})
+    assert proc.returncode != 0 and "unknown METHOD 'freelb' (std r3f)" in proc.stderr

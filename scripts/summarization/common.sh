@@ -1,5 +1,18 @@
 # Shared by scripts/summarization/<dataset>/{prepare,train,evaluate}.sh; source it after
 # setting DATASET (and, for train/evaluate, the hyper-parameter block of the calling script).
+
+# ---- hyper-parameters shared by the three datasets: paper Table 8 ------------------------------
+LR=3e-5
+ADAM_BETAS='(0.9,0.98)'
+ADAM_EPS=1e-8
+CLIP_NORM=0.1
+DROPOUT=0.1
+WEIGHT_DECAY=0.01
+EPS=1e-5                             # sigma
+NOISE_TYPE="${NOISE_TYPE:-uniform}"  # U or N
+LABEL_SMOOTHING=0.1                  # BART's summarization recipe (not stated in the paper)
+UPDATE_FREQ="${UPDATE_FREQ:-1}"      # not in the paper; BART's README used 4 with 8 GPUs
+# --------------------------------------------------------------------------------------------------
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "${ROOT}/scripts/recipe_common.sh"
 export PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
