@@ -182,7 +182,7 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
 
 
 def cmd_experiment(args) -> int:
-    chain = args.chain or CHAIN
+    chain = getattr(args, "chain", None) or CHAIN
     if args.experiment == "cross-task":
         stages = plan_cross_task(args.source or SOURCE, args.probe_tasks or CROSS_TASK_PROBES)
     elif args.experiment == "sequential":
