@@ -48,8 +48,9 @@ def _stay_in_eval(self, mode: bool = True):
 
 
 def freeze_except(model: nn.Module, trainable: nn.Module) -> None:
-    """No gradients for any parameter of ``model`` outside ``trainable``, and every
-    sub-module outside ``trainable`` held in eval mode (dropout off) for good.
+    """No gradients for any parameter of ``model`` outside ``trainable``, and every child
+    of ``model`` that does not hold ``trainable`` (for RoBERTa: the encoder) held in eval
+    mode (dropout off) for good.
 
     fairseq's trainer calls ``model.train()`` before every step; overriding ``train`` on
     the frozen children (instance attribute, ``nn.Module.train`` recurses through

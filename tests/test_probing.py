@@ -24,6 +24,7 @@ CHAIN = {"SST-2": "sentiment", "QNLI": "topic", "RTE": "first_cue"}  # GLUE name
 TINY = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "6",
         "--warmup-updates", "1", "--total-num-update", "6", "--lr", "3e-3", "--batch-size", "16",
         "--log-interval", "2"]
+PROBE_UPDATES = "--max-update 30 --total-num-update 30"  # 3 epochs: 3 validations per probe
 PROBE = ["--task", "sentence_prediction_probe", "--criterion", "sentence_prediction"]
 
 
@@ -61,7 +62,7 @@ def chain(glue_bin, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("probing_out"))
     env = {"GLUE_BIN": glue_bin, "ROBERTA": "", "PRECISION": ""}
     stdout = drive("sequential", "--out-dir", out, "--methods", "r4f", "--chain", *CHAIN, "--save-probes",
-                   "--", *TINY, env=env)
+                   "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
     run_dir = os.path.join(out, "sequential", "r4f", "seed1")
     stages = [os.path.join(run_dir, f"stage{i}-{t}") for i, t in enumerate(CHAIN, 1)]
     return {"out": out, "env": env, "stdout": stdout, "stages": stages, "glue": glue_bin}
@@ -206,3 +207,38 @@ def test_methods_follow_train_sh():
     stages = driver.plan_cyclic(["A", "B"], 3)
     assert [(s.cycle, s.position, s.task, s.probes) for s in stages if s.probes] == \
         [(1, 2, "B", ("A", "B")), (2, 4, "B", ("A", "B")), (3, 6, "B", ("A", "B"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["cross-task", "cyclic"])
+def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
+    """Figures 3 and 5's reports, from the chain's real probe logs laid out as those experiments."""
+    driver = load_driver()
+    logs = [os.path.join(stage, "probe-SST-2", "train.log") for stage in chain["stages"]]
+    if experiment == "cross-task":
+        stages = driver.plan_cross_task("SST-2", ["QNLI", "RTE", "SST-2"])
+    else:
+        stages = driver.plan_cyclic(["QNLI", "SST-2"], 2)
+    exp_dir = tmp_path / experiment
+    exp_dir.mkdir()
+    (exp_dir / "plan.json").write_text(json.dumps({"experiment": experiment,
+                                                   "stages": [s._asdict() for s in stages]}))
+    placed = {}
+    for stage in stages:
+        for task in stage.probes:
+            log = logs[len(placed) % len(logs)]
+            target = exp_dir / "r3f" / "seed1" / stage.name / f"probe-{task}"
+            target.mkdir(parents=True)
+            (target / "train.log").write_text(open(log).read())
+            placed[(stage.position, task)] = driver.probe_score(log, "SST-2")["accuracy"]
+    driver.report(str(exp_dir))
+    report = json.loads((exp_dir / "report.json").read_text())
+    assert {(r["position"], r["probe_task"]): r["accuracy"] for r in report["records"]} == placed
+    (row,) = report["summary"]
+    assert row["mean_probe_accuracy"] == pytest.approx(sum(placed.values()) / len(placed))
+    if experiment == "cyclic":  # the source (first task of the chain) probed after cycles 1 and 2
+        assert row["source_drop"] == pytest.approx(placed[(2, "QNLI")] - placed[(4, "QNLI")])
+    else:
+        assert row["source_drop"] is None
+    figure = exp_dir / ("figure3.png" if experiment == "cross-task" else "figure5.png")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
