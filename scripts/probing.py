@@ -316,6 +316,7 @@ def plot(path: str, experiment: str, stages: Sequence[Stage], records: Sequence[
                 xs = sorted(c for (mm, c, tt) in acc if mm == m and tt == t)
                 ax.plot(xs, [acc[(m, c, t)] for c in xs], marker="o", label=m)
             ax.set_title(f"probe {t}")
+            ax.set_xticks(sorted({s.cycle for s in stages}))
             ax.set_xlabel("cycle")
         fig.suptitle("Figure 5: probes after each cycle")
     axes[0].set_ylabel("probe accuracy (%)")
