@@ -242,3 +242,19 @@ def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
         assert row["source_drop"] is None
     figure = exp_dir / ("figure3.png" if experiment == "cross-task" else "figure5.png")
     assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_probe_loads_the_published_roberta_key_layout(chain, tmp_path):
+    """fairseq < 0.10 checkpoints (the published roberta.*/model.pt) name the encoder `decoder.`;
+    fairseq's own upgrade renames it, and the source head is dropped whatever its format."""
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    state = checkpoint_utils.load_checkpoint_to_cpu(source)
+    state["model"] = {("decoder." + k[len("encoder."):] if k.startswith("encoder.") else k): v
+                      for k, v in state["model"].items()}
+    old_layout = str(tmp_path / "old_layout.pt")
+    torch.save(state, old_layout)
+    _, _, model, _ = build_in_process(os.path.join(chain["glue"], "RTE-bin"), *TINY_ROBERTA, *PROBE,
+                                      "--probe-checkpoint", old_layout)
+    expected = encoder_state(source)
+    assert all(torch.equal(expected[f"encoder.{k}"], v) for k, v in model.encoder.state_dict().items())
