@@ -1,13 +1,17 @@
 """A small synthetic sentence-classification task in GLUE layout, binarised for fairseq.
 
 It is synthetic, not a real dataset: sentences are drawn from a made-up vocabulary of
-neutral words (w*), positive cue words (p*) and negative cue words (n*); the label is 1
-when a sentence holds more positive than negative cue words. A tiny Transformer learns
-it in a few hundred updates on a CPU, which makes it a quick, honest check that
-fine-tuning works end to end. Also writes an unlabelled corpus for masked-LM
-pre-training of a tiny model, with the same dictionary.
+neutral words (w*), positive cue words (p*) and negative cue words (n*); by default
+(rule ``sentiment``) the label is 1 when a sentence holds more positive than negative
+cue words. A tiny Transformer learns it in a few hundred updates on a CPU, which makes
+it a quick, honest check that fine-tuning works end to end. Also writes an unlabelled
+corpus for masked-LM pre-training of a tiny model, with the same dictionary.
 
-    python -m fairseq_r3f.synthetic OUT_DIR [--train N] [--valid N] [--seed S]
+Other labelling rules (``RULES``) over the same sentences give distinct tasks;
+``make_tasks`` binarises several of them with one shared dictionary, so that one model
+can be fine-tuned on them in sequence and probed on each (the probing experiments).
+
+    python -m fairseq_r3f.synthetic OUT_DIR [--train N] [--valid N] [--seed S] [--rule R]
 
 writes OUT_DIR/raw/{train,valid}.{input0,label}, OUT_DIR/raw/pretrain.txt and the
 fairseq binaries OUT_DIR/bin/{input0,label} (for --task sentence_prediction) and
@@ -18,15 +22,41 @@ import argparse
 import os
 import random
 import sys
+from typing import Dict, Optional, Sequence
 
 from .preprocess import preprocess
 
 NEUTRAL = [f"w{i}" for i in range(40)]
 POSITIVE = [f"p{i}" for i in range(8)]
 NEGATIVE = [f"n{i}" for i in range(8)]
+VOCABULARY = NEUTRAL + POSITIVE + NEGATIVE
+TOPIC = {"w0", "w1", "w2"}  # P(a sentence holds one) is about 1/2
+LONG = 13                   # about half of the sentences have at least this many words
 
 
-def make_sentence(rng: random.Random) -> tuple:
+def _sentiment(words) -> int:
+    return int(sum(w in POSITIVE for w in words) > sum(w in NEGATIVE for w in words))
+
+
+def _first_cue(words) -> int:
+    """Word order matters: is the first cue word positive? (every sentence holds one)"""
+    return int(next(w for w in words if w in POSITIVE or w in NEGATIVE) in POSITIVE)
+
+
+def _topic(words) -> int:
+    return int(any(w in TOPIC for w in words))
+
+
+def _length(words) -> int:
+    return int(len(words) >= LONG)
+
+
+# Binary labelling rules over the same sentences: distinct tasks with one vocabulary.
+RULES = {"sentiment": _sentiment, "first_cue": _first_cue, "topic": _topic, "length": _length}
+
+
+def make_sentence(rng: random.Random, rule: str = "sentiment") -> tuple:
+    """(sentence, label); the random draws do not depend on the rule."""
     while True:
         n_pos, n_neg = rng.randint(0, 3), rng.randint(0, 3)
         if n_pos != n_neg:
@@ -34,14 +64,16 @@ def make_sentence(rng: random.Random) -> tuple:
     words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 14))]
     words += [rng.choice(POSITIVE) for _ in range(n_pos)] + [rng.choice(NEGATIVE) for _ in range(n_neg)]
     rng.shuffle(words)
-    return " ".join(words), int(n_pos > n_neg)
+    return " ".join(words), RULES[rule](words)
 
 
-def write_raw(raw_dir: str, n_train: int, n_valid: int, seed: int) -> None:
+def write_raw(raw_dir: str, n_train: int, n_valid: int, seed: int, rule: str = "sentiment") -> None:
+    if rule not in RULES:
+        raise ValueError(f"unknown synthetic rule {rule!r} (known: {', '.join(RULES)})")
     rng = random.Random(seed)
     os.makedirs(raw_dir, exist_ok=True)
     for split, n in (("train", n_train), ("valid", n_valid)):
-        pairs = [make_sentence(rng) for _ in range(n)]
+        pairs = [make_sentence(rng, rule) for _ in range(n)]
         with open(os.path.join(raw_dir, f"{split}.input0"), "w") as f:
             f.writelines(s + "\n" for s, _ in pairs)
         with open(os.path.join(raw_dir, f"{split}.label"), "w") as f:
@@ -50,11 +82,21 @@ def write_raw(raw_dir: str, n_train: int, n_valid: int, seed: int) -> None:
         f.writelines(make_sentence(rng)[0] + "\n" for _ in range(4 * n_train))
 
 
-def binarize(raw_dir: str, bin_dir: str) -> None:
-    """fairseq-preprocess into the layout --task sentence_prediction / masked_lm read."""
+def write_dictionary(path: str) -> str:
+    """A fairseq dict.txt holding the whole vocabulary in a fixed order (shared by tasks)."""
+    with open(path, "w") as f:
+        f.writelines(f"{word} 1\n" for word in VOCABULARY)
+    return path
+
+
+def binarize(raw_dir: str, bin_dir: str, srcdict: Optional[str] = None) -> None:
+    """fairseq-preprocess into the layout --task sentence_prediction / masked_lm read.
+
+    Without ``srcdict`` the dictionary is built from the pre-training corpus."""
     pretrain = os.path.join(bin_dir, "pretrain")
     preprocess("--trainpref", os.path.join(raw_dir, "pretrain.txt"),
-               "--validpref", os.path.join(raw_dir, "valid.input0"), "--destdir", pretrain)
+               "--validpref", os.path.join(raw_dir, "valid.input0"), "--destdir", pretrain,
+               *(["--srcdict", srcdict] if srcdict else []))
     preprocess("--trainpref", os.path.join(raw_dir, "train.input0"),
                "--validpref", os.path.join(raw_dir, "valid.input0"),
                "--destdir", os.path.join(bin_dir, "input0"),
@@ -64,12 +106,23 @@ def binarize(raw_dir: str, bin_dir: str) -> None:
                "--destdir", os.path.join(bin_dir, "label"))
 
 
-def make_task(out_dir: str, n_train: int = 2000, n_valid: int = 400, seed: int = 1) -> str:
+def make_task(out_dir: str, n_train: int = 2000, n_valid: int = 400, seed: int = 1,
+              rule: str = "sentiment", srcdict: Optional[str] = None) -> str:
     """Write and binarise the task under ``out_dir``; returns the data-bin directory."""
     raw_dir, bin_dir = os.path.join(out_dir, "raw"), os.path.join(out_dir, "bin")
-    write_raw(raw_dir, n_train, n_valid, seed)
-    binarize(raw_dir, bin_dir)
+    write_raw(raw_dir, n_train, n_valid, seed, rule)
+    binarize(raw_dir, bin_dir, srcdict)
     return bin_dir
+
+
+def make_tasks(out_dir: str, rules: Sequence[str], n_train: int = 2000, n_valid: int = 400,
+               seed: int = 1) -> Dict[str, str]:
+    """One task per rule under ``out_dir/RULE``, all binarised with ``out_dir/dict.txt``;
+    returns {rule: data-bin directory}. Each task draws its own sentences (seed + i)."""
+    os.makedirs(out_dir, exist_ok=True)
+    srcdict = write_dictionary(os.path.join(out_dir, "dict.txt"))
+    return {rule: make_task(os.path.join(out_dir, rule), n_train, n_valid, seed + i, rule, srcdict)
+            for i, rule in enumerate(rules)}
 
 
 def main(argv=None) -> None:
@@ -78,8 +131,9 @@ def main(argv=None) -> None:
     parser.add_argument("--train", type=int, default=2000, help="training sentences")
     parser.add_argument("--valid", type=int, default=400, help="validation sentences")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rule", default="sentiment", choices=sorted(RULES), help="labelling rule")
     args = parser.parse_args(argv)
-    print(make_task(args.out_dir, args.train, args.valid, args.seed))
+    print(make_task(args.out_dir, args.train, args.valid, args.seed, args.rule))
 
 
 if __name__ == "__main__":
