@@ -13,5 +13,6 @@ allow_fairseq_checkpoints()
 _install_lipschitz_head()
 
 from . import criterions  # noqa: E402,F401
+from . import wordpiece  # noqa: E402,F401  (registers --bpe wordpiece)
 
 __version__ = "0.1.0"
