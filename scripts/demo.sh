@@ -27,7 +27,7 @@ set -euo pipefail
 # size are scaled to a small model on 2 CPU cores (the paper's RTE: LR 1e-5, 3120 updates, batch 8):
 # LR and MAX_UPDATE (environment) override the per-model values below.
 TINY_LR=1e-4;   TINY_MAX_UPDATE=250
-MINILM_LR=5e-5; MINILM_MAX_UPDATE=150
+MINILM_LR=5e-5; MINILM_MAX_UPDATE=40
 DEMO_MODEL="${DEMO_MODEL:-auto}"
 METHODS=(${METHODS:-std r3f r4f})
 BATCH_SIZE="${BATCH_SIZE:-16}"
@@ -37,13 +37,14 @@ R3F_LAMBDA="${R3F_LAMBDA:-1.0}"
 EPS=1e-5
 NOISE_TYPE=uniform
 SEED="${SEED:-1}"
+LOG_INTERVAL="${LOG_INTERVAL:-50}"
 # the built-in default only: synthetic data size and masked-LM pre-training of the tiny model
 SYNTHETIC_TRAIN="${SYNTHETIC_TRAIN:-600}"
 SYNTHETIC_VALID="${SYNTHETIC_VALID:-400}"
 PRETRAIN_UPDATES="${PRETRAIN_UPDATES:-400}"
 GLUE_DIR="${GLUE_DIR:-}"                 # MiniLM only: GLUE folder with RTE/ and/or SST-2/
 GLUE_TASKS=(${GLUE_TASKS:-RTE SST-2})
-GLUE_MAX_UPDATE="${GLUE_MAX_UPDATE:-100}"
+GLUE_MAX_UPDATE="${GLUE_MAX_UPDATE:-40}"
 GLUE_DOWNLOAD="${GLUE_DOWNLOAD:-0}"      # 1: let scripts/glue/prepare.sh download GLUE_TASKS
 TINY_MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 64
             --encoder-ffn-embed-dim 128 --encoder-attention-heads 2)
@@ -146,7 +147,7 @@ fine_tune() {
             --total-num-update "$updates" --max-update "$updates" --batch-size "$BATCH_SIZE" \
             --required-batch-size-multiple 1 --seed "$SEED" --num-workers 0 \
             --best-checkpoint-metric accuracy --maximize-best-checkpoint-metric --no-epoch-checkpoints \
-            --no-save --log-format json --log-interval 50 > "${log_dir}/${method}.log" 2>&1 \
+            --no-save --log-format json --log-interval "$LOG_INTERVAL" > "${log_dir}/${method}.log" 2>&1 \
             || { echo "error: ${method} failed; last lines of ${log_dir}/${method}.log:" >&2; tail -20 "${log_dir}/${method}.log" >&2; exit 1; }
     done
     "$PYTHON" -m fairseq_r3f.demo_table "$log_dir" "${METHODS[@]}"

@@ -162,32 +162,55 @@ def test_vocabulary_order_keeps_rows_and_names_unrepresentable_tokens():
 
 
 @pytest.mark.slow
-def test_fairseq_train_restore_converted_r3f_loss_falls(converted, tmp_path):
-    """WordPiece GLUE binarisation of an English synthetic task, then fairseq-train
-    --restore-file <converted> with sentence_prediction_r3f: a few updates, the loss falls."""
+def test_wordpiece_glue_data_then_fairseq_train_restore_r3f_loss_falls(source_dir, converted, tmp_path):
+    """The MiniLM demo's pieces with few updates: the English synthetic task in GLUE's raw layout,
+    WordPiece-encoded and binarised by glue_binarize --wordpiece (what prepare.sh --wordpiece runs):
+    its tokens are the source tokenizer's (hence, via dict.txt, its embedding rows); then
+    fairseq-train --restore-file <converted> --task sentence_prediction --criterion
+    sentence_prediction_r3f runs a few updates and the loss falls."""
+    from tokenizers import Tokenizer
+
     from fairseq_r3f import glue_binarize
-    from fairseq_r3f.glue import task_spec
     from fairseq_r3f.synthetic import write_raw
+    from test_glue_prepare import load_split
 
     raw, data_bin = str(tmp_path / "raw"), str(tmp_path / "bin")
-    write_raw(raw, 96, 32, seed=2, words="english")
-    glue_binarize.binarize(task_spec("SST-2"), raw, data_bin, wordpiece=converted)
+    write_raw(raw, 48, 16, seed=2, words="english")
+    assert glue_binarize.main(["SST-2", raw, data_bin, "--wordpiece", converted]) == 0
     with open(os.path.join(data_bin, "input0", "dict.txt")) as f, open(os.path.join(converted, "dict.txt")) as g:
         assert f.read() == g.read()
+    hf = Tokenizer.from_file(os.path.join(source_dir, "tokenizer.json"))
+    hf.no_padding()
+    with open(os.path.join(raw, "valid.input0")) as f:
+        valid = f.read().splitlines()
+    assert load_split(data_bin, "input0", "valid") == [
+        " ".join(e.tokens) for e in hf.encode_batch(valid, add_special_tokens=False)]
+
     with open(os.path.join(converted, "conversion.json")) as f:
-        flags = json.load(f)["fairseq_model_flags"]
+        model_flags = json.load(f)["fairseq_model_flags"]
     proc = run_fairseq(
         "fairseq-train", data_bin, "--user-dir", USER_DIR, "--restore-file", os.path.join(converted, "model.pt"),
         "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0", *flags,
+        "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0", *model_flags,
         "--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1.0", "--eps", "1e-5",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-4", "--lr-scheduler", "fixed",
-        "--batch-size", "16", "--max-update", "18", "--cpu", "--num-workers", "0", "--seed", "1",
-        "--log-format", "json", "--log-interval", "6", "--no-save", "--save-dir", str(tmp_path / "ckpt"),
+        "--batch-size", "8", "--max-update", "6", "--cpu", "--num-workers", "0", "--seed", "1",
+        "--log-format", "json", "--log-interval", "2", "--no-save", "--disable-validation",
     )
     logs = fairseq_logs(proc.stdout + proc.stderr)
     losses = [float(r["loss"]) for r in logs["train_inner"]]
     assert len(losses) == 3 and losses[-1] < losses[0], losses
     assert all(float(r["symm_kl"]) > 0 for r in logs["train_inner"])
-    assert float(logs["valid"][-1]["valid_accuracy"]) > 50
 
+
+def test_prepare_and_demo_refuse_bad_wordpiece_arguments(tmp_path):
+    import subprocess
+
+    from conftest import REPO
+
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece",
+                           str(tmp_path), "SST-2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "DEMO_MODEL": "large", "DEMO_OUT": str(tmp_path / "d")})
+    assert proc.returncode == 2 and "DEMO_MODEL must be auto, tiny or minilm (got 'large')" in proc.stderr
