@@ -1,6 +1,11 @@
-"""Convert a Hugging Face BERT-family checkpoint into a fairseq RoBERTa checkpoint.
+"""Convert a Hugging Face BERT- or RoBERTa-family checkpoint into a fairseq RoBERTa checkpoint.
 
     python -m fairseq_r3f.convert_hf SRC_DIR OUT_DIR
+
+(RoBERTa: ``model_type`` roberta, ``vocab.json`` and ``merges.txt`` instead of ``vocab.txt``; its ids
+and positions are already fairseq's, and its GPT-2 BPE files are written as OUT_DIR/encoder.json
+and vocab.bpe for fairseq's ``gpt2`` BPE and ``scripts/glue/prepare.sh``'s BPE_ENCODER/BPE_VOCAB.
+What follows describes BERT.)
 
 SRC_DIR holds ``config.json`` (``model_type`` bert), ``model.safetensors`` or
 ``pytorch_model.bin`` and ``vocab.txt`` (a BertModel, or a BertFor* model whose weights carry a
@@ -78,9 +83,9 @@ def read_config(src_dir: str) -> dict:
 def check_supported(config: dict, where: str = "config.json") -> None:
     """Raise UnsupportedCheckpoint naming the first setting fairseq's RoBERTa cannot reproduce."""
     model_type = config.get("model_type")
-    if model_type != "bert":
-        raise UnsupportedCheckpoint(f"{where}: model_type {model_type!r} is not supported; only BERT-family "
-                                    "checkpoints (model_type 'bert') are converted")
+    if model_type not in ("bert", "roberta"):
+        raise UnsupportedCheckpoint(f"{where}: model_type {model_type!r} is not supported; only BERT- and "
+                                    "RoBERTa-family checkpoints (model_type 'bert' or 'roberta') are converted")
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise UnsupportedCheckpoint(f"{where}: position_embedding_type {position_type!r} is not supported: fairseq's "
@@ -101,7 +106,7 @@ def check_supported(config: dict, where: str = "config.json") -> None:
 
 
 def load_weights(src_dir: str) -> Dict[str, torch.Tensor]:
-    """The source's tensors by name, with a BertFor* model's ``bert.`` prefix removed."""
+    """The source's tensors by name, with a BertFor*/RobertaFor* model's ``bert.``/``roberta.`` prefix removed."""
     safetensors_path = os.path.join(src_dir, "model.safetensors")
     bin_path = os.path.join(src_dir, "pytorch_model.bin")
     if os.path.isfile(safetensors_path):
@@ -115,7 +120,8 @@ def load_weights(src_dir: str) -> Dict[str, torch.Tensor]:
         raise UnsupportedCheckpoint(f"{src_dir}: sharded checkpoints are not supported")
     else:
         raise FileNotFoundError(f"{src_dir}: neither model.safetensors nor pytorch_model.bin")
-    return {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in weights.items()}
+    prefixes = ("bert.", "roberta.")
+    return {next((k[len(p):] for p in prefixes if k.startswith(p)), k): v for k, v in weights.items()}
 
 
 def read_vocab(src_dir: str) -> List[str]:
@@ -166,6 +172,25 @@ def vocabulary_order(vocab: List[str], specials: Dict[str, str]) -> Tuple[List[i
     return rows[:4] + body + rows[4:], symbols
 
 
+def roberta_vocabulary(src_dir: str, config: dict) -> Tuple[List[int], List[str]]:
+    """(row order, dict.txt symbols) of a Hugging Face RoBERTa: its ids are already fairseq's rows
+    (``<s> <pad> </s> <unk>`` first, ``<mask>`` last), and its GPT-2 byte-level BPE files become
+    fairseq's ``gpt2`` BPE with ``vocab.json`` as ``encoder.json``: the encoder then writes each
+    token's row number, so dict.txt lists the numbers 4 .. n-2."""
+    paths = [os.path.join(src_dir, n) for n in ("vocab.json", "merges.txt")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file (a RoBERTa checkpoint needs vocab.json and merges.txt)")
+    vocab = _json(paths[0])
+    n = config["vocab_size"]
+    if len(vocab) != n or sorted(vocab.values()) != list(range(n)):
+        raise UnsupportedCheckpoint(f"vocab.json has {len(vocab)} tokens, not the ids 0..{n - 1} of vocab_size {n}")
+    for token, row in zip((*FAIRSEQ_SPECIALS, MASK), (0, 1, 2, 3, n - 1)):
+        if vocab.get(token) != row:
+            raise UnsupportedCheckpoint(f"vocab.json: {token} has id {vocab.get(token)}, fairseq needs {row}")
+    return list(range(n)), [str(i) for i in range(len(FAIRSEQ_SPECIALS), n - 1)]
+
+
 def convert_state_dict(weights: Dict[str, torch.Tensor], config: dict,
                        row_order: List[int]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """fairseq RoBERTa tensors (``encoder.*`` names) from BERT tensors; also the source names left out.
@@ -186,7 +211,10 @@ def convert_state_dict(weights: Dict[str, torch.Tensor], config: dict,
     positions = take("embeddings.position_embeddings.weight")
     segment0 = take("embeddings.token_type_embeddings.weight")[0]
     # nn.Embedding rows fairseq never reads (0 and the pad row 1) stay zero
-    fairseq_positions = torch.cat([positions.new_zeros(POSITION_OFFSET, positions.shape[1]), positions + segment0])
+    if config["model_type"] == "roberta":  # already numbered from padding_idx + 1, as fairseq's
+        fairseq_positions = positions + segment0
+    else:
+        fairseq_positions = torch.cat([positions.new_zeros(POSITION_OFFSET, positions.shape[1]), positions + segment0])
 
     enc = "encoder.sentence_encoder."
     out = {
@@ -212,20 +240,28 @@ def convert_state_dict(weights: Dict[str, torch.Tensor], config: dict,
     if f"encoder.layer.{config['num_hidden_layers']}.output.dense.weight" in weights:
         raise UnsupportedCheckpoint(f"the checkpoint has more layers than num_hidden_layers "
                                     f"({config['num_hidden_layers']})")
-    if "cls.predictions.transform.dense.weight" in weights:  # masked-LM head (BertForMaskedLM, BertForPreTraining)
-        head = "cls.predictions."
-        out["encoder.lm_head.dense.weight"] = take(head + "transform.dense.weight")
-        out["encoder.lm_head.dense.bias"] = take(head + "transform.dense.bias")
-        out["encoder.lm_head.layer_norm.weight"] = take(head + "transform.LayerNorm.weight")
-        out["encoder.lm_head.layer_norm.bias"] = take(head + "transform.LayerNorm.bias")
-        out["encoder.lm_head.bias"] = take(head + "bias")[rows]
-        used.add(head + "decoder.weight")  # tied to the word embeddings in BERT and in fairseq
-        used.add(head + "decoder.bias")
+    # masked-LM head (BertForMaskedLM / BertForPreTraining, RobertaForMaskedLM)
+    for head, dense, norm in (("cls.predictions.", "transform.dense", "transform.LayerNorm"),
+                              ("lm_head.", "dense", "layer_norm")):
+        if head + dense + ".weight" in weights:
+            out["encoder.lm_head.dense.weight"] = take(f"{head}{dense}.weight")
+            out["encoder.lm_head.dense.bias"] = take(f"{head}{dense}.bias")
+            out["encoder.lm_head.layer_norm.weight"] = take(f"{head}{norm}.weight")
+            out["encoder.lm_head.layer_norm.bias"] = take(f"{head}{norm}.bias")
+            out["encoder.lm_head.bias"] = take(head + "bias")[rows]
+            used.add(head + "decoder.weight")  # tied to the word embeddings in the source and in fairseq
+            used.add(head + "decoder.bias")
     left_out = sorted(set(weights) - used)
     types = weights["embeddings.token_type_embeddings.weight"].shape[0]
     if types > 1:
         left_out.append(f"embeddings.token_type_embeddings.weight[1:{types}]")
     return out, left_out
+
+
+def max_positions(config: dict) -> int:
+    """fairseq's --max-positions: a Hugging Face RoBERTa's table already holds fairseq's 2 offset rows."""
+    offset = POSITION_OFFSET if config.get("model_type") == "roberta" else 0
+    return config["max_position_embeddings"] - offset
 
 
 def model_flags(config: dict) -> List[str]:
@@ -235,7 +271,7 @@ def model_flags(config: dict) -> List[str]:
             "--encoder-embed-dim", str(config["hidden_size"]),
             "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
             "--encoder-attention-heads", str(config["num_attention_heads"]),
-            "--max-positions", str(config["max_position_embeddings"]),
+            "--max-positions", str(max_positions(config)),
             "--activation-fn", ACTIVATIONS[config.get("hidden_act", "gelu")],
             "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
             "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1))]
@@ -247,7 +283,7 @@ def build_fairseq_model(out_dir: str, config: dict):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     argv = [out_dir, "--task", "masked_lm", "--criterion", "masked_lm", *model_flags(config),
-            "--tokens-per-sample", str(config["max_position_embeddings"]), "--cpu", "--seed", "1"]
+            "--tokens-per-sample", str(max_positions(config)), "--cpu", "--seed", "1"]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     task = tasks.setup_task(cfg.task)
     return cfg, task.build_model(cfg.model)
@@ -260,11 +296,15 @@ def convert(src_dir: str, out_dir: str) -> dict:
     from .checkpoint_safety import allow_fairseq_checkpoints
 
     config = read_config(src_dir)
-    vocab = read_vocab(src_dir)
-    if len(vocab) != config["vocab_size"]:
-        raise UnsupportedCheckpoint(f"vocab.txt has {len(vocab)} tokens but config.json vocab_size is "
-                                    f"{config['vocab_size']}")
-    row_order, symbols = vocabulary_order(vocab, special_tokens(src_dir))
+    roberta = config["model_type"] == "roberta"
+    if roberta:
+        row_order, symbols = roberta_vocabulary(src_dir, config)
+    else:
+        vocab = read_vocab(src_dir)
+        if len(vocab) != config["vocab_size"]:
+            raise UnsupportedCheckpoint(f"vocab.txt has {len(vocab)} tokens but config.json vocab_size is "
+                                        f"{config['vocab_size']}")
+        row_order, symbols = vocabulary_order(vocab, special_tokens(src_dir))
     weights = load_weights(src_dir)
     state, left_out = convert_state_dict(weights, config, row_order)
 
@@ -284,9 +324,13 @@ def convert(src_dir: str, out_dir: str) -> dict:
                                     f"shape mismatches {mismatched}")
     model.load_state_dict(state, strict=False)
     saved_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    # RobertaModel.from_pretrained asks for GPT-2's BPE (downloaded) unless the checkpoint names
-    # its own; this vocabulary is WordPiece (fairseq_r3f.wordpiece registers it with fairseq)
-    saved_cfg["bpe"] = {"_name": "wordpiece", "wordpiece_dir": os.path.abspath(out_dir)}
+    # RobertaModel.from_pretrained asks for GPT-2's BPE files (downloaded) unless the checkpoint
+    # names its own: WordPiece (fairseq_r3f.wordpiece registers it with fairseq), or the source's
+    # GPT-2 BPE files copied beside model.pt
+    out = os.path.abspath(out_dir)
+    saved_cfg["bpe"] = ({"_name": "gpt2", "gpt2_encoder_json": os.path.join(out, "encoder.json"),
+                         "gpt2_vocab_bpe": os.path.join(out, "vocab.bpe")} if roberta
+                        else {"_name": "wordpiece", "wordpiece_dir": out})
     checkpoint = {
         "args": None,
         "cfg": saved_cfg,
@@ -301,17 +345,20 @@ def convert(src_dir: str, out_dir: str) -> dict:
     allow_fairseq_checkpoints()
     torch.load(os.path.join(out_dir, "model.pt"), map_location="cpu")  # the weights-only loader must accept it
 
-    for name in TOKENIZER_FILES:
+    copies = {"vocab.json": "encoder.json", "merges.txt": "vocab.bpe"} if roberta else {n: n for n in TOKENIZER_FILES}
+    for name, target in copies.items():
         source = os.path.join(src_dir, name)
-        if os.path.isfile(source) and os.path.realpath(source) != os.path.realpath(os.path.join(out_dir, name)):
-            shutil.copyfile(source, os.path.join(out_dir, name))
+        if os.path.isfile(source) and os.path.realpath(source) != os.path.realpath(os.path.join(out_dir, target)):
+            shutil.copyfile(source, os.path.join(out_dir, target))
     report = {
         "source": os.path.abspath(src_dir),
+        "source_model_type": config["model_type"],
         "fairseq_model_flags": model_flags(config),
         "source_layer_norm_eps": config.get("layer_norm_eps", 1e-12),
         "fairseq_layer_norm_eps": 1e-5,
         "vocabulary": {"rows": len(row_order), "placeholder_symbols": sum(s.startswith("madeupword") for s in symbols)},
-        "masked_lm_head": "converted" if any(k.startswith("cls.predictions.") for k in weights) else "fairseq initial",
+        "masked_lm_head": "converted" if any(k.startswith(("cls.predictions.", "lm_head.")) for k in weights)
+        else "fairseq initial",
         "left_out": left_out,
     }
     with open(os.path.join(out_dir, "conversion.json"), "w", encoding="utf-8") as f:

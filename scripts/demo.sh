@@ -119,7 +119,10 @@ else
         || { echo "error: cannot read the model configuration of ${CHECKPOINT}:" >&2; tail -1 "${OUT}/model_flags.err" >&2; exit 2; }
     read -r -a MODEL <<< "$model_flags"
     # a checkpoint converted from BERT (conversion.json beside it) takes BERT's pair layout
-    [[ -f "$(dirname "$CHECKPOINT")/conversion.json" ]] && SEPARATOR=()
+    conversion="$(dirname "$CHECKPOINT")/conversion.json"
+    if [[ -f "$conversion" ]] && "$PYTHON" -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("source_model_type") != "bert")' "$conversion"; then
+        SEPARATOR=()
+    fi
     "$PYTHON" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' && DEVICE=()
 fi
 

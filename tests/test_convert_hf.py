@@ -39,14 +39,18 @@ def converted(source_dir, tmp_path_factory) -> str:
     return out
 
 
-def reference_bert(source_dir: str, ids: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
-    """BERT's encoder written out from its definition (Devlin et al. 2019; post-LN Transformer),
-    on the safetensors weights: the final hidden states [batch, time, dim]."""
+def load_source(source_dir: str):
     from safetensors.torch import load_file
 
-    w = load_file(os.path.join(source_dir, "model.safetensors"))
     with open(os.path.join(source_dir, "config.json")) as f:
-        config = json.load(f)
+        return load_file(os.path.join(source_dir, "model.safetensors")), json.load(f)
+
+
+def reference_bert(w: dict, config: dict, ids: torch.Tensor, mask: torch.Tensor, eps: float,
+                   first_position: int = 0) -> torch.Tensor:
+    """BERT's encoder written out from its definition (Devlin et al. 2019; post-LN Transformer),
+    on the source's weights: the final hidden states [batch, time, dim]. RoBERTa (Liu et al. 2019)
+    is the same network whose position ids start at ``first_position`` = padding_idx + 1 = 2."""
     heads, dim = config["num_attention_heads"], config["hidden_size"]
     head_dim = dim // heads
     batch, time = ids.shape
@@ -57,7 +61,8 @@ def reference_bert(source_dir: str, ids: torch.Tensor, mask: torch.Tensor, eps: 
     def norm(x, name):
         return F.layer_norm(x, (dim,), w[name + ".weight"], w[name + ".bias"], eps)
 
-    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:time]
+    positions = w["embeddings.position_embeddings.weight"][first_position:first_position + time]
+    x = w["embeddings.word_embeddings.weight"][ids] + positions
     x = norm(x + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
     blocked = (~mask)[:, None, None, :] * torch.finfo(x.dtype).min
     for i in range(config["num_hidden_layers"]):
@@ -107,7 +112,7 @@ def test_hidden_states_equal_source(source_dir, converted):
 
     with torch.no_grad():
         as_built, _ = hub.model(fs_ids, features_only=True)
-        source = reference_bert(source_dir, hf_ids, mask, eps=1e-12)
+        source = reference_bert(*load_source(source_dir), hf_ids, mask, eps=1e-12)
         as_built_gap = (as_built - source)[mask].abs().max().item()
         with open(os.path.join(converted, "conversion.json")) as f:
             eps = json.load(f)["source_layer_norm_eps"]
@@ -121,6 +126,57 @@ def test_hidden_states_equal_source(source_dir, converted):
     assert matched_gap < 1e-5, matched_gap
     assert as_built_gap < 2e-3, as_built_gap
     assert as_built_gap > 10 * matched_gap  # what remains as built is fairseq's eps, not a mapping error
+
+
+def test_roberta_family_checkpoint(tmp_path):
+    """A small random Hugging Face RoBERTa (RobertaForMaskedLM naming): ids are fairseq's rows,
+    positions are already offset, GPT-2 BPE files become fairseq's gpt2 BPE; hidden states equal."""
+    from fairseq.models.roberta import RobertaModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    dim, ffn, layers, heads, table = 32, 64, 2, 4, 34
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(20)] + ["<mask>"]
+    config = {"model_type": "roberta", "hidden_size": dim, "num_attention_heads": heads, "num_hidden_layers": layers,
+              "intermediate_size": ffn, "max_position_embeddings": table, "vocab_size": len(tokens),
+              "hidden_act": "gelu", "layer_norm_eps": 1e-5, "type_vocab_size": 1, "pad_token_id": 1}
+
+    def rand(*shape):
+        return torch.randn(*shape) * 0.3
+
+    w = {"embeddings.word_embeddings.weight": rand(len(tokens), dim),
+         "embeddings.position_embeddings.weight": rand(table, dim),
+         "embeddings.token_type_embeddings.weight": rand(1, dim)}
+    linears = {"attention.self.query": (dim, dim), "attention.self.key": (dim, dim),
+               "attention.self.value": (dim, dim), "attention.output.dense": (dim, dim),
+               "intermediate.dense": (ffn, dim), "output.dense": (dim, ffn)}
+    norms = ["embeddings.LayerNorm"]
+    for i in range(layers):
+        for name, shape in linears.items():
+            w[f"encoder.layer.{i}.{name}.weight"], w[f"encoder.layer.{i}.{name}.bias"] = rand(*shape), rand(shape[0])
+        norms += [f"encoder.layer.{i}.attention.output.LayerNorm", f"encoder.layer.{i}.output.LayerNorm"]
+    for name in norms:
+        w[name + ".weight"], w[name + ".bias"] = 1 + rand(dim), rand(dim)
+    source = tmp_path / "hf_roberta"
+    source.mkdir()
+    save_file({"roberta." + k: v for k, v in w.items()}, str(source / "model.safetensors"))
+    (source / "config.json").write_text(json.dumps(config))
+    (source / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (source / "merges.txt").write_text("#version: 0.2\n")
+
+    out = tmp_path / "converted"
+    report = convert_hf.convert(str(source), str(out))
+    assert report["fairseq_model_flags"][report["fairseq_model_flags"].index("--max-positions") + 1] == "32"
+    assert (out / "dict.txt").read_text() == "".join(f"{i} 1\n" for i in range(4, len(tokens) - 1))
+    hub = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt").eval()  # gpt2 BPE from local files
+    assert type(hub.bpe).__name__ == "GPT2BPE"
+    rows = [[0, 5, 9, 23, 2], [0, 4, 2], [0, 7, 7, 12, 18, 20, 11, 2]]
+    ids = padded(rows, pad=1)
+    with torch.no_grad():
+        converted, _ = hub.model(ids, features_only=True)
+        reference = reference_bert(w, config, ids, ids != 1, eps=1e-5, first_position=2)
+    gap = (converted - reference)[ids != 1].abs().max().item()
+    assert gap < 1e-5, gap
 
 
 def test_gelu_new_and_bad_configs(source_dir, tmp_path):
