@@ -9,6 +9,7 @@ setup(
     # fairseq-fixed is installed by scripts/setup.sh with --no-build-isolation --no-deps
     # (its declared torchaudio requirement would replace torch); it is not pinned here
     # so that `pip install -e .` never tries to rebuild it in an isolated environment.
-    install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib", "rouge-score"],
+    install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
+                      "rouge-score", "safetensors", "tokenizers"],
     extras_require={"test": ["pytest>=7", "scikit-learn"]},
 )

@@ -15,5 +15,6 @@ _install_lipschitz_head()
 
 from . import criterions  # noqa: E402,F401
 from . import probe_task  # noqa: E402,F401  (task sentence_prediction_probe)
+from . import wordpiece  # noqa: E402,F401  (registers --bpe wordpiece)
 
 __version__ = "0.1.0"

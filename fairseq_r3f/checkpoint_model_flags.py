@@ -15,7 +15,7 @@ import torch
 from .checkpoint_safety import allow_fairseq_checkpoints
 
 ENCODER_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
-                  "encoder_attention_heads", "max_positions")
+                  "encoder_attention_heads", "max_positions", "activation_fn")
 
 
 def checkpoint_model_flags(path: str) -> list:

