@@ -3,7 +3,8 @@
 Load with ``fairseq-train --user-dir <path to this package> ...`` or ``import fairseq_r3f``.
 Importing it (1) lets fairseq load its checkpoints under torch >= 2.6 with
 ``weights_only`` still on, (2) makes ``--spectral-norm-classification-head`` build a
-1-Lipschitz head (R4F), and (3) registers the criterion ``sentence_prediction_r3f``.
+1-Lipschitz head (R4F), and (3) registers the criterions ``sentence_prediction_r3f``,
+``sentence_prediction_smart`` (SMART) and the task ``sentence_prediction_adv`` (FreeLB).
 """
 
 from .checkpoint_safety import allow_fairseq_checkpoints
@@ -13,5 +14,6 @@ allow_fairseq_checkpoints()
 _install_lipschitz_head()
 
 from . import criterions  # noqa: E402,F401
+from . import tasks  # noqa: E402,F401  (sentence_prediction_adv: FreeLB)
 
 __version__ = "0.1.0"

@@ -1,1 +1,2 @@
 from . import sentence_prediction_r3f  # noqa: F401  (registers the criterion)
+from . import sentence_prediction_smart  # noqa: F401  (registers the criterion)

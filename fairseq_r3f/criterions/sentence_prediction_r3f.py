@@ -134,6 +134,10 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         self.stack_passes = cfg.r3f_stack_passes
         self.same_dropout = cfg.r3f_same_dropout
         self._warned_about_precision = False
+        self._init_classification(cfg, task)
+
+    def _init_classification(self, cfg, task) -> None:
+        """Head and reporting options, shared with criterions built on this one (SMART)."""
         self.classification_head_name = cfg.classification_head_name
         self.report_mcc = cfg.report_mcc
         self.report_acc_and_f1 = cfg.report_acc_and_f1
@@ -178,7 +182,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         )
         return logits
 
-    def _r3f_passes(self, model, sample):
+    def _perturbed_passes(self, model, sample):
         """Clean logits, noised logits and the carried fraction of the noise (or None).
 
         Noise is drawn first, so that with --r3f-same-dropout the replayed RNG state covers
@@ -243,7 +247,7 @@ class SentencePredictionR3FCriterion(FairseqCriterion):
         noised_logits = carried = None
         # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
         if model.training and self.r3f_lambda > 0:
-            logits, noised_logits, carried = self._r3f_passes(model, sample)
+            logits, noised_logits, carried = self._perturbed_passes(model, sample)
         else:
             logits = self._classify(model, sample)
         targets = model.get_targets(sample, [logits]).view(-1)
