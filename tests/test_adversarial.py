@@ -239,3 +239,31 @@ def test_smart_and_freelb_train_and_resume_with_fairseq_train(trained_runs):
             assert "train_symm_kl" not in final  # lambda_s = 0: no SMART passes
         previous = updates
     assert os.path.exists(save_dir / "checkpoint_best.pt")
+
+
+@pytest.mark.slow
+def test_wall_time_to_best_from_these_runs(trained_runs, tmp_path):
+    """scripts/bench/wall_time.py on the runs above, laid out as a sweep: table and violin PNG."""
+    import importlib.util
+
+    from conftest import REPO
+
+    _, outputs = trained_runs
+    layout = {("freelb", 1): outputs[1], ("smart", 1): outputs[2], ("smart", 2): outputs[2]}
+    for (method, seed), output in layout.items():
+        (tmp_path / "RTE" / method / f"seed{seed}").mkdir(parents=True)
+        (tmp_path / "RTE" / method / f"seed{seed}" / "train.log").write_text(output)
+    spec = importlib.util.spec_from_file_location("wall_time", os.path.join(REPO, "scripts", "bench", "wall_time.py"))
+    wall_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wall_time)
+    png = tmp_path / "wall.png"
+    text = wall_time.main(["--out-dir", str(tmp_path), "--task", "RTE", "--baseline", "freelb", "--png", str(png)])
+
+    # the SMART run validated once, at update 14; the last training record before it is the
+    # train_inner record of update 14 (--log-interval 2)
+    inner = [r for r in fairseq_logs(outputs[2])["train_inner"] if int(r["num_updates"]) == 14]
+    wall = float(inner[-1]["wall"])
+    smart_best = float(fairseq_logs(outputs[2])["valid"][-1]["valid_accuracy"])
+    assert f"| smart | 2 | {wall:.0f} [{wall:.0f}, {wall:.0f}] |" in text and f"| {smart_best:.2f} |" in text
+    assert "| freelb | 1 |" in text
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
