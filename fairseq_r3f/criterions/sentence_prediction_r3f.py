@@ -43,7 +43,30 @@ F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
 
 @dataclass
-class SentencePredictionR3FConfig(FairseqDataclass):
+class ClassificationHeadConfig(FairseqDataclass):
+    """Head and reporting options shared by this plugin's classification criterions."""
+
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "name of the classification head to use"},
+    )
+    # The sentence_prediction task reads this flag from the criterion (II interpolation).
+    regression_target: bool = field(
+        default=False,
+        metadata={"help": "regression task (STS-B): refused, the KL needs class distributions"},
+    )
+    report_mcc: bool = field(
+        default=False,
+        metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
+    )
+    report_acc_and_f1: bool = field(
+        default=False,
+        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
+    )
+
+
+@dataclass
+class SentencePredictionR3FConfig(ClassificationHeadConfig):
     eps: float = field(
         default=1e-5,
         metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
@@ -79,23 +102,6 @@ class SentencePredictionR3FConfig(FairseqDataclass):
             "help": "ablation: replay the RNG so both passes use the same dropout masks and "
             "the KL measures the effect of the noise alone"
         },
-    )
-    classification_head_name: str = field(
-        default="sentence_classification_head",
-        metadata={"help": "name of the classification head to use"},
-    )
-    # The sentence_prediction task reads this flag from the criterion (II interpolation).
-    regression_target: bool = field(
-        default=False,
-        metadata={"help": "regression task (STS-B): refused, R3F's KL needs class distributions"},
-    )
-    report_mcc: bool = field(
-        default=False,
-        metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
-    )
-    report_acc_and_f1: bool = field(
-        default=False,
-        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
     )
 
 

@@ -32,17 +32,17 @@ from dataclasses import dataclass, field
 
 import torch
 from fairseq.criterions import register_criterion
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import ChoiceEnum
 
 from ..adversarial import NORM_TYPES, local_gradients, smart_ascent_step, token_mask
 from ..divergence import symmetric_kl
 from ..noise import add_noise, sample_embedding_noise
 from ..perturb import perturbed_token_embeddings
-from .sentence_prediction_r3f import SentencePredictionR3FCriterion
+from .sentence_prediction_r3f import ClassificationHeadConfig, SentencePredictionR3FCriterion
 
 
 @dataclass
-class SentencePredictionSmartConfig(FairseqDataclass):
+class SentencePredictionSmartConfig(ClassificationHeadConfig):
     smart_lambda: float = field(
         default=1.0,
         metadata={"help": "weight lambda_s of the symmetric KL regulariser (MT-DNN's adv_alpha, "
@@ -64,22 +64,6 @@ class SentencePredictionSmartConfig(FairseqDataclass):
         default="linf",
         metadata={"help": "per-token normalisation of the stepped noise (MT-DNN's adv_p_norm: "
                           "inf by default)"},
-    )
-    classification_head_name: str = field(
-        default="sentence_classification_head",
-        metadata={"help": "name of the classification head to use"},
-    )
-    # The sentence_prediction task reads this flag from the criterion (II interpolation).
-    regression_target: bool = field(
-        default=False,
-        metadata={"help": "regression task (STS-B): refused, the KL needs class distributions"},
-    )
-    report_mcc: bool = field(
-        default=False, metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"}
-    )
-    report_acc_and_f1: bool = field(
-        default=False,
-        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
     )
 
 
