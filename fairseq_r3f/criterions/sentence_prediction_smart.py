@@ -4,10 +4,14 @@
 
     L = sum_i CE(f(x_i), y_i) + lambda_s * sum_i KL_S(f(x_i) || f(x_i + tilde z_i))
 
-Per step, with the token embeddings e = embed(x) and K ascent steps (default 1):
+Per step, with e the representation perturbed and K ascent steps (default 1):
 
 1. clean pass: f(x);
-2. z_0 ~ N(0, sigma^2) per entry (sigma = --smart-noise-std, 1e-5), zero at pads;
+2. z_0 ~ N(0, sigma^2) per entry (sigma = --smart-noise-std, 1e-5), zero at pads, on the
+   output of the encoder's embedding block (default; token embeddings + positions +
+   embedding LayerNorm, unit scale per coordinate: where MT-DNN adds it, its ``embed_encode``
+   being BERT's whole embedding module) or on the raw token embeddings
+   (--smart-noise-at token-embeddings, R3F's place);
 3. K times: one forward of f(e + z) (no gradient into the weights or the embedding table),
    g = d KL_S(f(e + z) || f(x).detach()) / dz, z <- normalize_per_token(z + eta g)
    (eta = --smart-step-size, 1e-3; inf-norm per token by default, l2 optional);
@@ -24,6 +28,10 @@ Where the public code differs from the paper, this follows the code:
   perturbation has norm ~1 (inf-norm by default) whatever the step size;
 - no Bregman proximal point (the paper's momentum teacher, Eq. 4): MT-DNN's fine-tuning
   scripts do not use one, and neither does this criterion;
+- MT-DNN feeds e + z back through BERT's embedding module as ``inputs_embeds``, which adds
+  the positions and applies the LayerNorm a second time; here e + z goes straight to the first
+  layer (no second positions / LayerNorm). MT-DNN computes e once per step (one dropout mask);
+  here every pass recomputes it;
 - the ascent maximises the symmetric KL of ``divergence.symmetric_kl`` (MT-DNN uses its
   ``stable_kl`` there; the normalisation removes the gradient's scale either way).
 """
@@ -37,7 +45,9 @@ from fairseq.dataclass import ChoiceEnum
 from ..adversarial import NORM_TYPES, local_gradients, smart_ascent_step, token_mask
 from ..divergence import symmetric_kl
 from ..noise import add_noise, sample_embedding_noise
-from ..perturb import perturbed_token_embeddings
+from ..perturb import perturbed_embedding_output, perturbed_token_embeddings
+
+NOISE_PLACES = ("embedding-output", "token-embeddings")
 from .sentence_prediction_r3f import ClassificationHeadConfig, SentencePredictionR3FCriterion
 
 
@@ -60,6 +70,11 @@ class SentencePredictionSmartConfig(ClassificationHeadConfig):
         default=1e-5,
         metadata={"help": "std sigma of the initial noise N(0, sigma^2) (MT-DNN's adv_noise_var)"},
     )
+    smart_noise_at: ChoiceEnum(NOISE_PLACES) = field(
+        default="embedding-output",
+        metadata={"help": "where the noise goes: the embedding block's output (unit scale, as "
+                          "MT-DNN) or the raw token embeddings (as R3F)"},
+    )
     smart_norm_type: ChoiceEnum(NORM_TYPES) = field(
         default="linf",
         metadata={"help": "per-token normalisation of the stepped noise (MT-DNN's adv_p_norm: "
@@ -79,6 +94,8 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
             (cfg.smart_steps >= 0, f"--smart-steps must be >= 0, got {cfg.smart_steps}"),
             (cfg.smart_step_size > 0, f"--smart-step-size must be > 0, got {cfg.smart_step_size}"),
             (cfg.smart_noise_std > 0, f"--smart-noise-std must be > 0, got {cfg.smart_noise_std}"),
+            (str(cfg.smart_noise_at) in NOISE_PLACES,
+             f"--smart-noise-at must be one of {', '.join(NOISE_PLACES)}, got {cfg.smart_noise_at!r}"),
             (str(cfg.smart_norm_type) in NORM_TYPES,
              f"--smart-norm-type must be one of {', '.join(NORM_TYPES)}, got {cfg.smart_norm_type!r}"),
             (not cfg.regression_target,
@@ -95,12 +112,14 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
         self.step_size = cfg.smart_step_size
         self.noise_std = cfg.smart_noise_std
         self.norm_type = str(cfg.smart_norm_type)
+        self.perturbed = (perturbed_embedding_output if str(cfg.smart_noise_at) == "embedding-output"
+                          else perturbed_token_embeddings)
         self._init_classification(cfg, task)
 
     def _perturbed_passes(self, model, sample):
         """Clean logits, adversarial logits, and no noise_carried measure (None)."""
         src_tokens = sample["net_input"]["src_tokens"]
-        weight = self._encoder.embed_tokens.weight
+        weight = self._encoder.embed_tokens.weight  # the perturbed tensors have its dim
         logits = self._classify(model, sample)
         clean = logits.detach()
         # Pads carry no noise: fairseq zeroes pad rows after the embedding LayerNorm anyway,
@@ -110,14 +129,12 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
                                        "normal", weight.device) * mask
         for _ in range(self.steps):
             noise.requires_grad_()
-            # embeddings detached: the ascent needs the gradient w.r.t. the noise only
-            with local_gradients(model), perturbed_token_embeddings(
-                self._encoder, lambda e: add_noise(e.detach(), noise)
-            ):
+            # e detached: the ascent needs the gradient w.r.t. the noise only
+            with local_gradients(model), self.perturbed(self._encoder, lambda e: add_noise(e.detach(), noise)):
                 adversarial = self._classify(model, sample)
             divergence = symmetric_kl(adversarial, clean).sum()
             (grad,) = torch.autograd.grad(divergence, noise)
             noise = smart_ascent_step(noise.detach(), grad, self.step_size, self.norm_type, mask)
-        with perturbed_token_embeddings(self._encoder, lambda e: add_noise(e, noise)):
+        with self.perturbed(self._encoder, lambda e: add_noise(e, noise)):
             adversarial = self._classify(model, sample)
         return logits, adversarial, None

@@ -5,7 +5,7 @@ data with the same seed, each in its own process through fairseq's own trainer
 (``scripts/bench/step_time.py`` does the runs; this script picks the configs). For each:
 
 - forward / backward passes per step, counted by hooks on the encoder's last layer during the
-  warm-up steps (``fairseq_r3f.pass_counter``: a backward is a gradient reaching a pass's
+  last warm-up step (``fairseq_r3f.pass_counter``: a backward is a gradient reaching a pass's
   output, from ``loss.backward()`` or ``torch.autograd.grad``; a stacked batch of 2n counts 2);
 - step time and peak memory, as ratios to standard.
 
@@ -65,6 +65,8 @@ def parse_args():
     step_time.add_run_options(p)
     p.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     opts = p.parse_args()
+    if opts.warmup < 1:
+        p.error("--warmup must be >= 1: the passes are counted in the last warm-up step")
     step_time.complete_options(p, opts, list(CONFIGS))
     opts.count_passes = True
     return opts

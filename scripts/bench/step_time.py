@@ -37,7 +37,6 @@ fairseq themselves (a few hundred MiB), so differences between configs are what 
 """
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -276,24 +275,21 @@ def batches(cfg, task, trainer):
 
 
 def warmup_steps(spec: dict, trainer, itr) -> dict:
-    """The untimed steps; with spec["count_passes"], the encoder passes per step they made
-    (fairseq_r3f.pass_counter, in units of one batch: a stacked 2n batch counts 2)."""
-    counter = contextlib.nullcontext()
-    if spec["count_passes"]:
-        sys.path.insert(0, REPO)
-        from fairseq_r3f.pass_counter import PassCounter
-
-        counter = PassCounter(trainer.model)
-    rows = 0
-    with counter:
-        for _ in range(spec["warmup"]):
-            sample = next(itr)
-            rows += sample["net_input"]["src_tokens"].size(0)
-            trainer.train_step([sample])
+    """The untimed steps; with spec["count_passes"], the encoder passes that the last of them
+    made (fairseq_r3f.pass_counter, in units of its batch: a stacked 2n batch counts 2). The
+    last one: --amp re-runs a step whose gradients overflow, which the first steps often do."""
+    for _ in range(spec["warmup"] - spec["count_passes"]):
+        trainer.train_step([next(itr)])
     if not spec["count_passes"]:
         return {}
-    return {"forward": counter.forward_equivalents(rows / spec["warmup"]) / spec["warmup"],
-            "backward": counter.backward_equivalents(rows / spec["warmup"]) / spec["warmup"]}
+    sys.path.insert(0, REPO)
+    from fairseq_r3f.pass_counter import PassCounter
+
+    sample = next(itr)
+    with PassCounter(trainer.model) as counter:
+        trainer.train_step([sample])
+    rows = sample["net_input"]["src_tokens"].size(0)
+    return {"forward": counter.forward_equivalents(rows), "backward": counter.backward_equivalents(rows)}
 
 
 def run_worker(spec: dict) -> None:
