@@ -138,6 +138,28 @@ def perturbed_decoder_embeddings(
             handle.remove()
 
 
+@contextmanager
+def perturbed_embedding_output(
+    encoder: TransformerEncoderBase,
+    perturb: Callable[[torch.Tensor], torch.Tensor],
+) -> Iterator[None]:
+    """Within the block, the output of the encoder's embedding block (its embedding LayerNorm:
+    token embeddings, positions and LayerNorm, before dropout), a unit-scale batch x length x dim
+    tensor, is replaced by ``perturb(output)``. SMART perturbs there (MT-DNN's ``embed_encode``).
+    """
+    layer_norm = getattr(encoder, "layernorm_embedding", None)
+    if layer_norm is None:
+        raise UnperturbableModelError(
+            f"{type(encoder).__name__} has no embedding LayerNorm (layernorm_embedding) whose "
+            "output can be perturbed; use --smart-noise-at token-embeddings"
+        )
+    handle = layer_norm.register_forward_hook(lambda module, args, output: perturb(output))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 class EmbeddingBlockProbe:
     """Records the input and output of the encoder's embedding LayerNorm in each pass.
 

@@ -71,7 +71,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ["MNLI", "QQP", "RTE", "QNLI", "MRPC", "CoLA", "SST-2"]  # Table 2's column order
-METHODS = ["std", "std++", "r3f", "r4f"]
+METHODS = ["std", "std++", "r3f", "r4f", "smart", "freelb"]
 DEFAULT_COMMAND = "bash " + shlex.quote(os.path.join(ROOT, "scripts", "glue", "train.sh")) + \
     " {task} {method} {seed} {save_dir}"
 DEFAULT_METRICS = {"CoLA": "mcc", "MRPC": "acc_and_f1", "QQP": "acc_and_f1",

@@ -32,9 +32,9 @@ def dry_run(task, method, *extra):
 
 
 def test_every_task_and_method_has_a_config():
-    assert len(CONFIGS) == 7 * 4
+    assert len(CONFIGS) == 7 * 6
     names = {os.path.basename(c)[:-5] for c in CONFIGS}
-    assert names == {f"{t}_{m}" for t in TASKS for m in ("std", "stdpp", "r3f", "r4f")}
+    assert names == {f"{t}_{m}" for t in TASKS for m in ("std", "stdpp", "r3f", "r4f", "smart", "freelb")}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
@@ -49,6 +49,7 @@ def test_yaml_equals_train_sh(config):
     assert int(flags["warmup_updates"]) == cfg.lr_scheduler.warmup_updates == cfg.optimization.max_update * 6 // 100
     assert int(flags["batch_size"]) == cfg.dataset.batch_size
     assert int(flags["num_classes"]) == cfg.task.num_classes
+    assert flags["task"] == cfg.task._name
     assert flags["criterion"] == cfg.criterion._name
     assert flags["best_checkpoint_metric"] == cfg.checkpoint.best_checkpoint_metric
     assert flags["valid_subset"] == cfg.dataset.valid_subset
@@ -59,6 +60,16 @@ def test_yaml_equals_train_sh(config):
     if method in ("r3f", "r4f"):
         assert float(flags["r3f_lambda"]) == cfg.criterion.r3f_lambda
         assert float(flags["eps"]) == cfg.criterion.eps == 1e-5
+    if method == "smart":
+        for key in ("smart_lambda", "smart_step_size", "smart_noise_std"):
+            assert float(flags[key]) == cfg.criterion[key], key
+        assert int(flags["smart_steps"]) == cfg.criterion.smart_steps
+        assert flags["smart_norm_type"] == cfg.criterion.smart_norm_type
+    if method == "freelb":
+        for key in ("adv_lr", "adv_init_mag", "adv_max_norm"):
+            assert float(flags[key]) == cfg.task[key], key
+        assert int(flags["adv_steps"]) == cfg.task.adv_steps
+        assert flags["adv_norm_type"] == cfg.task.adv_norm_type
 
 
 def test_paper_table_5_values():
@@ -68,10 +79,18 @@ def test_paper_table_5_values():
     assert (mnli["lr"], mnli["max_update"], mnli["batch_size"], mnli["num_classes"]) == ("5e-6", "123873", "8", "3")
     assert qqp["max_update"] == str(2 * 113272)  # std++ trains twice as long
     assert dry_run("CoLA", "r4f")["best_checkpoint_metric"] == "mcc"
+    # SMART: MT-DNN's defaults; FreeLB: the authors' RoBERTa-large RTE and QQP runs
+    smart = dry_run("RTE", "smart")
+    assert (smart["smart_lambda"], smart["smart_steps"], smart["smart_step_size"], smart["smart_noise_std"],
+            smart["smart_norm_type"]) == ("1.0", "1", "1e-3", "1e-5", "linf")
+    rte, qqp = dry_run("RTE", "freelb"), dry_run("QQP", "freelb")
+    assert rte["task"] == "sentence_prediction_adv" and rte["criterion"] == "sentence_prediction"
+    assert (rte["adv_lr"], rte["adv_steps"], rte["adv_init_mag"], rte["adv_max_norm"]) == ("6e-2", "3", "1.6e-1", "1.4e-1")
+    assert (qqp["adv_lr"], qqp["adv_steps"], qqp["adv_init_mag"], qqp["adv_max_norm"]) == ("2e-1", "2", "3.2e-1", "7e-1")
 
 
 def test_bad_task_or_method_is_refused():
-    for args, message in ((["STS-B", "r3f"], "unknown TASK 'STS-B'"), (["RTE", "smart"], "unknown METHOD 'smart'")):
+    for args, message in ((["STS-B", "r3f"], "unknown TASK 'STS-B'"), (["RTE", "pgd"], "unknown METHOD 'pgd'")):
         proc = subprocess.run(["bash", TRAIN_SH, *args], capture_output=True, text=True, timeout=60,
                               env={**os.environ, "DRY_RUN": "1", "PRECISION": ""})
         assert proc.returncode == 2 and message in proc.stderr

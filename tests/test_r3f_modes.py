@@ -71,12 +71,12 @@ def test_gradients_equal_the_reference_formula(flags, one_sided, synthetic_data)
 def test_one_sided_noised_pass_holds_no_graph(synthetic_data):
     task, model, criterion = r3f(synthetic_data, "--r3f-one-sided")
     criterion._check_model(model)
-    clean, noised, _ = criterion._r3f_passes(model, valid_batch(task))
+    clean, noised, _ = criterion._perturbed_passes(model, valid_batch(task))
     assert clean.grad_fn is not None
     assert noised.grad_fn is None and not noised.requires_grad
     _, model2, both_sided = r3f(synthetic_data)
     both_sided._check_model(model2)
-    assert both_sided._r3f_passes(model2, valid_batch(task))[1].grad_fn is not None
+    assert both_sided._perturbed_passes(model2, valid_batch(task))[1].grad_fn is not None
 
 
 @pytest.mark.parametrize("same_dropout", [True, False])

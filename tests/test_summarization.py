@@ -107,7 +107,7 @@ def test_pad_positions_do_not_change_symm_kl(prepared):
 
     def all_positions(s):
         torch.manual_seed(0)
-        clean, noised, _ = criterion._r3f_passes(model, s)
+        clean, noised, _ = criterion._perturbed_passes(model, s)
         return symmetric_kl(clean[0], noised[0]).sum().item()
 
     assert all_positions(padded) > 1.01 * all_positions(sample)

@@ -28,33 +28,20 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
 )
-from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from ..divergence import masked_symmetric_kl
-from ..noise import NOISE_TYPES
 from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
-from .r3f_common import R3FNoiseMixin
+from .r3f_common import R3FNoiseConfig, R3FNoiseMixin
 
 
 @dataclass
-class LabelSmoothedCrossEntropyR3FConfig(LabelSmoothedCrossEntropyCriterionConfig):
-    eps: float = field(
-        default=1e-5,
-        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
-    )
+class LabelSmoothedCrossEntropyR3FConfig(R3FNoiseConfig, LabelSmoothedCrossEntropyCriterionConfig):
     r3f_lambda: float = field(
         default=1.0,
         metadata={
             "help": "weight lambda of the symmetric KL, per target token like the task loss "
             "(about the reference's lambda times the padded target length; 0 = standard)"
-        },
-    )
-    noise_type: ChoiceEnum(NOISE_TYPES + ("none",)) = field(
-        default="uniform",
-        metadata={
-            "help": "distribution of the embedding noise z; 'none' is an ablation: the second "
-            "pass differs only by its dropout masks"
         },
     )
     r3f_decoder_noise: bool = field(
@@ -100,7 +87,7 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             )
         self._checked_model = model
 
-    def _r3f_passes(self, model, sample):
+    def _perturbed_passes(self, model, sample):
         """Clean and noised outputs of the model, and the carried fraction of the noise."""
         net_input = sample["net_input"]
         noise = self._draw_noise(net_input["src_tokens"])
@@ -130,7 +117,7 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         noised_output = carried = None
         # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
         if model.training and self.r3f_lambda > 0:
-            net_output, noised_output, carried = self._r3f_passes(model, sample)
+            net_output, noised_output, carried = self._perturbed_passes(model, sample)
         else:
             net_output = model(**sample["net_input"])
         task_loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)

@@ -2,11 +2,35 @@
 check, and the one-time warning when the precision rounds the noise away."""
 
 import logging
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
 from ..noise import NOISE_TYPES
 from ..perturb import EmbeddingBlockProbe, EmbeddingNoise, find_token_encoder
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class R3FNoiseConfig(FairseqDataclass):
+    """The flags of R3F's noise and KL weight, the same in every R3F criterion."""
+
+    eps: float = field(
+        default=1e-5,
+        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
+    )
+    r3f_lambda: float = field(
+        default=1.0,
+        metadata={"help": "weight lambda of the symmetric KL term (0 = standard fine-tuning)"},
+    )
+    noise_type: ChoiceEnum(NOISE_TYPES + ("none",)) = field(
+        default="uniform",
+        metadata={
+            "help": "distribution of the embedding noise z; 'none' is an ablation: the second "
+            "pass differs only by its dropout masks (dropout consistency, R-Drop style)"
+        },
+    )
 
 
 class R3FNoiseMixin:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..classification_metrics import (
@@ -33,30 +33,37 @@ from ..classification_metrics import (
     matthews_corrcoef,
 )
 from ..divergence import symmetric_kl
-from ..noise import NOISE_TYPES
 from ..perturb import RngState, perturbed_token_embeddings
-from .r3f_common import R3FNoiseMixin
+from .r3f_common import R3FNoiseConfig, R3FNoiseMixin
 
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
 
 @dataclass
-class SentencePredictionR3FConfig(FairseqDataclass):
-    eps: float = field(
-        default=1e-5,
-        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps"},
+class ClassificationHeadConfig(FairseqDataclass):
+    """Head and reporting options shared by this plugin's classification criterions."""
+
+    classification_head_name: str = field(
+        default="sentence_classification_head",
+        metadata={"help": "name of the classification head to use"},
     )
-    r3f_lambda: float = field(
-        default=1.0,
-        metadata={"help": "weight lambda of the symmetric KL term (0 = standard fine-tuning)"},
+    # The sentence_prediction task reads this flag from the criterion (II interpolation).
+    regression_target: bool = field(
+        default=False,
+        metadata={"help": "regression task (STS-B): refused, the KL needs class distributions"},
     )
-    noise_type: ChoiceEnum(NOISE_TYPES + ("none",)) = field(
-        default="uniform",
-        metadata={
-            "help": "distribution of the embedding noise z; 'none' is an ablation: the second "
-            "pass differs only by its dropout masks (dropout consistency, R-Drop style)"
-        },
+    report_mcc: bool = field(
+        default=False,
+        metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
     )
+    report_acc_and_f1: bool = field(
+        default=False,
+        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
+    )
+
+
+@dataclass
+class SentencePredictionR3FConfig(R3FNoiseConfig, ClassificationHeadConfig):
     r3f_one_sided: bool = field(
         default=False,
         metadata={
@@ -77,23 +84,6 @@ class SentencePredictionR3FConfig(FairseqDataclass):
             "help": "ablation: replay the RNG so both passes use the same dropout masks and "
             "the KL measures the effect of the noise alone"
         },
-    )
-    classification_head_name: str = field(
-        default="sentence_classification_head",
-        metadata={"help": "name of the classification head to use"},
-    )
-    # The sentence_prediction task reads this flag from the criterion (II interpolation).
-    regression_target: bool = field(
-        default=False,
-        metadata={"help": "regression task (STS-B): refused, R3F's KL needs class distributions"},
-    )
-    report_mcc: bool = field(
-        default=False,
-        metadata={"help": "log Matthews correlation (x100), e.g. for CoLA"},
-    )
-    report_acc_and_f1: bool = field(
-        default=False,
-        metadata={"help": "log F1 of label '1' and (accuracy + F1) / 2 (x100), e.g. for MRPC, QQP"},
     )
 
 
@@ -121,6 +111,10 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, FairseqCriterion):
         self.one_sided = cfg.r3f_one_sided
         self.stack_passes = cfg.r3f_stack_passes
         self.same_dropout = cfg.r3f_same_dropout
+        self._init_classification(cfg, task)
+
+    def _init_classification(self, cfg, task) -> None:
+        """Head and reporting options, shared with criterions built on this one (SMART)."""
         self.classification_head_name = cfg.classification_head_name
         self.report_mcc = cfg.report_mcc
         self.report_acc_and_f1 = cfg.report_acc_and_f1
@@ -161,7 +155,7 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, FairseqCriterion):
         )
         return logits
 
-    def _r3f_passes(self, model, sample):
+    def _perturbed_passes(self, model, sample):
         """Clean logits, noised logits and the carried fraction of the noise (or None).
 
         Noise is drawn first, so that with --r3f-same-dropout the replayed RNG state covers
@@ -197,7 +191,7 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, FairseqCriterion):
         noised_logits = carried = None
         # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
         if model.training and self.r3f_lambda > 0:
-            logits, noised_logits, carried = self._r3f_passes(model, sample)
+            logits, noised_logits, carried = self._perturbed_passes(model, sample)
         else:
             logits = self._classify(model, sample)
         targets = model.get_targets(sample, [logits]).view(-1)

@@ -88,8 +88,8 @@ def make_data(root: str, batch_size: int, seq_len: int, n_batches: int, seed: in
 
 
 # ---------------------------------------------------------------- parent: runs
-def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
-    """The fairseq-train command line of one config (without the program name)."""
+def base_args(data_bin: str, opts) -> list:
+    """The part of the fairseq-train command line every config shares (model, data, device)."""
     argv = [
         data_bin, "--task", "sentence_prediction", "--num-classes", "2",
         "--max-positions", "512", "--init-token", "0", "--separator-token", "2",
@@ -100,7 +100,12 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
     ]
     if opts.device == "cpu":
         argv.append("--cpu")
-    argv += ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
+    return argv + ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
+
+
+def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
+    """The fairseq-train command line of one config (without the program name)."""
+    argv = base_args(data_bin, opts)
     if config == "standard":
         return argv + ["--criterion", "sentence_prediction"]
     user_dir = (os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference"
@@ -110,7 +115,8 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
 
 
 def run_one(config: str, argv: list, opts) -> dict:
-    spec = {"config": config, "warmup": opts.warmup, "steps": opts.steps, "fairseq_args": argv}
+    spec = {"config": config, "warmup": opts.warmup, "steps": opts.steps, "fairseq_args": argv,
+            "count_passes": getattr(opts, "count_passes", False)}
     env = dict(os.environ)
     if opts.device == "cpu":
         env["OMP_NUM_THREADS"] = str(opts.threads)
@@ -128,12 +134,13 @@ def run_one(config: str, argv: list, opts) -> dict:
     return result
 
 
-def run_all(opts, data_bin: str, fairseq_dir: str) -> dict:
-    """Every config opts.repeats times, interleaved so that drifts of the machine hit all alike."""
+def run_all(opts, argv_of) -> dict:
+    """Every config opts.repeats times, interleaved so that drifts of the machine hit all alike.
+    ``argv_of(config)`` gives a config's fairseq-train arguments."""
     runs = {config: [] for config in opts.only}
     for repeat in range(opts.repeats):
         for config in opts.only:
-            result = run_one(config, fairseq_args(config, data_bin, opts, fairseq_dir), opts)
+            result = run_one(config, argv_of(config), opts)
             print(f"[{repeat + 1}/{opts.repeats}] {config}: {result['step_ms']:.1f} ms/step, "
                   f"criterion {result['criterion']}", file=sys.stderr)
             runs[config].append(result)
@@ -153,6 +160,8 @@ def summarize(runs: dict) -> dict:
             "cpu_ms": statistics.median(r["cpu_ms"] for r in results),
             "peak_mib": statistics.median(r["peak_mib"] for r in results),
         }
+        if "forward" in results[0]:  # counted by hooks: the same in every run
+            summary[config].update(forward=results[0]["forward"], backward=results[0]["backward"])
     return summary
 
 
@@ -169,6 +178,7 @@ def markdown(summary: dict, opts, env: dict) -> str:
     # machine, which inflates wall time; on GPU it would measure the host, not the work.
     measures = [("step time (ms)", "step_ms", 1)] + [("CPU time (ms)", "cpu_ms", 1)] * cpu
     measures.append(("peak memory (MiB)", "peak_mib", 0))
+    passes = all("forward" in s for s in summary.values())
     lines = [
         f"device: {env['device']} | torch {env['torch']} | fairseq {env['fairseq']} | "
         f"arch: {opts.arch}{' fp16' * opts.fp16}{' amp' * opts.amp} | "
@@ -176,8 +186,9 @@ def markdown(summary: dict, opts, env: dict) -> str:
         f"{opts.warmup} warmup + {opts.steps} timed steps | repeats: {opts.repeats} (median [min, max])",
         f"peak memory: {memory}",
         "",
-        "| config | " + " | ".join(f"{name} | vs standard" for name, _, _ in measures) + " |",
-        "|---" * (1 + 2 * len(measures)) + "|",
+        "| config | " + "forward / backward passes | " * passes
+        + " | ".join(f"{name} | vs standard" for name, _, _ in measures) + " |",
+        "|---" * (1 + passes + 2 * len(measures)) + "|",
     ]
     for config, s in summary.items():
         cells = []
@@ -186,6 +197,8 @@ def markdown(summary: dict, opts, env: dict) -> str:
             if key == "step_ms" and opts.repeats > 1:
                 value += f" [{s['step_ms_min']:.1f}, {s['step_ms_max']:.1f}]"
             cells += [value, ratio(s[key], base.get(key))]
+        if passes:
+            cells.insert(0, f"{s['forward']:g} / {s['backward']:g}")
         lines.append(f"| {config} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -261,6 +274,24 @@ def batches(cfg, task, trainer):
     return epoch_itr.next_epoch_itr(shuffle=True)
 
 
+def warmup_steps(spec: dict, trainer, itr) -> dict:
+    """The untimed steps; with spec["count_passes"], the encoder passes that the last of them
+    made (fairseq_r3f.pass_counter, in units of its batch: a stacked 2n batch counts 2). The
+    last one: --amp re-runs a step whose gradients overflow, which the first steps often do."""
+    for _ in range(spec["warmup"] - spec["count_passes"]):
+        trainer.train_step([next(itr)])
+    if not spec["count_passes"]:
+        return {}
+    sys.path.insert(0, REPO)
+    from fairseq_r3f.pass_counter import PassCounter
+
+    sample = next(itr)
+    with PassCounter(trainer.model) as counter:
+        trainer.train_step([sample])
+    rows = sample["net_input"]["src_tokens"].size(0)
+    return {"forward": counter.forward_equivalents(rows), "backward": counter.backward_equivalents(rows)}
+
+
 def run_worker(spec: dict) -> None:
     import torch
 
@@ -271,8 +302,7 @@ def run_worker(spec: dict) -> None:
     itr = batches(cfg, task, trainer)
     trainer.begin_epoch(1)
 
-    for _ in range(spec["warmup"]):
-        trainer.train_step([next(itr)])
+    passes = warmup_steps(spec, trainer, itr)
     sync()
     memory.reset()
     seconds, cpu_seconds, shapes = 0.0, 0.0, set()
@@ -294,12 +324,13 @@ def run_worker(spec: dict) -> None:
         "threads": torch.get_num_threads(),
         "peak_mib": memory.peak_mib(),
         "batch_shapes": sorted(shapes),
+        **passes,
     }))
 
 
 # ---------------------------------------------------------------- command line
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_options(p) -> None:
+    """Model, batch, precision, device and repeat options (shared with scripts/bench/cost.py)."""
     p.add_argument("--arch", choices=("tiny", "roberta_base", "roberta_large"), default="tiny",
                    help="tiny: roberta_base with 2 layers of 64 dims (CPU default)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -314,19 +345,29 @@ def parse_args():
                    help="CPU only: torch threads per run (default 1: on a small or shared CPU, "
                         "more threads make wall times swing with other load)")
     p.add_argument("--repeats", type=int, default=1, help="runs per config, interleaved; median reported")
-    p.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: cuda when a GPU is visible, else cpu")
     p.add_argument("--json-out", help="also write every run and the summary here")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_options(p)
+    p.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one run, in a subprocess
     opts = p.parse_args()
     if opts.worker is None:
-        complete_options(p, opts)
+        complete_options(p, opts, CONFIGS)
     return opts
 
 
-def complete_options(parser, opts) -> None:
+def complete_options(parser, opts, configs) -> None:
     import torch
 
-    opts.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if opts.device == "auto":
+        opts.device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU")
     if (opts.fp16 or opts.amp) and opts.device == "cpu":
         parser.error("--fp16 / --amp need a CUDA GPU")
     if opts.seq_len < 3:
@@ -334,7 +375,21 @@ def complete_options(parser, opts) -> None:
     if opts.steps is None:
         opts.steps = 70 if opts.device == "cuda" else 30
     # Standard first: it is the baseline of the ratios.
-    opts.only = [c for c in CONFIGS if c in opts.only]
+    opts.only = [c for c in configs if c in opts.only]
+
+
+def run_and_report(opts, argv_of) -> None:
+    """Make the data, run every config (``argv_of(config, data_bin)`` gives its fairseq-train
+    arguments), print the table and write --json-out."""
+    with tempfile.TemporaryDirectory(prefix="r3f_bench_") as tmp:
+        data_bin = make_data(tmp, opts.batch_size, opts.seq_len, opts.warmup + opts.steps, seed=1)
+        runs = run_all(opts, lambda config: argv_of(config, data_bin))
+    summary, env = summarize(runs), environment(opts)
+    print(markdown(summary, opts, env))
+    if opts.json_out:
+        with open(opts.json_out, "w") as f:
+            json.dump({"options": {k: v for k, v in vars(opts).items() if k != "worker"},
+                       "environment": env, "summary": summary, "runs": runs}, f, indent=2)
 
 
 def main() -> None:
@@ -349,15 +404,7 @@ def main() -> None:
     import fairseq
 
     fairseq_dir = os.path.dirname(fairseq.__file__)
-    with tempfile.TemporaryDirectory(prefix="r3f_bench_") as tmp:
-        data_bin = make_data(tmp, opts.batch_size, opts.seq_len, opts.warmup + opts.steps, seed=1)
-        runs = run_all(opts, data_bin, fairseq_dir)
-    summary, env = summarize(runs), environment(opts)
-    print(markdown(summary, opts, env))
-    if opts.json_out:
-        with open(opts.json_out, "w") as f:
-            json.dump({"options": {k: v for k, v in vars(opts).items() if k != "worker"},
-                       "environment": env, "summary": summary, "runs": runs}, f, indent=2)
+    run_and_report(opts, lambda config, data_bin: fairseq_args(config, data_bin, opts, fairseq_dir))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+from . import sentence_prediction_adv  # noqa: F401  (registers the task)
