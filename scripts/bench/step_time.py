@@ -329,10 +329,11 @@ def run_worker(spec: dict) -> None:
 
 
 # ---------------------------------------------------------------- command line
-def add_run_options(p) -> None:
-    """Model, batch, precision, device and repeat options (shared with scripts/bench/cost.py)."""
-    p.add_argument("--arch", choices=("tiny", "roberta_base", "roberta_large"), default="tiny",
-                   help="tiny: roberta_base with 2 layers of 64 dims (CPU default)")
+def add_run_options(p, archs=("tiny", "roberta_base", "roberta_large"),
+                    tiny="roberta_base with 2 layers of 64 dims") -> None:
+    """Model, batch, precision, device and repeat options (shared with scripts/bench/cost.py
+    and scripts/bench/seq2seq_step_time.py)."""
+    p.add_argument("--arch", choices=archs, default="tiny", help=f"tiny: {tiny} (CPU default)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=120,
                    help="tokens per sentence, <s> and </s> included")
@@ -378,11 +379,12 @@ def complete_options(parser, opts, configs) -> None:
     opts.only = [c for c in configs if c in opts.only]
 
 
-def run_and_report(opts, argv_of) -> None:
-    """Make the data, run every config (``argv_of(config, data_bin)`` gives its fairseq-train
-    arguments), print the table and write --json-out."""
+def run_and_report(opts, argv_of, data_maker=make_data) -> None:
+    """Make the data (``data_maker``, default: sentence classification), run every config
+    (``argv_of(config, data_bin)`` gives its fairseq-train arguments), print the table and
+    write --json-out."""
     with tempfile.TemporaryDirectory(prefix="r3f_bench_") as tmp:
-        data_bin = make_data(tmp, opts.batch_size, opts.seq_len, opts.warmup + opts.steps, seed=1)
+        data_bin = data_maker(tmp, opts.batch_size, opts.seq_len, opts.warmup + opts.steps, seed=1)
         runs = run_all(opts, lambda config: argv_of(config, data_bin))
     summary, env = summarize(runs), environment(opts)
     print(markdown(summary, opts, env))
