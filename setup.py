@@ -11,5 +11,5 @@ setup(
     # so that `pip install -e .` never tries to rebuild it in an isolated environment.
     install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
                       "rouge-score", "safetensors", "tokenizers"],
-    extras_require={"test": ["pytest>=7", "scikit-learn"]},
+    extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn"]},
 )
