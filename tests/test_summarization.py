@@ -10,8 +10,9 @@ import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from conftest import REPO, TINY_BART, build_in_process, fairseq_logs
+from conftest import REPO, TINY_BART, build_in_process, fairseq_logs, run_fairseq
 
 SCORE = os.path.join(REPO, "scripts", "summarization", "score.py")
 RECIPE = os.path.join(REPO, "scripts", "summarization", "cnn_dm")
@@ -289,9 +290,37 @@ def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update,
         argv = shlex.split(run_script(script, method, env=env).stdout)
         flags = {a[2:]: b for a, b in zip(argv, argv[1:] + [""]) if a.startswith("--")}
         assert flags["criterion"] == criterion
+        # configs/summarization/DATASET_METHOD.yaml describes the same run
+        cfg = OmegaConf.load(os.path.join(REPO, "configs", "summarization", f"{dataset}_{method}.yaml"))
+        assert cfg.criterion._name == criterion and cfg.task._name == flags["task"]
+        assert (cfg.dataset.max_tokens, cfg.optimization.max_update, cfg.lr_scheduler.warmup_updates) == (
+            int(max_tokens), int(max_update), int(warmup)) and cfg.lr_scheduler.total_num_update == int(max_update)
+        assert (cfg.optimization.lr[0], cfg.optimizer.adam_eps, cfg.optimization.clip_norm) == (3e-5, 1e-8, 0.1)
+        assert cfg.optimizer.adam_betas == flags["adam-betas"] and cfg.optimizer.weight_decay == 0.01
+        assert (cfg.model.dropout, cfg.criterion.label_smoothing) == (0.1, 0.1)
+        assert cfg.model._name == "bart_large" and cfg.optimization.update_freq == [int(flags["update-freq"])]
+        if method == "r3f":
+            assert (cfg.criterion.r3f_lambda, cfg.criterion.eps) == (float(flags["r3f-lambda"]), 1e-5)
+            assert cfg.criterion.noise_type == flags["noise-type"]
         assert (flags["max-tokens"], flags["max-update"], flags["warmup-updates"]) == (max_tokens, max_update, warmup)
         assert (flags["lr"], flags["adam-betas"], flags["adam-eps"], flags["clip-norm"]) == ("3e-5", "(0.9,0.98)", "1e-8", "0.1")
         assert (flags["dropout"], flags["weight-decay"], flags["label-smoothing"]) == ("0.1", "0.01", "0.1")
         assert ("r3f-lambda" in flags) == (method == "r3f") and ("eps" in flags) == (method == "r3f")
     proc = subprocess.run(["bash", script, "freelb"], capture_output=True, text=True, env={**os.environ, **env})
     assert proc.returncode != 0 and "unknown METHOD 'freelb' (std r3f)" in proc.stderr
+
+
+@pytest.mark.slow
+def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
+    proc = run_fairseq(
+        "fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "summarization"),
+        "--config-name", "cnn_dm_r3f", f"task.data={os.path.join(prepared, 'bin')}",
+        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+        f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.amp=false", "common.cpu=true",
+        "model._name=bart_base", "+model.encoder_layers=2", "+model.decoder_layers=2",
+        "+model.encoder_embed_dim=64", "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128",
+        "+model.decoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2", "+model.decoder_attention_heads=2",
+        "optimization.max_update=3", "dataset.num_workers=0", "common.log_interval=1",
+        f"hydra.run.dir={tmp_path / 'hydra'}", cwd=str(tmp_path))
+    final = fairseq_logs(proc.stdout + proc.stderr)["train"][-1]
+    assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
