@@ -324,3 +324,21 @@ def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
         f"hydra.run.dir={tmp_path / 'hydra'}", cwd=str(tmp_path))
     final = fairseq_logs(proc.stdout + proc.stderr)["train"][-1]
     assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
+
+
+@pytest.mark.slow
+def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
+    """fairseq's own data-parallel training (2 gloo CPU workers, as tests/test_distributed.py
+    starts them): the summed logging outputs reduce on every update and the run completes."""
+    from test_distributed import json_records, launch_workers
+
+    args = [os.path.join(prepared, "bin"), "--user-dir", os.path.join(REPO, "fairseq_r3f"), *SEQ2SEQ,
+            *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f", "--label-smoothing", "0.1",
+            "--eps", "1e-3", "--max-tokens", "1024", "--max-update", "6", "--log-format", "json",
+            "--log-interval", "2", "--save-dir", str(tmp_path / "ckpt"), "--no-epoch-checkpoints"]
+    rank0, rank1 = launch_workers("fairseq-train", args, str(tmp_path))
+    assert "training on 2 devices" in rank0 and "as rank 1" in rank1 and "done training" in rank0
+    inner = json_records(rank0, "train_inner")
+    assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and "ppl" in r for r in inner)
+    assert json_records(rank0, "valid")[-1]["valid_num_updates"] == 6
+    assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
