@@ -21,21 +21,12 @@ def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor
         )
     log_p = F.log_softmax(logits_p, dim=-1, dtype=torch.float32)
     log_q = F.log_softmax(logits_q, dim=-1, dtype=torch.float32)
+    return symmetric_kl_of_log_probs(log_p, log_q)
+
+
+def symmetric_kl_of_log_probs(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``symmetric_kl`` from log-probabilities (last dimension: classes / vocabulary), for a
+    caller that already holds one side's log-softmax: over a 50k-word vocabulary it is the
+    costly part, and the summarization criterion's task loss has computed the clean side's."""
     return ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)
 
-
-def masked_symmetric_kl(
-    logits_p: torch.Tensor, logits_q: torch.Tensor, keep: torch.Tensor
-) -> torch.Tensor:
-    """Sum of ``symmetric_kl`` over the positions where ``keep`` is True.
-
-    For sequence outputs (batch x length x vocabulary) with ``keep`` = non-pad targets:
-    R3F's KL_S summed over real target tokens only, so that dividing by the number of
-    target tokens gives a per-token mean that does not depend on how much padding the
-    batch carries. Only kept rows enter the (fp32, vocabulary-sized) softmaxes.
-    """
-    if keep.shape != logits_p.shape[:-1]:
-        raise ValueError(
-            f"keep mask of shape {tuple(keep.shape)} does not match logits {tuple(logits_p.shape)}"
-        )
-    return symmetric_kl(logits_p[keep], logits_q[keep]).sum()

@@ -17,7 +17,7 @@ import torch
 from fairseq.models.transformer import TransformerEncoderBase
 from torch import nn
 
-from .noise import add_noise, sample_embedding_noise
+from .noise import add_embedding_noise, add_noise, sample_embedding_noise
 from .realised_noise import carried_fraction, intended_layer_input_change
 
 
@@ -95,9 +95,7 @@ class EmbeddingNoise:
         shape is only known inside the forward pass (the decoder's, step by step)."""
         if self.noise_type == "none":
             return embeddings.detach()
-        compute = torch.promote_types(embeddings.dtype, torch.float32)
-        z = sample_embedding_noise(embeddings.shape, self.eps, self.noise_type, embeddings.device, compute)
-        return add_noise(embeddings.detach(), z)
+        return add_embedding_noise(embeddings.detach(), self.eps, self.noise_type)
 
 
 @contextmanager
@@ -113,7 +111,8 @@ def perturbed_decoder_embeddings(
     embed_tokens = getattr(decoder, "embed_tokens", None)
     if embed_tokens is None:
         raise UnperturbableModelError(
-            f"{type(decoder).__name__} has no embed_tokens, so its token embeddings cannot be perturbed"
+            f"--r3f-decoder-noise: the decoder {type(decoder).__name__} has no embed_tokens, so its "
+            "token embeddings cannot be perturbed"
         )
     depth = [0]  # > 0 while the decoder's forward runs
 

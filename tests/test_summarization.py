@@ -342,3 +342,20 @@ def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
     assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and "ppl" in r for r in inner)
     assert json_records(rank0, "valid")[-1]["valid_num_updates"] == 6
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+@pytest.mark.slow
+def test_loss_and_accuracy_equal_fairseqs_own_computation(prepared):
+    """The criterion takes one log-softmax for the task loss, the KL and the accuracy; in
+    evaluation (no noised pass) they must equal fairseq's compute_loss / compute_accuracy."""
+    task, model, criterion = build(prepared, "--report-accuracy", *NO_DROPOUT)
+    model.eval()
+    sample = batch(task, range(6))
+    with torch.no_grad():
+        _, _, out = criterion(model, sample)
+        net_output = model(**sample["net_input"])
+        loss, nll_loss = criterion.compute_loss(model, net_output, sample)
+        n_correct, total = criterion.compute_accuracy(model, net_output, sample)
+    assert out["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
+    assert out["nll_loss"].item() == pytest.approx(nll_loss.item(), rel=1e-6)
+    assert (int(out["n_correct"]), int(out["total"])) == (int(n_correct), int(total)) and int(total) > 0

@@ -23,14 +23,18 @@ batch padded to target length T. So lambda here = lambda_ref * T: the paper's gr
 import contextlib
 from dataclasses import dataclass, field
 
+import torch
+import torch.nn.functional as F
+
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
+    label_smoothed_nll_loss,
 )
 from fairseq.logging import metrics
 
-from ..divergence import masked_symmetric_kl
+from ..divergence import symmetric_kl_of_log_probs
 from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
 from .r3f_common import R3FNoiseConfig, R3FNoiseMixin
 
@@ -80,11 +84,6 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
                 "--criterion label_smoothed_cross_entropy_r3f is for encoder-decoder models "
                 "(--arch bart_base, bart_large, transformer, ...)"
             )
-        if self.decoder_noise and getattr(model.decoder, "embed_tokens", None) is None:
-            raise ValueError(
-                f"--r3f-decoder-noise: the decoder {type(model.decoder).__name__} has no "
-                "embed_tokens to perturb"
-            )
         self._checked_model = model
 
     def _perturbed_passes(self, model, sample):
@@ -101,15 +100,15 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
                 noised_output = model(**net_input)
         return net_output, noised_output, self._carried(probe, noise, net_input["src_tokens"])
 
-    def _target_symm_kl(self, model, net_output, noised_output, sample):
-        """KL_S summed over the non-pad target positions the task loss counts."""
-        target = model.get_targets(sample, net_output)
-        logits, noised_logits = net_output[0], noised_output[0]
+    def _target_symm_kl(self, lprobs, noised_output, keep):
+        """KL_S summed over the non-pad target positions the task loss counts (``keep``);
+        ``lprobs`` are the clean pass's log-probabilities as the task loss took them."""
+        noised_logits = noised_output[0]
         if self.ignore_prefix_size > 0:
-            target = target[:, self.ignore_prefix_size:]
-            logits = logits[:, self.ignore_prefix_size:]
             noised_logits = noised_logits[:, self.ignore_prefix_size:]
-        return masked_symmetric_kl(logits, noised_logits, target.ne(self.padding_idx))
+        noised_logits = noised_logits.reshape(-1, noised_logits.size(-1))[keep]
+        noised_lprobs = F.log_softmax(noised_logits, dim=-1, dtype=torch.float32)
+        return symmetric_kl_of_log_probs(lprobs[keep].float(), noised_lprobs).sum()
 
     def forward(self, model, sample, reduce=True):
         """Returns (loss, sample_size, logging_output) as fairseq criterions do."""
@@ -120,7 +119,13 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             net_output, noised_output, carried = self._perturbed_passes(model, sample)
         else:
             net_output = model(**sample["net_input"])
-        task_loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        # One (fp32) log-softmax of the clean output over the vocabulary serves the task loss,
+        # the KL and the accuracy: fairseq's compute_loss / compute_accuracy would each redo it.
+        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        task_loss, nll_loss = label_smoothed_nll_loss(
+            lprobs, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
+        )
+        keep = target.ne(self.padding_idx)
         nsentences = sample["target"].size(0)
         sample_size = nsentences if self.sentence_avg else sample["ntokens"]
         logging_output = {
@@ -133,15 +138,14 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         }
         loss = task_loss
         if noised_output is not None:
-            symm_kl = self._target_symm_kl(model, net_output, noised_output, sample)
+            symm_kl = self._target_symm_kl(lprobs, noised_output, keep)
             loss = loss + self.r3f_lambda * symm_kl
             logging_output["symm_kl"] = symm_kl.detach()
         if carried is not None:
             logging_output["noise_carried"] = carried.detach() * nsentences
         if self.report_accuracy:
-            n_correct, total = self.compute_accuracy(model, net_output, sample)
-            logging_output["n_correct"] = n_correct.detach()
-            logging_output["total"] = total.detach()
+            logging_output["n_correct"] = lprobs.detach().argmax(1)[keep].eq(target[keep]).sum()
+            logging_output["total"] = keep.sum()
         return loss, sample_size, logging_output
 
     @classmethod

@@ -42,13 +42,13 @@ import torch
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
-from ..adversarial import NORM_TYPES, local_gradients, smart_ascent_step, token_mask
+from ..adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
 from ..divergence import symmetric_kl
 from ..noise import add_noise, sample_embedding_noise
 from ..perturb import perturbed_embedding_output, perturbed_token_embeddings
+from .sentence_prediction_r3f import ClassificationHeadConfig, SentencePredictionR3FCriterion
 
 NOISE_PLACES = ("embedding-output", "token-embeddings")
-from .sentence_prediction_r3f import ClassificationHeadConfig, SentencePredictionR3FCriterion
 
 
 @dataclass
@@ -96,8 +96,6 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
             (cfg.smart_noise_std > 0, f"--smart-noise-std must be > 0, got {cfg.smart_noise_std}"),
             (str(cfg.smart_noise_at) in NOISE_PLACES,
              f"--smart-noise-at must be one of {', '.join(NOISE_PLACES)}, got {cfg.smart_noise_at!r}"),
-            (str(cfg.smart_norm_type) in NORM_TYPES,
-             f"--smart-norm-type must be one of {', '.join(NORM_TYPES)}, got {cfg.smart_norm_type!r}"),
             (not cfg.regression_target,
              "--criterion sentence_prediction_smart does not support --regression-target: the "
              "symmetric KL is defined between class distributions. Use --criterion "
@@ -106,6 +104,7 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_norm_type(str(cfg.smart_norm_type), "--smart-norm-type")
         # read by the R3F forward: the weight of the KL term (0 skips the extra passes)
         self.r3f_lambda = cfg.smart_lambda
         self.steps = cfg.smart_steps

@@ -39,7 +39,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.dataclass import ChoiceEnum
 
-from ..adversarial import NORM_TYPES, freelb_ascent_step, freelb_init, local_gradients, token_mask
+from ..adversarial import NORM_TYPES, check_norm_type, freelb_ascent_step, freelb_init, local_gradients, token_mask
 from ..noise import add_noise
 from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
 
@@ -79,8 +79,6 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             (cfg.adv_steps >= 0, f"--adv-steps must be >= 0, got {cfg.adv_steps}"),
             (cfg.adv_lr > 0, f"--adv-lr must be > 0, got {cfg.adv_lr}"),
             (cfg.adv_init_mag >= 0, f"--adv-init-mag must be >= 0, got {cfg.adv_init_mag}"),
-            (str(cfg.adv_norm_type) in NORM_TYPES,
-             f"--adv-norm-type must be one of {', '.join(NORM_TYPES)}, got {cfg.adv_norm_type!r}"),
             (not cfg.regression_target,
              "--task sentence_prediction_adv: FreeLB with --regression-target is not supported "
              "(not tested); use --task sentence_prediction"),
@@ -88,6 +86,7 @@ class SentencePredictionAdvTask(SentencePredictionTask):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        check_norm_type(str(cfg.adv_norm_type), "--adv-norm-type")
         super().__init__(cfg, data_dictionary, label_dictionary)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
