@@ -64,7 +64,7 @@ def freeze_except(model: nn.Module, trainable: nn.Module) -> None:
         p.requires_grad_(id(p) in keep)
     inside = {id(m) for m in trainable.modules()}
     for child in model.children():
-        if id(child) in inside or any(id(m) in inside for m in child.modules()):
+        if any(id(m) in inside for m in child.modules()):
             continue  # the container of the probe (classification_heads)
         child.train = types.MethodType(_stay_in_eval, child)
         child.eval()
