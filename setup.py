@@ -3,8 +3,12 @@ from setuptools import find_packages, setup
 setup(
     name="fairseq-r3f",
     version="0.1.0",
-    description="R3F/R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) as a fairseq plugin",
-    packages=find_packages(include=["fairseq_r3f", "fairseq_r3f.*"]),
+    description="R3F/R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) as a fairseq plugin, "
+                "with the experiments that reproduce the paper",
+    license="MIT",
+    # fairseq_r3f: the plugin (what --user-dir loads); r3f_experiments: data preparation,
+    # recipes' hyper-parameter tables, sweeps, probing, benchmarks and reports.
+    packages=find_packages(include=["fairseq_r3f", "fairseq_r3f.*", "r3f_experiments", "r3f_experiments.*"]),
     python_requires=">=3.10",
     # fairseq-fixed is installed by scripts/setup.sh with --no-build-isolation --no-deps
     # (its declared torchaudio requirement would replace torch); it is not pinned here
@@ -12,4 +16,12 @@ setup(
     install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
                       "rouge-score", "safetensors", "tokenizers"],
     extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn"]},
+    entry_points={
+        "console_scripts": [
+            "r3f-convert-hf = r3f_experiments.convert_hf:main",
+            "r3f-sweep = r3f_experiments.sweep:main",
+            "r3f-probing = r3f_experiments.probing:main",
+            "r3f-recipe = r3f_experiments.recipes.__main__:main",
+        ],
+    },
 )

@@ -17,8 +17,8 @@ import torch
 from fairseq.models.transformer import TransformerEncoderBase
 from torch import nn
 
-from .noise import add_embedding_noise, add_noise, sample_embedding_noise
-from .realised_noise import carried_fraction, intended_layer_input_change
+from .method.noise import add_embedding_noise, add_noise, sample_embedding_noise
+from .method.realised_noise import carried_fraction, intended_layer_input_change
 
 
 class UnperturbableModelError(TypeError):

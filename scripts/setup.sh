@@ -3,7 +3,7 @@
 # test extras). A fast no-op once installed. Override the interpreter with PYTHON=...
 set -euo pipefail
 
-# ---- pinned versions (see shared notes: reference-facts.md) ------------------------
+# ---- pinned versions (docs/development.md: the stack) ----------------------------------
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"   # CPU build from local disk on this machine kind
 FAIRSEQ_VERSION="0.12.3.1"                  # fairseq-fixed: fairseq 0.12 that imports on py3.11+
 # fairseq-fixed's real run-time requirements, listed explicitly: its declared torchaudio
@@ -40,9 +40,16 @@ if [[ "$(installed_version fairseq-fixed)" != "${FAIRSEQ_VERSION}" ]]; then
     "${PIP[@]}" --no-build-isolation --no-deps "fairseq-fixed==${FAIRSEQ_VERSION}"
 fi
 
-# The plugin must resolve to this checkout (not to another clone installed earlier).
-plugin_dir="$(cd / && "$PYTHON" -c "import importlib.util as u; s = u.find_spec('fairseq_r3f'); print(s.submodule_search_locations[0] if s else '')" 2>/dev/null || true)"
-if [[ "$(realpath -m "${plugin_dir:-/nonexistent}")" != "$(realpath "${ROOT}/fairseq_r3f")" ]] \
+# Both packages (the plugin and the experiments kit) must resolve to this checkout (not to
+# another clone installed earlier, nor to an install that predates one of them).
+package_dir() {
+    (cd / && "$PYTHON" -c "import importlib.util as u, sys; s = u.find_spec(sys.argv[1]); print(s.submodule_search_locations[0] if s else '')" "$1" 2>/dev/null) || true
+}
+installed_here() {
+    local dir; dir="$(package_dir "$1")"
+    [[ "$(realpath -m "${dir:-/nonexistent}")" == "$(realpath "${ROOT}/$1")" ]]
+}
+if ! installed_here fairseq_r3f || ! installed_here r3f_experiments \
     || [[ -z "$(installed_version pytest)" ]] || [[ -z "$(installed_version scikit-learn)" ]] \
     || [[ -z "$(installed_version pytest-xdist)" ]] \
     || [[ -z "$(installed_version sentencepiece)" ]] || [[ -z "$(installed_version matplotlib)" ]] \

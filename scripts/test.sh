@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run the test suite. Extra arguments go to pytest,
-# e.g. `bash scripts/test.sh -m "not slow"` for the quick unit tests only.
+# Set up (idempotent) and run the test suite.
+#
+#   bash scripts/test.sh            the full suite (what CI runs): tests/{unit,plugin,e2e,experiments}
+#   bash scripts/test.sh --quick    unit and plugin tests only (the method's math and the plugin
+#                                   in-process through fairseq's Trainer; no fairseq subprocess)
+#   bash scripts/test.sh tests/e2e -k hydra    other arguments go to pytest
+#
 # Tests run in PYTEST_WORKERS (default 2) pytest-xdist processes: most of the suite's time is
 # spent starting single-threaded fairseq tools, so two workers keep two cores busy
 # (`bash scripts/test.sh -n 0` runs in one process).
@@ -8,4 +13,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "${ROOT}/scripts/setup.sh"
 cd "${ROOT}"
-exec "${PYTHON:-python3}" -m pytest -ra -n "${PYTEST_WORKERS:-2}" "$@"
+ARGS=("$@")
+if [[ "${1:-}" == --quick ]]; then
+    ARGS=(tests/unit tests/plugin "${@:2}")
+fi
+exec "${PYTHON:-python3}" -m pytest -ra -n "${PYTEST_WORKERS:-2}" "${ARGS[@]}"

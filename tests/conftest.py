@@ -1,58 +1,26 @@
-"""Shared fixtures: a synthetic task binarised by fairseq-preprocess, tiny model flags,
-and a runner for fairseq's real command-line tools."""
+"""Fixtures only (helpers are in ``tests/helpers.py``): a synthetic task binarised by
+fairseq-preprocess and a local GPT-2 BPE; every test is marked with its folder (unit, plugin,
+e2e, experiments) so that ``-m`` selects by target."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from fairseq_r3f.fairseq_logs import parse_json_logs as fairseq_logs  # noqa: F401
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER_DIR = os.path.join(REPO, "fairseq_r3f")
-
-# 2 layers, 64 dims: the test-size models of the developers' guide.
-ROBERTA_DIMS = [
-    "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
-]
-TINY_ROBERTA = [*ROBERTA_DIMS, "--init-token", "0", "--separator-token", "2"]
-TINY_BART = [
-    "--arch", "bart_base", "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-    "--add-prev-output-tokens",
-]
-CLASSIFICATION = [
-    "--task", "sentence_prediction", "--num-classes", "2", "--max-positions", "64",
-    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
-    "--batch-size", "16", "--cpu", "--num-workers", "0", "--seed", "1",
-    "--log-format", "json", "--log-interval", "5", "--no-epoch-checkpoints",
-]
+TEST_KINDS = ("unit", "plugin", "e2e", "experiments")
 
 
-def run_fairseq(tool: str, *args: str, cwd=None, timeout: int = 600, check: bool = True,
-                env=None) -> subprocess.CompletedProcess:
-    """Run a fairseq console script (fairseq-train, fairseq-hydra-train, ...)."""
-    exe = os.path.join(os.path.dirname(sys.executable), tool)
-    proc = subprocess.run(
-        [exe, *args], cwd=cwd, timeout=timeout, capture_output=True, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        kind = os.path.basename(os.path.dirname(str(item.fspath)))
+        if kind in TEST_KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> str:
     """data-bin dir of the built-in synthetic task (small), made with fairseq-preprocess."""
-    from fairseq_r3f.synthetic import make_task
+    from r3f_experiments.data.synthetic import make_task
 
     return make_task(str(tmp_path_factory.mktemp("synthetic")), n_train=400, n_valid=96, seed=3)
 
@@ -81,25 +49,4 @@ def tiny_bpe(tmp_path_factory):
             "ROBERTA_DICT": str(folder / "dict.txt"),
             "BART_DICT": str(folder / "dict.txt")}
 
-
-def build_in_process(data_dir: str, *args: str, base=CLASSIFICATION):
-    """(cfg, task, model, criterion) built by fairseq from fairseq-train style flags
-    (``base``: the task and training flags the test-size runs share)."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    parser = options.get_training_parser()
-    argv = [data_dir, "--user-dir", USER_DIR, *base, *args]
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    return cfg, task, model, criterion
-
-
-def valid_batch(task, split: str = "valid", size: int = 8):
-    """The first ``size`` examples of ``split`` as one fairseq sample."""
-    task.load_dataset(split)
-    dataset = task.dataset(split)
-    return dataset.collater([dataset[i] for i in range(size)])
 

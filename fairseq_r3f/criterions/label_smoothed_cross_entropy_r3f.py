@@ -34,9 +34,10 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
-from ..divergence import symmetric_kl_of_log_probs
+from ..method.divergence import symmetric_kl_of_log_probs
 from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
-from .r3f_common import R3FNoiseConfig, R3FNoiseMixin
+from .classification import token_encoder_of
+from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin
 
 
 @dataclass
@@ -60,6 +61,7 @@ class LabelSmoothedCrossEntropyR3FConfig(R3FNoiseConfig, LabelSmoothedCrossEntro
 @register_criterion("label_smoothed_cross_entropy_r3f", dataclass=LabelSmoothedCrossEntropyR3FConfig)
 class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEntropyCriterion):
     def __init__(self, cfg: LabelSmoothedCrossEntropyR3FConfig, task):
+        self.check_r3f_config(cfg)
         super().__init__(
             task,
             cfg.sentence_avg,
@@ -69,15 +71,15 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         )
         if not 0 <= cfg.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {cfg.label_smoothing}")
-        self._init_r3f(cfg)
+        self.init_r3f_noise(cfg)
         self.decoder_noise = cfg.r3f_decoder_noise
         self._checked_model = None
 
-    def _check_model(self, model):
+    def check_model(self, model):
         """Validate the model once; fairseq builds the criterion before it sees a model."""
         if self._checked_model is model:
             return
-        self._encoder = self._find_encoder(model)
+        self._encoder = token_encoder_of(model)
         if getattr(model, "decoder", None) is None:
             raise ValueError(
                 f"--arch: {type(model).__name__} has no decoder; "
@@ -86,11 +88,11 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             )
         self._checked_model = model
 
-    def _perturbed_passes(self, model, sample):
-        """Clean and noised outputs of the model, and the carried fraction of the noise."""
+    def perturbed_passes(self, model, sample):
+        """Clean and noised outputs of the model, and {"noise_carried": ...} when measurable."""
         net_input = sample["net_input"]
-        noise = self._draw_noise(net_input["src_tokens"])
-        probe = self._probe(noise)
+        noise = self.draw_noise(net_input["src_tokens"])
+        probe = self.embedding_probe(noise)
         with probe or contextlib.nullcontext():
             net_output = model(**net_input)
             with contextlib.ExitStack() as noised:
@@ -98,7 +100,8 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
                 if self.decoder_noise:
                     noised.enter_context(perturbed_decoder_embeddings(model.decoder, noise.fresh))
                 noised_output = model(**net_input)
-        return net_output, noised_output, self._carried(probe, noise, net_input["src_tokens"])
+        nsentences = sample["target"].size(0)
+        return net_output, noised_output, self.carried_logs(probe, noise, net_input["src_tokens"], nsentences)
 
     def _target_symm_kl(self, lprobs, noised_output, keep):
         """KL_S summed over the non-pad target positions the task loss counts (``keep``);
@@ -112,11 +115,11 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
 
     def forward(self, model, sample, reduce=True):
         """Returns (loss, sample_size, logging_output) as fairseq criterions do."""
-        self._check_model(model)
-        noised_output = carried = None
+        self.check_model(model)
+        noised_output, extra_logs = None, {}
         # lambda = 0 is standard fine-tuning: no noised pass whose result would be unused.
         if model.training and self.r3f_lambda > 0:
-            net_output, noised_output, carried = self._perturbed_passes(model, sample)
+            net_output, noised_output, extra_logs = self.perturbed_passes(model, sample)
         else:
             net_output = model(**sample["net_input"])
         # One (fp32) log-softmax of the clean output over the vocabulary serves the task loss,
@@ -135,14 +138,13 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             "ntokens": sample["ntokens"],
             "nsentences": nsentences,
             "sample_size": sample_size,
+            **extra_logs,
         }
         loss = task_loss
         if noised_output is not None:
             symm_kl = self._target_symm_kl(lprobs, noised_output, keep)
             loss = loss + self.r3f_lambda * symm_kl
             logging_output["symm_kl"] = symm_kl.detach()
-        if carried is not None:
-            logging_output["noise_carried"] = carried.detach() * nsentences
         if self.report_accuracy:
             logging_output["n_correct"] = lprobs.detach().argmax(1)[keep].eq(target[keep]).sum()
             logging_output["total"] = keep.sum()

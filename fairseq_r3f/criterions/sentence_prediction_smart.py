@@ -42,11 +42,11 @@ import torch
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
-from ..adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
-from ..divergence import symmetric_kl
-from ..noise import add_noise, sample_embedding_noise
+from ..method.adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
+from ..method.divergence import symmetric_kl
+from ..method.noise import add_noise, sample_embedding_noise
 from ..perturb import perturbed_embedding_output, perturbed_token_embeddings
-from .sentence_prediction_r3f import ClassificationHeadConfig, SentencePredictionR3FCriterion
+from .classification import ClassificationHeadConfig, ConsistencyClassificationCriterion
 
 NOISE_PLACES = ("embedding-output", "token-embeddings")
 
@@ -83,12 +83,12 @@ class SentencePredictionSmartConfig(ClassificationHeadConfig):
 
 
 @register_criterion("sentence_prediction_smart", dataclass=SentencePredictionSmartConfig)
-class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
-    """R3F's loss, logging and metrics with SMART's adversarial second pass; the KL is
-    logged as ``symm_kl``, as for R3F."""
+class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
+    """The shared classification loss with SMART's adversarial second pass; the KL is logged
+    as ``symm_kl``, as for R3F."""
 
     def __init__(self, cfg: SentencePredictionSmartConfig, task):
-        super(SentencePredictionR3FCriterion, self).__init__(task)
+        super().__init__(cfg, task, kl_weight=cfg.smart_lambda)
         checks = (
             (cfg.smart_lambda >= 0, f"--smart-lambda must be >= 0, got {cfg.smart_lambda}"),
             (cfg.smart_steps >= 0, f"--smart-steps must be >= 0, got {cfg.smart_steps}"),
@@ -96,30 +96,23 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
             (cfg.smart_noise_std > 0, f"--smart-noise-std must be > 0, got {cfg.smart_noise_std}"),
             (str(cfg.smart_noise_at) in NOISE_PLACES,
              f"--smart-noise-at must be one of {', '.join(NOISE_PLACES)}, got {cfg.smart_noise_at!r}"),
-            (not cfg.regression_target,
-             "--criterion sentence_prediction_smart does not support --regression-target: the "
-             "symmetric KL is defined between class distributions. Use --criterion "
-             "sentence_prediction for regression tasks."),
         )
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
         check_norm_type(str(cfg.smart_norm_type), "--smart-norm-type")
-        # read by the R3F forward: the weight of the KL term (0 skips the extra passes)
-        self.r3f_lambda = cfg.smart_lambda
         self.steps = cfg.smart_steps
         self.step_size = cfg.smart_step_size
         self.noise_std = cfg.smart_noise_std
         self.norm_type = str(cfg.smart_norm_type)
         self.perturbed = (perturbed_embedding_output if str(cfg.smart_noise_at) == "embedding-output"
                           else perturbed_token_embeddings)
-        self._init_classification(cfg, task)
 
-    def _perturbed_passes(self, model, sample):
-        """Clean logits, adversarial logits, and no noise_carried measure (None)."""
+    def perturbed_passes(self, model, sample):
+        """Clean logits, adversarial logits, and no extra logging entries."""
         src_tokens = sample["net_input"]["src_tokens"]
         weight = self._encoder.embed_tokens.weight  # the perturbed tensors have its dim
-        logits = self._classify(model, sample)
+        logits = self.classify(model, sample)
         clean = logits.detach()
         # Pads carry no noise: fairseq zeroes pad rows after the embedding LayerNorm anyway,
         # and a zero row stays zero under the per-token normalisation.
@@ -130,10 +123,10 @@ class SentencePredictionSmartCriterion(SentencePredictionR3FCriterion):
             noise.requires_grad_()
             # e detached: the ascent needs the gradient w.r.t. the noise only
             with local_gradients(model), self.perturbed(self._encoder, lambda e: add_noise(e.detach(), noise)):
-                adversarial = self._classify(model, sample)
+                adversarial = self.classify(model, sample)
             divergence = symmetric_kl(adversarial, clean).sum()
             (grad,) = torch.autograd.grad(divergence, noise)
             noise = smart_ascent_step(noise.detach(), grad, self.step_size, self.norm_type, mask)
         with self.perturbed(self._encoder, lambda e: add_noise(e, noise)):
-            adversarial = self._classify(model, sample)
-        return logits, adversarial, None
+            adversarial = self.classify(model, sample)
+        return logits, adversarial, {}

@@ -1,1 +1,2 @@
-from . import sentence_prediction_adv  # noqa: F401  (registers the task)
+from . import sentence_prediction_adv  # noqa: F401  (registers the task: FreeLB)
+from . import sentence_prediction_probe  # noqa: F401  (registers the task: linear probing)

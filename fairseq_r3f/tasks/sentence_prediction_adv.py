@@ -39,8 +39,8 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.dataclass import ChoiceEnum
 
-from ..adversarial import NORM_TYPES, check_norm_type, freelb_ascent_step, freelb_init, local_gradients, token_mask
-from ..noise import add_noise
+from ..method.adversarial import NORM_TYPES, check_norm_type, freelb_ascent_step, freelb_init, local_gradients, token_mask
+from ..method.noise import add_noise
 from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
 
 

@@ -4,7 +4,7 @@
 #
 #   bash scripts/glue/prepare.sh [--wordpiece CONVERTED_DIR] TASK|all [GLUE_DIR] [OUT_DIR]
 #
-#   --wordpiece  for a model converted from Hugging Face BERT (python -m fairseq_r3f.convert_hf
+#   --wordpiece  for a model converted from Hugging Face BERT (python -m r3f_experiments.convert_hf
 #             SRC CONVERTED_DIR): WordPiece-encode with CONVERTED_DIR's tokenizer and binarise with
 #             CONVERTED_DIR/dict.txt instead of RoBERTa's GPT-2 BPE (BPE_* and ROBERTA_DICT unused).
 #             Fine-tune such a model without --separator-token: <s> A </s> B </s> is BERT's
@@ -56,14 +56,12 @@ WORDPIECE=""
 if [[ "${1:-}" == --wordpiece ]]; then
     [[ $# -ge 2 ]] || usage
     WORDPIECE="$2"; shift 2
-    [[ -f "${WORDPIECE}/dict.txt" ]] || die "--wordpiece ${WORDPIECE}: no dict.txt there (the folder must be the output of python -m fairseq_r3f.convert_hf)"
+    [[ -f "${WORDPIECE}/dict.txt" ]] || die "--wordpiece ${WORDPIECE}: no dict.txt there (the folder must be the output of python -m r3f_experiments.convert_hf)"
 fi
 [[ $# -ge 1 && $# -le 3 ]] || usage
 GLUE_DIR="${2:-}"
 [[ "$GLUE_DIR" == "-" ]] && GLUE_DIR=""
 OUT_DIR="${3:-glue_bin}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export PYTHONPATH="${ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 
 canonical() {
     case "${1,,}" in
@@ -143,7 +141,7 @@ download_task() {  # TASK DEST_ROOT: DEST_ROOT/TASK/{train,dev,...}.tsv
             fetch "${MRPC_URL}/${f}" "${tmp}/${f}" || download_failed "${MRPC_URL}/${f}"
         done
         fetch "${GLUE_URL}/mrpc_dev_ids.tsv" "${tmp}/mrpc_dev_ids.tsv" || download_failed "${GLUE_URL}/mrpc_dev_ids.tsv"
-        "$PYTHON" "${ROOT}/scripts/glue/format_mrpc.py" "${tmp}/msr_paraphrase_train.txt" \
+        "$PYTHON" -m r3f_experiments.data.mrpc "${tmp}/msr_paraphrase_train.txt" \
             "${tmp}/msr_paraphrase_test.txt" "${tmp}/mrpc_dev_ids.tsv" "${root}/${task}" > /dev/null
     else
         local zip="${GLUE_ZIP[$task]}"
@@ -168,10 +166,10 @@ for TASK in "${TASKS[@]}"; do
     BIN="${OUT_DIR}/${TASK}-bin"
     echo "[prepare] ${TASK}: parse ${SOURCE} -> ${RAW}" >&2
     rm -rf "$RAW" "$BIN"
-    "$PYTHON" -m fairseq_r3f.glue "$TASK" "$SOURCE" "$RAW"
+    "$PYTHON" -m r3f_experiments.data.glue "$TASK" "$SOURCE" "$RAW"
     LOG="${RAW}/binarize.log"
     echo "[prepare] ${TASK}: ${ENCODING_NAME} + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2
-    if ! "$PYTHON" -m fairseq_r3f.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "${OUT_DIR}/bpe/${TASK}" \
+    if ! "$PYTHON" -m r3f_experiments.data.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "${OUT_DIR}/bpe/${TASK}" \
             "${ENCODING[@]}" --workers "$WORKERS" > "$LOG" 2>&1; then
         tail -n 20 "$LOG" >&2
         die "${TASK}: BPE encoding / binarisation failed (full log: ${LOG})"

@@ -21,4 +21,4 @@ LOG="$(dirname "$CHECKPOINT")/xnli_eval.log"
     --user-dir "${ROOT}/fairseq_r3f" --task sentence_prediction --criterion sentence_prediction \
     --path "$CHECKPOINT" --valid-subset "$subsets" --batch-size 32 --log-format json "$@" > "$LOG" 2>&1 \
     || { tail -20 "$LOG" >&2; exit 1; }
-"$PYTHON" -m fairseq_r3f.xnli table "$LOG" --languages-file "$LANGS"
+"$PYTHON" -m r3f_experiments.data.xnli table "$LOG" --languages-file "$LANGS"

@@ -47,7 +47,7 @@ for f in "${XNLI_DIR}/xnli.${SPLIT}.tsv" "$TRAIN_FILE" "${XLMR_DIR}/sentencepiec
     [[ -f "$f" ]] || { echo "error: ${f} not found" >&2; exit 2; }
 done
 
-"$PYTHON" -m fairseq_r3f.xnli prepare --xnli-dir "$XNLI_DIR" --train-file "$TRAIN_FILE" \
+"$PYTHON" -m r3f_experiments.data.xnli prepare --xnli-dir "$XNLI_DIR" --train-file "$TRAIN_FILE" \
     --spm-model "${XLMR_DIR}/sentencepiece.bpe.model" --dict "${XLMR_DIR}/dict.txt" \
     --out "$OUT" --split "$SPLIT" --languages "$LANGUAGES"
 echo "[xnli] binarised data in ${OUT}"

@@ -1,0 +1,39 @@
+"""Print the fairseq-train model flags that rebuild the encoder stored in a checkpoint.
+
+    python -m r3f_experiments.checkpoint_model_flags path/to/model.pt
+    -> --arch roberta_large --encoder-layers 24 --encoder-embed-dim 1024 ...
+
+``--restore-file`` loads weights into the model that the command line describes, so a
+script fine-tuning a user's checkpoint must describe that model: the architecture name
+alone is not enough for a checkpoint with non-default sizes.
+"""
+
+import sys
+
+import torch
+
+from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
+
+ENCODER_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
+                  "encoder_attention_heads", "max_positions", "activation_fn")
+
+
+def checkpoint_model_flags(path: str) -> list:
+    allow_fairseq_checkpoints()
+    state = torch.load(path, map_location="cpu")
+    config = state.get("args") or (state.get("cfg") or {}).get("model")
+    if config is None:
+        raise ValueError(f"{path}: no model configuration (neither args nor cfg.model)")
+    get = (lambda k: config.get(k)) if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+    arch = get("arch") or get("_name")
+    if not arch:
+        raise ValueError(f"{path}: no architecture recorded; pass the model flags yourself")
+    flags = ["--arch", str(arch)]
+    for field in ENCODER_FIELDS:
+        if get(field) is not None:
+            flags += ["--" + field.replace("_", "-"), str(get(field))]
+    return flags
+
+
+if __name__ == "__main__":
+    print(" ".join(checkpoint_model_flags(sys.argv[1])))

@@ -1,0 +1,1 @@
+"""Data preparation: GLUE, MRPC, XNLI, summarization and the built-in synthetic tasks."""

@@ -1,0 +1,333 @@
+"""Read the official GLUE TSV files into (input0, input1, label) examples, one list per split.
+
+    python -m r3f_experiments.data.glue TASK GLUE_DIR OUT_RAW_DIR
+
+reads ``GLUE_DIR/TASK/*.tsv`` (or ``GLUE_DIR/*.tsv`` when GLUE_DIR is the task folder itself),
+writes ``OUT_RAW_DIR/{split}.input0``, ``{split}.input1`` (pair tasks) and ``{split}.label``
+(labelled splits), one example per line, plus ``OUT_RAW_DIR/skipped.tsv`` (file, line, reason
+of every row left out), and prints a table of rows read / written / skipped per split. It exits
+with status 1 and a message naming the file when a required file is missing, its header lacks
+a column the task needs, or every row of a file was skipped. The module imports only Python's
+standard library (``python -m`` still loads the package, which imports fairseq).
+
+Split names are fairseq's: ``train``, ``valid``, ``test``. fairseq-preprocess writes a comma
+separated ``--validpref a,b`` as ``valid`` and ``valid1`` (and ``--testpref`` as ``test``,
+``test1``), and ``fairseq-train --valid-subset valid,valid1`` validates on both, so MNLI's
+``dev_matched.tsv`` is ``valid`` and ``dev_mismatched.tsv`` is ``valid1`` (as in fairseq's
+RoBERTa GLUE example; ``test_matched.tsv`` / ``test_mismatched.tsv`` are ``test`` / ``test1``).
+Test files have no labels; they are read when present and skipped when absent.
+
+Parsing rules (the GLUE files' quirks):
+
+* lines are split on ``\\n`` only and fields on tabs only. Never the csv module: MRPC, QNLI, RTE,
+  STS-B and MNLI hold unbalanced ``"`` that csv quoting would run across lines.
+* a UTF-8 byte-order mark at the start of a file is dropped (MRPC's headers start with one);
+  a final line without a newline is read (CoLA's dev.tsv); ``\\r\\n`` endings are accepted.
+* fields are stripped of surrounding white space (SST-2's sentences end with a space).
+* a row is skipped, and reported with its line number and the reason, when it has a column
+  count other than the header's (or, without a header, the task's), when a sentence or the label
+  is empty, when the label is not one of the task's labels (STS-B: not a number in [0, 5]), or
+  when it is not valid UTF-8 (QQP's train and dev files hold malformed rows). Nothing is dropped
+  silently: ``read == written + len(skipped)`` for every split.
+* characters that end a line for other tools (``\\r``, ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``,
+  ``\\x85``, ``\\u2028``, ``\\u2029``) inside a field become spaces, so that every output file
+  keeps one example per line; such rows are counted as ``normalised``.
+
+Labels are written as they appear in the files (STS-B's similarity score in [0, 5] too; scaling
+for fairseq's regression target is left to the binarisation step, see ``glue_binarize``).
+"""
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+
+Column = Union[str, int]  # a header name, or a 0-based index in files without a header
+
+# Characters that str.splitlines (and, for \r, Python's text-mode files) treat as line ends.
+_LINE_BREAKS = "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+_BREAKS_TO_SPACE = str.maketrans({c: " " for c in _LINE_BREAKS})
+_BOM = b"\xef\xbb\xbf"
+
+
+class Split(NamedTuple):
+    """One GLUE file and where its fields are."""
+
+    name: str  # fairseq split name it is written as: train, valid, valid1, test, test1
+    file: str  # file name in the task folder
+    sentence1: Column
+    sentence2: Optional[Column]  # None: single-sentence task
+    label: Optional[Column]  # None: unlabelled (test)
+    header: bool = True
+    num_columns: Optional[int] = None  # files without a header: the expected column count
+    required: bool = True  # test files are optional
+
+
+class Task(NamedTuple):
+    name: str  # GLUE's spelling, also the folder name
+    labels: Optional[Tuple[str, ...]]  # None: regression
+    splits: Tuple[Split, ...]
+    score_range: Optional[Tuple[float, float]] = None  # regression only
+
+    @property
+    def pair(self) -> bool:
+        return self.splits[0].sentence2 is not None
+
+    @property
+    def regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_classes(self) -> int:
+        """fairseq's --num-classes (1 for a regression target)."""
+        return 1 if self.labels is None else len(self.labels)
+
+
+def _standard(s1, s2, label, test=None, labels=None):
+    """train.tsv, dev.tsv (labelled, header) and the optional test.tsv (header, no label)."""
+    t1, t2 = test or (s1, s2)
+    return (
+        Split("train", "train.tsv", s1, s2, label),
+        Split("valid", "dev.tsv", s1, s2, label),
+        Split("test", "test.tsv", t1, t2, None, required=False),
+    )
+
+
+_MNLI_COLUMNS = ("sentence1", "sentence2")
+
+# The GLUE tasks as distributed by GLUE's download script (the files fairseq's RoBERTa example reads).
+TASKS: Dict[str, Task] = {
+    "MNLI": Task("MNLI", ("contradiction", "entailment", "neutral"), (
+        Split("train", "train.tsv", *_MNLI_COLUMNS, "gold_label"),
+        Split("valid", "dev_matched.tsv", *_MNLI_COLUMNS, "gold_label"),
+        Split("valid1", "dev_mismatched.tsv", *_MNLI_COLUMNS, "gold_label"),
+        Split("test", "test_matched.tsv", *_MNLI_COLUMNS, None, required=False),
+        Split("test1", "test_mismatched.tsv", *_MNLI_COLUMNS, None, required=False),
+    )),
+    "QQP": Task("QQP", ("0", "1"), _standard("question1", "question2", "is_duplicate")),
+    "QNLI": Task("QNLI", ("entailment", "not_entailment"), _standard("question", "sentence", "label")),
+    "RTE": Task("RTE", ("entailment", "not_entailment"), _standard("sentence1", "sentence2", "label")),
+    "WNLI": Task("WNLI", ("0", "1"), _standard("sentence1", "sentence2", "label")),
+    "MRPC": Task("MRPC", ("0", "1"), _standard("#1 String", "#2 String", "Quality")),
+    "STS-B": Task("STS-B", None, _standard("sentence1", "sentence2", "score"), score_range=(0.0, 5.0)),
+    "SST-2": Task("SST-2", ("0", "1"), _standard("sentence", None, "label")),
+    # CoLA's train and dev files have no header: source, label, original mark, sentence.
+    "CoLA": Task("CoLA", ("0", "1"), (
+        Split("train", "train.tsv", 3, None, 1, header=False, num_columns=4),
+        Split("valid", "dev.tsv", 3, None, 1, header=False, num_columns=4),
+        Split("test", "test.tsv", "sentence", None, None, required=False),
+    )),
+}
+# What `all` means in scripts/glue/prepare.sh: the eight tasks of fairseq's RoBERTa GLUE example.
+ALL_TASKS = ("MNLI", "QQP", "QNLI", "MRPC", "RTE", "SST-2", "CoLA", "STS-B")
+
+
+class GlueFormatError(Exception):
+    """A required file is missing, or its header lacks a column the task needs."""
+
+
+@dataclass
+class SplitResult:
+    split: str
+    path: str
+    examples: List[Tuple[str, Optional[str], Optional[str]]] = field(default_factory=list)
+    read: int = 0  # data rows (header excluded)
+    skipped: List[Tuple[int, str]] = field(default_factory=list)  # (1-based line number, reason)
+    normalised: int = 0  # rows kept after line-break characters in a field became spaces
+
+    @property
+    def written(self) -> int:
+        return len(self.examples)
+
+
+def task_spec(name: str) -> Task:
+    """The task named ``name`` (case and hyphen insensitive: ``sst2``, ``sts-b``, ``cola``)."""
+    key = name.replace("-", "").lower()
+    for task in TASKS.values():
+        if task.name.replace("-", "").lower() == key:
+            return task
+    raise GlueFormatError(f"unknown GLUE task '{name}' (known: {' '.join(TASKS)})")
+
+
+def task_dir(glue_dir: str, task: Task) -> str:
+    """``glue_dir/TASK`` when it exists, else ``glue_dir`` itself when it holds the task's train file."""
+    sub = os.path.join(glue_dir, task.name)
+    if os.path.isdir(sub):
+        return sub
+    if os.path.isfile(os.path.join(glue_dir, task.splits[0].file)):
+        return glue_dir
+    raise GlueFormatError(
+        f"{task.name}: no folder {sub} (nor {os.path.join(glue_dir, task.splits[0].file)})"
+    )
+
+
+def _column_index(header: List[str], column: Column, path: str) -> int:
+    if isinstance(column, int):
+        return column
+    if column not in header:
+        raise GlueFormatError(
+            f"{path}: header lacks column '{column}' (header: {' | '.join(header)})"
+        )
+    return header.index(column)
+
+
+def _check_label(task: Task, label: str) -> Optional[str]:
+    """Why ``label`` is not a valid label of ``task``, or None."""
+    if task.labels is not None:
+        if label not in task.labels:
+            return f"label '{label}' not in {{{', '.join(task.labels)}}}"
+        return None
+    try:
+        value = float(label)
+    except ValueError:
+        return f"label '{label}' is not a number"
+    low, high = task.score_range
+    if not low <= value <= high:  # also refuses nan
+        return f"label {label} outside [{low:g}, {high:g}]"
+    return None
+
+
+def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
+    """Read one GLUE file; see the module's docstring for the rules."""
+    result = SplitResult(spec.name, path)
+    if not os.path.isfile(path):
+        raise GlueFormatError(f"{task.name}: missing file {path}")
+    wanted = [("sentence1", spec.sentence1), ("sentence2", spec.sentence2), ("label", spec.label)]
+    with open(path, "rb") as f:
+        columns = spec.num_columns
+        indices = None
+        for line_no, raw in enumerate(f, start=1):
+            if line_no == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM):]
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            if line_no == 1 and spec.header:
+                header = [h.strip() for h in raw.decode("utf-8", errors="replace").split("\t")]
+                columns = len(header)
+                indices = [
+                    None if col is None else _column_index(header, col, path) for _, col in wanted
+                ]
+                continue
+            if indices is None:
+                indices = [col for _, col in wanted]
+            result.read += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                result.skipped.append((line_no, f"not valid UTF-8 ({e.reason} at byte {e.start})"))
+                continue
+            if not text.strip():
+                result.skipped.append((line_no, "blank line"))
+                continue
+            fields = text.split("\t")
+            if len(fields) != columns:
+                result.skipped.append((line_no, f"expected {columns} columns, found {len(fields)}"))
+                continue
+            values = [None if index is None else fields[index].strip() for index in indices]
+            empty = [
+                f"'{col}'" if isinstance(col, str) else f"{what} (column {col + 1})"
+                for (what, col), value in zip(wanted, values) if value == ""
+            ]
+            if empty:
+                result.skipped.append((line_no, f"empty field {', '.join(empty)}"))
+                continue
+            s1, s2, label = values
+            if label is not None:
+                reason = _check_label(task, label)
+                if reason:
+                    result.skipped.append((line_no, reason))
+                    continue
+            cleaned = [None if v is None else v.translate(_BREAKS_TO_SPACE).strip() for v in (s1, s2)]
+            if cleaned != [s1, s2]:
+                result.normalised += 1
+            result.examples.append((cleaned[0], cleaned[1], label))
+    if spec.header and indices is None:
+        raise GlueFormatError(f"{path}: empty file, expected a header line")
+    return result
+
+
+def parse_task(task, glue_dir: str) -> Dict[str, SplitResult]:
+    """Every split of ``task`` (a name or a Task) found under ``glue_dir``, by fairseq split name.
+
+    Raises GlueFormatError when a required file is missing or a header lacks a column."""
+    task = task_spec(task) if isinstance(task, str) else task
+    folder = task_dir(glue_dir, task)
+    results = {}
+    for spec in task.splits:
+        path = os.path.join(folder, spec.file)
+        if not spec.required and not os.path.exists(path):
+            continue
+        results[spec.name] = parse_split(task, spec, path)
+    return results
+
+
+def write_raw(task: Task, results: Dict[str, SplitResult], out_dir: str) -> None:
+    """``{split}.input0``, ``{split}.input1`` (pair tasks), ``{split}.label`` and ``skipped.tsv``."""
+    os.makedirs(out_dir, exist_ok=True)
+    for split, result in results.items():
+        columns = [("input0", 0)] + ([("input1", 1)] if task.pair else [])
+        if _labelled(task, split):
+            columns.append(("label", 2))
+        for suffix, k in columns:
+            with open(os.path.join(out_dir, f"{split}.{suffix}"), "w", encoding="utf-8", newline="\n") as f:
+                f.writelines(example[k] + "\n" for example in result.examples)
+    with open(os.path.join(out_dir, "skipped.tsv"), "w", encoding="utf-8", newline="\n") as f:
+        f.write("file\tline\treason\n")
+        for result in results.values():
+            for line_no, reason in result.skipped:
+                f.write(f"{result.path}\t{line_no}\t{reason}\n")
+
+
+def _labelled(task: Task, split: str) -> bool:
+    return any(s.name == split and s.label is not None for s in task.splits)
+
+
+def count_table(task: Task, results: Dict[str, SplitResult]) -> str:
+    rows = [("split", "file", "read", "written", "skipped", "normalised")]
+    for split, r in results.items():
+        rows.append((split, os.path.basename(r.path), str(r.read), str(r.written), str(len(r.skipped)),
+                     str(r.normalised)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"{task.name}"]
+    for row in rows:
+        lines.append("  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+        ))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.data.glue",
+        description="Read a GLUE task's TSV files and write {split}.input0/.input1/.label for fairseq.",
+    )
+    parser.add_argument("task", help=f"one of {' '.join(TASKS)} (case-insensitive)")
+    parser.add_argument("glue_dir", help="GLUE data folder holding TASK/ (or the task folder itself)")
+    parser.add_argument("out_raw_dir", help="where to write {split}.input0, .input1, .label")
+    parser.add_argument("--max-report", type=int, default=20,
+                        help="skipped rows printed per split (all are in OUT_RAW_DIR/skipped.tsv)")
+    args = parser.parse_args(argv)
+    try:
+        task = task_spec(args.task)
+        results = parse_task(task, args.glue_dir)
+    except GlueFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    write_raw(task, results, args.out_raw_dir)
+    for split, r in results.items():
+        for line_no, reason in r.skipped[: args.max_report]:
+            print(f"skipped {r.path}:{line_no}: {reason}")
+        if len(r.skipped) > args.max_report:
+            print(f"skipped ... {len(r.skipped) - args.max_report} more rows of {r.path}, "
+                  f"see {os.path.join(args.out_raw_dir, 'skipped.tsv')}")
+    print(count_table(task, results))
+    useless = [r.path for r in results.values() if r.read and not r.written]
+    if useless:
+        print(f"error: every row of {', '.join(useless)} was skipped (is it a {task.name} file?)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

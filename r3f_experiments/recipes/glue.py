@@ -1,0 +1,230 @@
+"""GLUE fine-tuning of RoBERTa: the paper's hyper-parameters, the one place they are written.
+
+``scripts/glue/train.sh`` runs the command built here, ``configs/glue/<task>_<method>.yaml`` are
+generated from it (``python -m r3f_experiments.recipes write-configs``), and the sweep and
+probing drivers read their tasks, methods and metrics from it.
+"""
+
+from typing import List, Optional, Sequence
+
+from .run_spec import REQUIRED, Setting, argv, flag, yaml_only, yaml_text
+
+# ---- paper Table 5 (per task) ------------------------------------------------------------------
+TASKS = ["MNLI", "QQP", "RTE", "QNLI", "MRPC", "CoLA", "SST-2"]  # Table 2's column order
+LR = {"MNLI": "5e-6", "QNLI": "5e-6", "QQP": "5e-6", "SST-2": "5e-6", "RTE": "1e-5", "MRPC": "1e-5", "CoLA": "1e-5"}
+MAX_UPDATE = {"MNLI": 123873, "QNLI": 33112, "QQP": 113272, "SST-2": 20935, "RTE": 3120, "MRPC": 2296,
+              "CoLA": 5336}
+BATCH_SIZE = {"MNLI": 8, "QNLI": 8, "QQP": 32, "SST-2": 32, "RTE": 8, "MRPC": 16, "CoLA": 16}
+NUM_CLASSES = {"MNLI": 3, "QNLI": 2, "QQP": 2, "SST-2": 2, "RTE": 2, "MRPC": 2, "CoLA": 2}
+# the metric Table 2 reports, which also picks the best checkpoint
+METRIC = {"MNLI": "accuracy", "QNLI": "accuracy", "QQP": "acc_and_f1", "SST-2": "accuracy",
+          "RTE": "accuracy", "MRPC": "acc_and_f1", "CoLA": "mcc"}
+# validation subsets: MNLI's dev_matched is valid, dev_mismatched valid1 (scripts/glue/prepare.sh)
+VALID_SUBSETS = {"MNLI": "valid,valid1"}
+
+# ---- paper Table 6 (shared by every task) ------------------------------------------------------
+WARMUP_PERCENT = 6          # % of the updates
+ADAM_BETAS = "(0.9,0.98)"
+ADAM_EPS = "1e-6"
+WEIGHT_DECAY = "0.01"
+DROPOUT = "0.1"
+R3F_LAMBDA = "1.0"          # grid: 0.1 0.5 1.0 5.0
+NOISE_TYPE = "uniform"      # U or N
+EPS = "1e-5"                # sigma
+MAX_TOKENS = 4400
+MAX_POSITIONS = 512
+# std++: standard fine-tuning trained this many times longer (Zhang et al. 2020; the Adam bias
+# correction they restore is already in fairseq's Adam)
+STD_PLUS_PLUS_FACTOR = 2
+
+# ---- SMART (Jiang et al. 2020): its authors' MT-DNN defaults, the same for every task ----------
+SMART_LAMBDA = "1.0"        # lambda_s (adv_alpha)
+SMART_STEPS = 1             # K (adv_k)
+SMART_STEP_SIZE = "1e-3"    # eta (adv_step_size)
+SMART_NOISE_STD = "1e-5"    # sigma (adv_noise_var)
+SMART_NORM_TYPE = "linf"    # adv_p_norm
+
+# ---- FreeLB (Zhu et al. 2020): its authors' RoBERTa-large runs ---------------------------------
+# launch/FreeLB/<task>-fp32-clip.sh in github.com/zhuchen03/FreeLB (fairseq-RoBERTa): ADV_LR
+# ADV_STEP INIT_MAG MNORM of the lines left active there; RTE's active lines are its baseline
+# (all 0), so RTE takes its commented FreeLB line. Their optimisation settings (Adam beta2 0.999,
+# weight decay 0.1, ...) are not used: every method shares Tables 5-6.
+ADV_LR = {"MNLI": "1e-1", "QNLI": "7.5e-2", "QQP": "2e-1", "SST-2": "1e-1", "RTE": "6e-2", "MRPC": "4e-2",
+          "CoLA": "2.5e-2"}
+ADV_STEPS = {"MNLI": 2, "QNLI": 2, "QQP": 2, "SST-2": 2, "RTE": 3, "MRPC": 3, "CoLA": 3}
+ADV_INIT_MAG = {"MNLI": "1e-1", "QNLI": "1.5e-1", "QQP": "3.2e-1", "SST-2": "1", "RTE": "1.6e-1", "MRPC": "6.4e-1",
+                "CoLA": "4e-1"}
+ADV_MAX_NORM = {"MNLI": "3e-1", "QNLI": "1.5e-1", "QQP": "7e-1", "SST-2": "6e-1", "RTE": "1.4e-1", "MRPC": "4e-1",
+                "CoLA": "3e-1"}
+ADV_NORM_TYPE = "l2"
+# -------------------------------------------------------------------------------------------------
+
+METHODS = {
+    "std": "fairseq's sentence_prediction",
+    "std++": "std trained twice as long",
+    "r3f": "sentence_prediction_r3f",
+    "r4f": "r3f + --spectral-norm-classification-head (1-Lipschitz head)",
+    "smart": "sentence_prediction_smart (SMART, MT-DNN's published defaults)",
+    "freelb": "--task sentence_prediction_adv (FreeLB, its authors' per-task RoBERTa-large settings)",
+}
+# configs/glue/<task>_<method>.yaml spell std++ as stdpp
+CONFIG_SPELLING = {"std++": "stdpp"}
+
+
+class RecipeError(ValueError):
+    """An unknown task or method; the message names the accepted ones."""
+
+
+def check(task: str, method: str) -> None:
+    if task not in LR:
+        raise RecipeError(f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
+                          "not cover)")
+    if method not in METHODS:
+        raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
+
+
+def max_update(task: str, method: str) -> int:
+    return MAX_UPDATE[task] * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
+
+
+def r3f_settings(r3f_lambda: str, noise_type: str) -> List[Setting]:
+    return [flag("--criterion", "sentence_prediction_r3f", "criterion", "_name"),
+            flag("--r3f-lambda", r3f_lambda, "criterion"), flag("--eps", EPS, "criterion"),
+            flag("--noise-type", noise_type, "criterion")]
+
+
+def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE,
+                    smart_lambda: str = SMART_LAMBDA) -> List[Setting]:
+    """The criterion (and, for FreeLB, task) settings that make ``method`` (``task``: the GLUE
+    task whose FreeLB settings to take; None where there is no FreeLB)."""
+    if method in ("std", "std++"):
+        return [flag("--criterion", "sentence_prediction", "criterion", "_name")]
+    if method == "r3f":
+        return r3f_settings(r3f_lambda, noise_type)
+    if method == "r4f":
+        return r3f_settings(r3f_lambda, noise_type) + [flag("--spectral-norm-classification-head", True, "model")]
+    if method == "smart":
+        return [flag("--criterion", "sentence_prediction_smart", "criterion", "_name"),
+                flag("--smart-lambda", smart_lambda, "criterion"), flag("--smart-steps", SMART_STEPS, "criterion"),
+                flag("--smart-step-size", SMART_STEP_SIZE, "criterion"),
+                flag("--smart-noise-std", SMART_NOISE_STD, "criterion"),
+                flag("--smart-norm-type", SMART_NORM_TYPE, "criterion")]
+    return [flag("--criterion", "sentence_prediction", "criterion", "_name"),
+            flag("--adv-steps", ADV_STEPS[task], "task"), flag("--adv-lr", ADV_LR[task], "task"),
+            flag("--adv-init-mag", ADV_INIT_MAG[task], "task"), flag("--adv-max-norm", ADV_MAX_NORM[task], "task"),
+            flag("--adv-norm-type", ADV_NORM_TYPE, "task")]
+
+
+def restore_settings(restore_file: Optional[str]) -> List[Setting]:
+    """Start from a pre-trained model: ``--restore-file`` and fresh optimizer, data and meters.
+    None or "" trains from the model the flags describe (random init)."""
+    if not restore_file:
+        return []
+    return [flag("--restore-file", restore_file, "checkpoint"),
+            *(flag(f"--reset-{what}", True, "checkpoint") for what in ("optimizer", "dataloader", "meters"))]
+
+
+def classification_head_settings() -> List[Setting]:
+    """fairseq-hydra-train resolves the sentence_prediction task's interpolations of these two
+    before it imports common.user_dir, so a YAML config must spell them out."""
+    return [yaml_only("criterion", "classification_head_name", "sentence_classification_head"),
+            yaml_only("criterion", "regression_target", False)]
+
+
+def sentence_prediction_settings(
+    *, data: str, user_dir: str, restore_file: Optional[str], task_name: str, num_classes: int, arch: str,
+    dropout: str, methods: List[Setting], report: List[Setting], adam_betas: str, adam_eps: str,
+    weight_decay: str, lr: str, updates: int, warmup_percent: int, batch: List[Setting], seed: int,
+    save_dir: Optional[str], valid_subset: str, metric: str, precision: Sequence[str], yaml: bool,
+) -> List[Setting]:
+    """A RoBERTa / XLM-R fine-tuning run (GLUE and XNLI share its shape), in command-line order.
+
+    ``precision``: the precision flags of the command (e.g. ["--amp"]). ``yaml``: add what only
+    the YAML config needs (``common.amp``: not --fp16, which rounds most of the sigma = 1e-5
+    noise away; the spelled-out head settings; the required ``task.data`` and ``user_dir``).
+    """
+    r4f = any(s.flag == "--spectral-norm-classification-head" for s in methods)
+    out = [
+        yaml_only("common", "user_dir", user_dir) if yaml else None,
+        yaml_only("common", "amp", True) if yaml else None,
+        yaml_only("task", "data", data) if yaml else None,
+        *restore_settings(restore_file),
+        flag("--task", task_name, "task", "_name"), flag("--num-classes", num_classes, "task"),
+        flag("--init-token", 0, "task"), flag("--separator-token", 2, "task"),
+        flag("--max-positions", MAX_POSITIONS, "task"),
+        flag("--arch", arch, "model", "_name"), flag("--dropout", dropout, "model"),
+        flag("--attention-dropout", dropout, "model"),
+        *methods,
+        *(classification_head_settings() if yaml else []),
+        *report,
+        yaml_only("model", "spectral_norm_classification_head", False) if yaml and not r4f else None,
+        flag("--optimizer", "adam", "optimizer", "_name"), flag("--adam-betas", adam_betas, "optimizer"),
+        flag("--adam-eps", adam_eps, "optimizer"), flag("--weight-decay", weight_decay, "optimizer"),
+        flag("--clip-norm", "0.0", "optimization"),
+        flag("--lr-scheduler", "polynomial_decay", "lr_scheduler", "_name"), flag("--lr", lr, "optimization"),
+        flag("--warmup-updates", updates * warmup_percent // 100, "lr_scheduler"),
+        flag("--total-num-update", updates, "lr_scheduler"), flag("--max-update", updates, "optimization"),
+        *batch,
+        flag("--required-batch-size-multiple", 1, "dataset"),
+        flag("--seed", seed, "common"),
+        flag("--save-dir", save_dir, "checkpoint") if save_dir else None,
+        flag("--no-epoch-checkpoints", True, "checkpoint"),
+        flag("--valid-subset", valid_subset, "dataset"),
+        flag("--best-checkpoint-metric", metric, "checkpoint"),
+        flag("--maximize-best-checkpoint-metric", True, "checkpoint"),
+        flag("--find-unused-parameters", True, "distributed_training"),
+        flag("--log-format", "json", "common"), flag("--log-interval", 100, "common"),
+        *(flag(p, True, "common") for p in precision),
+    ]
+    return [s for s in out if s is not None]
+
+
+def settings(task: str, method: str, *, data: str, user_dir: str, restore_file: Optional[str],
+             arch: str = "roberta_large", seed: int = 1, save_dir: Optional[str] = None,
+             r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE, smart_lambda: str = SMART_LAMBDA,
+             precision: Sequence[str] = (), yaml: bool = False) -> List[Setting]:
+    """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order."""
+    check(task, method)
+    report = {"mcc": [flag("--report-mcc", True, "criterion")],
+              "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(METRIC[task], [])
+    return sentence_prediction_settings(
+        data=data, user_dir=user_dir, restore_file=restore_file,
+        task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
+        num_classes=NUM_CLASSES[task], arch=arch, dropout=DROPOUT,
+        methods=method_settings(task, method, r3f_lambda, noise_type, smart_lambda), report=report,
+        adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=LR[task],
+        updates=max_update(task, method), warmup_percent=WARMUP_PERCENT,
+        batch=[flag("--batch-size", BATCH_SIZE[task], "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
+        seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=METRIC[task],
+        precision=precision, yaml=yaml)
+
+
+def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:
+    """``fairseq-train DATA --user-dir USER_DIR ...``: what ``scripts/glue/train.sh`` runs."""
+    return [fairseq_train, data, "--user-dir", user_dir,
+            *argv(settings(task, method, data=data, user_dir=user_dir, **kwargs))]
+
+
+def config_name(task: str, method: str) -> str:
+    return f"{task.lower().replace('-', '_')}_{CONFIG_SPELLING.get(method, method)}"
+
+
+def yaml_config(task: str, method: str) -> str:
+    """configs/glue/<task>_<method>.yaml: the run of ``scripts/glue/train.sh TASK METHOD``."""
+    updates = max_update(task, method)
+    name = config_name(task, method)
+    header = [
+        f"GLUE {task}, method {method}: paper Table 5 ({task}: LR {LR[task]}, {updates} updates"
+        + (f" = {STD_PLUS_PLUS_FACTOR} x {MAX_UPDATE[task]}" if method == "std++" else "")
+        + f", batch {BATCH_SIZE[task]})",
+        f"and Table 6 (Adam {ADAM_BETAS}, eps {ADAM_EPS}, polynomial decay, {WARMUP_PERCENT}% warm-up,",
+        f"dropout {DROPOUT}, weight decay {WEIGHT_DECAY}). common.amp, not fp16: fp16 rounds most of the",
+        "sigma = 1e-5 noise away. The run of `bash scripts/glue/train.sh " + f"{task} {method}`, generated",
+        "from r3f_experiments/recipes/glue.py by python -m r3f_experiments.recipes write-configs.",
+        "",
+        f"fairseq-hydra-train --config-dir configs/glue --config-name {name} \\",
+        f"    task.data=glue_bin/{task}-bin checkpoint.restore_file=roberta.large/model.pt \\",
+        "    common.user_dir=$PWD/fairseq_r3f",
+    ]
+    return yaml_text(settings(task, method, data=REQUIRED, user_dir=REQUIRED, restore_file=REQUIRED, yaml=True),
+                     header)

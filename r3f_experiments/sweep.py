@@ -1,0 +1,548 @@
+#!/usr/bin/env python3
+"""Seed sweeps over GLUE tasks x methods, and the paper's Table 2 and Figures 1-2 from their logs.
+
+Reproduces Aghajanyan et al. (ICLR 2021), Table 2 (GLUE dev: best and median over seeds for
+STD, STD++, R3F, R4F), Figure 1 (violins of the dev metric over seeds) and Figure 2 (violins of
+the wall time to the best checkpoint).
+
+    python -m r3f_experiments.sweep run    [--out-dir checkpoints/glue] [--tasks RTE MRPC ...]
+                                   [--methods std std++ r3f r4f] [--seeds 1-10] [--command TEMPLATE]
+                                   [--dry-run]
+    python -m r3f_experiments.sweep print  [same options as run]      # = run --dry-run
+    python -m r3f_experiments.sweep report [--out-dir checkpoints/glue] [--report-dir DIR]
+                                   [--metric TASK=SPEC[,SPEC...] ...] [--include-unfinished] [--no-plots]
+
+run: every (task, method, seed), one after the other, as
+    bash scripts/glue/train.sh {task} {method} {seed} {save_dir}
+with save_dir = OUT_DIR/TASK/METHOD/seedSEED and stdout + stderr in {save_dir}/train.log.
+--command replaces that template (a bash command line; str.format fields {task}, {method},
+{seed}, {save_dir}, {log}, substituted shell-quoted). Resumable: a run whose train.log says
+"done training in" is skipped; an unfinished one is started again, its old log kept as
+train.log.N. A failed run does not stop the sweep; the exit status is 1 if any failed.
+--dry-run / print: one line per pending run (`mkdir -p DIR && COMMAND > LOG 2>&1`), for a
+cluster scheduler; --all prints the finished runs too.
+
+report: reads OUT_DIR/TASK/METHOD/seed*/train.log (fairseq --log-format json) and writes to
+--report-dir (default OUT_DIR/report): table2.md and table2.csv (rows = methods, columns =
+tasks, "best / median" over seeds, plus the median wall time to best), runs.csv (one row per
+run and column), figure1.png and figure2.png (one violin panel per column), and prints
+table2.md.
+
+Metrics (--metric TASK=SPEC[,SPEC...], SPEC = [SUBSET:]NAME, SUBSET default "valid"): NAME is
+the key of fairseq's validation record without the subset prefix (`accuracy`, `mcc`, `f1`,
+`acc_and_f1`, `loss`). Defaults follow scripts/glue/train.sh: CoLA=mcc, MRPC=acc_and_f1,
+QQP=acc_and_f1, MNLI=accuracy,valid1:accuracy (matched and mismatched dev sets: fairseq logs
+a second --valid-subset as `valid1_accuracy`), everything else accuracy.
+
+Definitions:
+  best            the best value of the metric over all validations of the run, as logged
+                  (the largest; the smallest for names ending in "loss" or "ppl").
+  median          statistics.median over seeds of the per-run best (mean of the two middle
+                  values for an even count).
+  wall to best    fairseq's `wall` (seconds since the trainer was built, rounded to whole
+                  seconds by fairseq) at the first validation that reached the best value.
+                  Validation records carry no time, so it is the `wall` of the last training
+                  record logged before that validation (train_inner `wall`, or the epoch
+                  record's `train_wall`): a lower bound that misses at most --log-interval
+                  updates of training. If no training record precedes it, the next one's.
+                  On ties the first validation counts (fairseq's checkpoint_best.pt, saved on
+                  >=, holds the last one); the update of that validation is in runs.csv.
+  columns         each column's best is taken over its own subset's validations (MNLI-mm:
+                  best mismatched accuracy, not mismatched accuracy at MNLI-m's best).
+  runs counted    finished runs only (fairseq's "done training in"), unless
+                  --include-unfinished. Only the latest train.log of a run is read: right for
+                  scripts/glue/train.sh, whose --restore-file --reset-* restarts a relaunched
+                  run from the pre-trained model; a run resumed from checkpoint_last.pt would
+                  have its earlier validations in train.log.N, which are not merged.
+"""
+
+import argparse
+import csv
+import glob
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+from . import fairseq_logs
+from .paths import recipe
+from .recipes import glue
+
+TASKS = glue.TASKS                    # Table 2's column order
+METHODS = list(glue.METHODS)
+
+
+def _default_metric(task: str) -> str:
+    """The metric train.sh selects checkpoints by, on every validation subset it logs
+    ("accuracy,valid1:accuracy" for MNLI: dev matched and mismatched)."""
+    subsets = glue.VALID_SUBSETS.get(task, "valid").split(",")
+    return ",".join(glue.METRIC[task] if s == "valid" else f"{s}:{glue.METRIC[task]}" for s in subsets)
+
+
+DEFAULT_METRICS = {task: _default_metric(task) for task in glue.TASKS}
+DEFAULT_COMMAND = "bash " + shlex.quote(recipe("glue", "train.sh")) + " {task} {method} {seed} {save_dir}"
+# fairseq's GLUE preprocessing binarises MNLI dev_matched as valid, dev_mismatched as valid1
+COLUMN_LABELS = {("MNLI", "valid", "accuracy"): "MNLI-m", ("MNLI", "valid1", "accuracy"): "MNLI-mm"}
+LOG_NAME = "train.log"
+
+
+# ---------------------------------------------------------------------------- run / print --
+
+class Run(NamedTuple):
+    task: str
+    method: str
+    seed: int
+    save_dir: str
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.save_dir, LOG_NAME)
+
+
+def parse_seeds(items: Sequence[str]) -> List[int]:
+    """["1-3", "7"] -> [1, 2, 3, 7] (order kept, duplicates dropped)."""
+    seeds: List[int] = []
+    for item in items:
+        for part in str(item).split(","):
+            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+            if not m:
+                raise argparse.ArgumentTypeError(f"bad seed {part!r}: use N or FIRST-LAST")
+            first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+            seeds += [s for s in range(first, last + 1) if s not in seeds]
+    return seeds
+
+
+def plan(out_dir: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int]) -> List[Run]:
+    """All runs, task-major (a task's table fills up first)."""
+    return [Run(t, m, s, os.path.join(out_dir, t, m, f"seed{s}")) for t in tasks for m in methods for s in seeds]
+
+
+def format_command(template: str, run: Run) -> str:
+    """The template with the run's fields substituted, shell-quoted."""
+    q = shlex.quote
+    return template.format(task=q(run.task), method=q(run.method), seed=run.seed,
+                           save_dir=q(run.save_dir), log=q(run.log))
+
+
+def finished_output(output: str) -> bool:
+    """True when fairseq-train wrote its closing "done training in X seconds" line."""
+    try:
+        fairseq_logs.training_seconds(output)
+    except ValueError:
+        return False
+    return True
+
+
+def is_finished(log_path: str) -> bool:
+    try:
+        with open(log_path, errors="replace") as f:
+            return finished_output(f.read())
+    except OSError:
+        return False
+
+
+def keep_old_log(log_path: str) -> Optional[str]:
+    """Rename an unfinished run's log to train.log.N (first free N); returns the new name."""
+    if not os.path.exists(log_path):
+        return None
+    n = 1
+    while os.path.exists(f"{log_path}.{n}"):
+        n += 1
+    os.rename(log_path, f"{log_path}.{n}")
+    return f"{log_path}.{n}"
+
+
+def scheduler_line(template: str, run: Run) -> str:
+    q = shlex.quote
+    return f"mkdir -p {q(run.save_dir)} && {format_command(template, run)} > {q(run.log)} 2>&1"
+
+
+def execute(template: str, run: Run) -> int:
+    """Run one training command under bash, stdout + stderr into its train.log."""
+    os.makedirs(run.save_dir, exist_ok=True)
+    keep_old_log(run.log)
+    with open(run.log, "w") as log:
+        return subprocess.run(["bash", "-c", format_command(template, run)], stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+
+
+def cmd_run(args) -> int:
+    runs = plan(args.out_dir, args.tasks, args.methods, args.seeds)
+    if args.dry_run:
+        for run in runs:
+            if args.all or not is_finished(run.log):
+                print(scheduler_line(args.command, run))
+        return 0
+    ran, skipped, failed = 0, 0, []
+    for i, run in enumerate(runs, 1):
+        name = f"[sweep] {i}/{len(runs)} {run.task} {run.method} seed {run.seed}"
+        if is_finished(run.log):
+            print(f"{name}: skipped (finished: {run.log})", flush=True)
+            skipped += 1
+            continue
+        print(f"{name}: running -> {run.log}", flush=True)
+        start = time.monotonic()
+        rc = execute(args.command, run)
+        ran += 1
+        if rc != 0 or not is_finished(run.log):
+            failed.append(run)
+            print(f"{name}: FAILED (exit {rc}) after {time.monotonic() - start:.0f} s; see {run.log}", flush=True)
+        else:
+            print(f"{name}: done in {time.monotonic() - start:.0f} s", flush=True)
+    print(f"[sweep] {ran} ran, {skipped} skipped (finished), {len(failed)} failed", flush=True)
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------- report --
+
+class Column(NamedTuple):
+    """One column of Table 2: a task's metric on one validation subset."""
+    task: str
+    subset: str
+    name: str
+    label: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.subset}_{self.name}"
+
+    @property
+    def maximize(self) -> bool:
+        return not (self.name.endswith("loss") or self.name.endswith("ppl"))
+
+
+class Result(NamedTuple):
+    best: float
+    best_update: int
+    wall_to_best: Optional[float]
+    validations: int
+
+
+def parse_metric_overrides(items: Sequence[str]) -> Dict[str, str]:
+    """["CoLA=mcc", "MNLI=accuracy,valid1:accuracy"] -> {task: spec}."""
+    overrides = {}
+    for item in items:
+        task, sep, spec = item.partition("=")
+        if not sep or not task or not spec:
+            raise argparse.ArgumentTypeError(f"bad --metric {item!r}: use TASK=[SUBSET:]NAME[,...]")
+        overrides[task] = spec
+    return overrides
+
+
+def columns_for(task: str, overrides: Dict[str, str]) -> List[Column]:
+    specs = [s.strip() for s in overrides.get(task, DEFAULT_METRICS.get(task, "accuracy")).split(",") if s.strip()]
+    columns = []
+    for spec in specs:
+        subset, _, name = spec.rpartition(":")
+        subset = subset or "valid"
+        label = COLUMN_LABELS.get((task, subset, name))
+        if label is None:
+            label = task if len(specs) == 1 else f"{task} {subset}:{name}"
+        columns.append(Column(task, subset, name, label))
+    return columns
+
+
+def discover(out_dir: str) -> Dict[str, Dict[str, Dict[int, str]]]:
+    """{task: {method: {seed: log path}}} for every OUT_DIR/TASK/METHOD/seedN/train.log."""
+    found: Dict[str, Dict[str, Dict[int, str]]] = {}
+    for log in glob.glob(os.path.join(glob.escape(out_dir), "*", "*", "seed*", LOG_NAME)):
+        seed_dir = os.path.dirname(log)
+        m = re.fullmatch(r"seed(\d+)", os.path.basename(seed_dir))
+        if not m:
+            continue
+        method_dir = os.path.dirname(seed_dir)
+        task = os.path.basename(os.path.dirname(method_dir))
+        found.setdefault(task, {}).setdefault(os.path.basename(method_dir), {})[int(m.group(1))] = log
+    return found
+
+
+def ordered(names, canonical: Sequence[str]) -> List[str]:
+    """Names in the canonical order first, then the others sorted."""
+    names = set(names)
+    return [n for n in canonical if n in names] + sorted(names - set(canonical))
+
+
+def wall_before(update: int, logs: Dict[str, List[dict]]) -> Optional[float]:
+    """fairseq's `wall` at the last training record logged before the validation at `update`.
+
+    Within one update fairseq logs train_inner, then validates, then (at the end of an epoch)
+    logs the epoch record; so train_inner at update <= U and epoch records at update < U
+    precede the validation at U."""
+    points = [(int(r["num_updates"]), float(r["wall"])) for r in logs["train_inner"] if "wall" in r]
+    points += [(int(r["train_num_updates"]) + 0.5, float(r["train_wall"]))
+               for r in logs["train"] if "train_wall" in r]
+    before = [p for p in points if p[0] <= update]
+    if before:
+        return max(before)[1]
+    after = [p for p in points if p[0] > update]
+    return min(after)[1] if after else None
+
+
+class MetricMissing(ValueError):
+    pass
+
+
+def collect(output: str, columns: Sequence[Column]) -> Dict[str, Result]:
+    """Best value, its update and the wall time to it, per column, from one fairseq log."""
+    logs = fairseq_logs.parse_json_logs(output)
+    subsets = fairseq_logs.parse_valid_subsets(output)
+    results = {}
+    for col in columns:
+        records = subsets.get(col.subset, [])
+        values = [(float(r[col.key]), int(r[f"{col.subset}_num_updates"])) for r in records if col.key in r]
+        if not values:
+            available = sorted({k for rs in subsets.values() for r in rs for k in r if k != "epoch"})
+            raise MetricMissing(f"no '{col.key}' in the validation records (found: {', '.join(available) or 'none'}); "
+                                f"pick one with --metric {col.task}=[SUBSET:]NAME")
+        pick = max if col.maximize else min
+        best = pick(v for v, _ in values)
+        update = next(u for v, u in values if v == best)  # the first validation to reach it
+        results[col.label] = Result(best, update, wall_before(update, logs), len(values))
+    return results
+
+
+class RunRow(NamedTuple):
+    column: Column
+    method: str
+    seed: int
+    log: str
+    finished: bool
+    result: Optional[Result]
+    problem: str
+
+
+def collect_all(found, columns_by_task, include_unfinished: bool) -> List[RunRow]:
+    rows = []
+    for task in ordered(found, TASKS):
+        for method in ordered(found[task], METHODS):
+            for seed in sorted(found[task][method]):
+                log = found[task][method][seed]
+                with open(log, errors="replace") as f:
+                    output = f.read()
+                finished = finished_output(output)
+                try:
+                    results = collect(output, columns_by_task[task])
+                    problem = ""
+                except MetricMissing as e:
+                    results, problem = {}, str(e)
+                if not finished and not include_unfinished:
+                    results, problem = {}, problem or "unfinished"
+                elif not finished:
+                    problem = problem or "unfinished (included)"
+                for col in columns_by_task[task]:
+                    rows.append(RunRow(col, method, seed, log, finished, results.get(col.label), problem))
+    return rows
+
+
+def summarise(rows: Sequence[RunRow]):
+    """{label: {method: [Result, ...]}} of the runs that count, in column and method order."""
+    cells: Dict[str, Dict[str, List[Result]]] = {}
+    for row in rows:
+        per_method = cells.setdefault(row.column.label, {})
+        per_method.setdefault(row.method, [])
+        if row.result is not None:
+            per_method[row.method].append(row.result)
+    return cells
+
+
+def fmt(value: Optional[float], decimals: int) -> str:
+    return "-" if value is None else f"{value:.{decimals}f}"
+
+
+def cell_stats(results: Sequence[Result], maximize: bool = True):
+    """(best, median, median wall to best, n) over seeds; Nones for an empty cell."""
+    if not results:
+        return None, None, None, 0
+    walls = [r.wall_to_best for r in results if r.wall_to_best is not None]
+    return ((max if maximize else min)(r.best for r in results), statistics.median(r.best for r in results),
+            statistics.median(walls) if walls else None, len(results))
+
+
+def table_rows(cells, columns: Sequence[Column]):
+    """[(method, {label: (best, median, wall, n)})] in method order."""
+    methods = ordered({m for per in cells.values() for m in per}, METHODS)
+    out = []
+    for method in methods:
+        stats = {}
+        for col in columns:
+            stats[col.label] = cell_stats(cells.get(col.label, {}).get(method, []), col.maximize)
+        out.append((method, stats))
+    return out
+
+
+def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int) -> str:
+    labels = [c.label for c in columns]
+    header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+    lines = ["## Table 2: GLUE dev, best / median over seeds\n\n",
+             "Metric per column: " + ", ".join(f"{c.label} = {c.subset} {c.name}" for c in columns) + ".\n\n",
+             header]
+    lines += ["| " + m + " | " + " | ".join(f"{fmt(s[c][0], decimals)} / {fmt(s[c][1], decimals)}" for c in labels)
+              + " |\n" for m, s in rows]
+    lines += ["\n## Wall time to best checkpoint, median over seeds (s)\n\n", header]
+    lines += ["| " + m + " | " + " | ".join(fmt(s[c][2], 0) for c in labels) + " |\n" for m, s in rows]
+    lines += ["\n## Seeds per cell\n\n", header]
+    lines += ["| " + m + " | " + " | ".join(str(s[c][3]) for c in labels) + " |\n" for m, s in rows]
+    text = "".join(lines)
+    with open(path, "w") as f:
+        f.write(text)
+    return text
+
+
+def write_table_csv(path: str, rows, columns: Sequence[Column]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method"] + [f"{c.label} {what}" for c in columns
+                                 for what in ("best", "median", "median wall to best (s)", "seeds")])
+        for method, stats in rows:
+            w.writerow([method] + ["" if v is None else round(v, 6) for c in columns for v in stats[c.label]])
+
+
+def write_runs_csv(path: str, rows: Sequence[RunRow]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["task", "column", "subset", "metric", "method", "seed", "best", "best_update",
+                    "wall_to_best", "validations", "finished", "counted", "problem", "log"])
+        for r in rows:
+            res = r.result
+            w.writerow([r.column.task, r.column.label, r.column.subset, r.column.name, r.method, r.seed,
+                        "" if res is None else res.best, "" if res is None else res.best_update,
+                        "" if res is None or res.wall_to_best is None else res.wall_to_best,
+                        "" if res is None else res.validations, r.finished, res is not None, r.problem, r.log])
+
+
+def violins(path: str, cells, columns: Sequence[Column], value, ylabel, title: str) -> None:
+    """One panel per column; a violin per method (2+ distinct values), the seeds as points."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = min(4, len(columns))
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, col in zip(axes.flat, columns):
+        methods = ordered(cells.get(col.label, {}), METHODS)
+        for x, method in enumerate(methods, 1):
+            ys = [y for y in (value(r) for r in cells[col.label][method]) if y is not None]
+            if len(set(ys)) >= 2:
+                ax.violinplot([ys], positions=[x], widths=0.8)
+            if ys:
+                offsets = [0.12 * ((i % 5) - 2) / 2 for i in range(len(ys))]
+                ax.scatter([x + o for o in offsets], ys, s=10, color="black", zorder=3)
+                ax.hlines(statistics.median(ys), x - 0.3, x + 0.3, color="tab:red", zorder=4)
+        ax.set_xticks(range(1, len(methods) + 1))
+        ax.set_xticklabels(methods)
+        ax.set_title(col.label)
+        ax.set_ylabel(ylabel(col))
+    for ax in list(axes.flat)[len(columns):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_report(args) -> int:
+    found = discover(args.out_dir)
+    if args.tasks:
+        found = {t: v for t, v in found.items() if t in args.tasks}
+    if args.methods:
+        found = {t: {m: s for m, s in v.items() if m in args.methods} for t, v in found.items()}
+    if not any(found.values()):
+        print(f"error: no {args.out_dir}/TASK/METHOD/seedN/{LOG_NAME}", file=sys.stderr)
+        return 1
+    overrides = parse_metric_overrides(args.metric)
+    columns_by_task = {task: columns_for(task, overrides) for task in found}
+    columns = [c for task in ordered(found, TASKS) for c in columns_by_task[task]]
+    rows = collect_all(found, columns_by_task, args.include_unfinished)
+    for row in rows:
+        if row.problem and row.problem != "unfinished (included)":
+            print(f"[report] {row.column.label} {row.method} seed {row.seed} not counted: {row.problem}",
+                  file=sys.stderr)
+    cells = summarise(rows)
+    table = table_rows(cells, columns)
+    report_dir = args.report_dir or os.path.join(args.out_dir, "report")
+    os.makedirs(report_dir, exist_ok=True)
+    text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals)
+    write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns)
+    write_runs_csv(os.path.join(report_dir, "runs.csv"), rows)
+    if not args.no_plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(text)
+            print("error: figures need matplotlib (pip install matplotlib), or pass --no-plots", file=sys.stderr)
+            return 1
+        violins(os.path.join(report_dir, "figure1.png"), cells, columns, lambda r: r.best,
+                lambda c: f"dev {c.name}" + ("" if c.subset == "valid" else f" ({c.subset})"),
+                "Figure 1: best dev metric per seed")
+        violins(os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.wall_to_best,
+                lambda c: "seconds", "Figure 2: wall time to best checkpoint")
+    print(text)
+    print(f"[report] wrote {report_dir}/table2.md, table2.csv, runs.csv"
+          + ("" if args.no_plots else ", figure1.png, figure2.png"))
+    return 0
+
+
+# ------------------------------------------------------------------------------------ CLI --
+
+def check_template(template: str) -> str:
+    try:
+        format_command(template, Run("T", "m", 1, "d"))
+    except (KeyError, IndexError, ValueError) as e:
+        raise argparse.ArgumentTypeError(
+            f"bad --command template ({e!r}): fields are {{task}} {{method}} {{seed}} {{save_dir}} {{log}}")
+    return template
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--out-dir", default="checkpoints/glue", help="runs go to OUT_DIR/TASK/METHOD/seedSEED")
+    sweep = argparse.ArgumentParser(add_help=False, parents=[out])
+    sweep.add_argument("--tasks", nargs="+", default=TASKS)
+    sweep.add_argument("--methods", nargs="+", default=METHODS)
+    sweep.add_argument("--seeds", nargs="+", default=["1-10"], help="seeds: N, FIRST-LAST or a list (default 1-10)")
+    sweep.add_argument("--command", type=check_template, default=DEFAULT_COMMAND,
+                       help="bash command template; fields {task} {method} {seed} {save_dir} {log}")
+    sweep.add_argument("--all", action="store_true", help="with --dry-run: print finished runs too")
+    run = sub.add_parser("run", parents=[sweep], help="run the sweep, one training after another")
+    run.add_argument("--dry-run", action="store_true", help="print one command line per pending run instead")
+    sub.add_parser("print", parents=[sweep], help="= run --dry-run")
+    report = sub.add_parser("report", parents=[out], help="Table 2 and Figures 1-2 from the logs")
+    report.add_argument("--report-dir", help="default OUT_DIR/report")
+    report.add_argument("--metric", action="append", default=[],
+                        help="TASK=[SUBSET:]NAME[,...], e.g. CoLA=mcc, MNLI=accuracy,valid1:accuracy")
+    report.add_argument("--tasks", nargs="+", help="only these tasks (default: every task found)")
+    report.add_argument("--methods", nargs="+", help="only these methods (default: every method found)")
+    report.add_argument("--include-unfinished", action="store_true",
+                        help="count runs without fairseq's 'done training' line (best so far)")
+    report.add_argument("--decimals", type=int, default=1)
+    report.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command_name in ("run", "print"):
+            args.seeds = parse_seeds(args.seeds)
+            args.dry_run = args.command_name == "print" or args.dry_run
+            return cmd_run(args)
+        parse_metric_overrides(args.metric)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    return cmd_report(args)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. `sweep.py print | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

@@ -1,0 +1,128 @@
+"""scripts/glue/train.sh (the paper's Tables 5-6) and configs/glue/*.yaml describe the same runs,
+and both run for real (shrunk to a tiny model on CPU)."""
+
+import glob
+import os
+import shlex
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs, run_fairseq
+
+TRAIN_SH = os.path.join(REPO, "scripts", "glue", "train.sh")
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "glue", "*.yaml")))
+TASKS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE", "sst_2": "SST-2"}
+TINY = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "4",
+        "--warmup-updates", "1", "--total-num-update", "4"]
+
+
+def dry_run(task, method, *extra):
+    proc = subprocess.run(["bash", TRAIN_SH, task, method, "7", "/tmp/save", *extra], capture_output=True, text=True,
+                          env={**os.environ, "DRY_RUN": "1", "PRECISION": ""}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    argv = shlex.split(proc.stdout)
+    flags = {}
+    for i, arg in enumerate(argv):
+        if arg.startswith("--"):
+            value = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else True
+            flags[arg[2:].replace("-", "_")] = value
+    return flags
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
+def test_yaml_equals_train_sh(config):
+    name = os.path.basename(config)[:-5]
+    task_key, method = name.rsplit("_", 1)
+    method = method.replace("pp", "++")
+    flags = dry_run(TASKS[task_key], method)
+    cfg = OmegaConf.load(config)
+    assert float(flags["lr"]) == float(cfg.optimization.lr[0])
+    assert int(flags["max_update"]) == cfg.optimization.max_update == cfg.lr_scheduler.total_num_update
+    assert int(flags["warmup_updates"]) == cfg.lr_scheduler.warmup_updates == cfg.optimization.max_update * 6 // 100
+    assert int(flags["batch_size"]) == cfg.dataset.batch_size
+    assert int(flags["num_classes"]) == cfg.task.num_classes
+    assert flags["task"] == cfg.task._name
+    assert flags["criterion"] == cfg.criterion._name
+    assert flags["best_checkpoint_metric"] == cfg.checkpoint.best_checkpoint_metric
+    assert flags["valid_subset"] == cfg.dataset.valid_subset
+    assert float(flags["weight_decay"]) == cfg.optimizer.weight_decay
+    assert ("spectral_norm_classification_head" in flags) == cfg.model.spectral_norm_classification_head
+    assert ("report_mcc" in flags) == cfg.criterion.get("report_mcc", False)
+    assert ("report_acc_and_f1" in flags) == cfg.criterion.get("report_acc_and_f1", False)
+    if method in ("r3f", "r4f"):
+        assert float(flags["r3f_lambda"]) == cfg.criterion.r3f_lambda
+        assert float(flags["eps"]) == cfg.criterion.eps == 1e-5
+    if method == "smart":
+        for key in ("smart_lambda", "smart_step_size", "smart_noise_std"):
+            assert float(flags[key]) == cfg.criterion[key], key
+        assert int(flags["smart_steps"]) == cfg.criterion.smart_steps
+        assert flags["smart_norm_type"] == cfg.criterion.smart_norm_type
+    if method == "freelb":
+        for key in ("adv_lr", "adv_init_mag", "adv_max_norm"):
+            assert float(flags[key]) == cfg.task[key], key
+        assert int(flags["adv_steps"]) == cfg.task.adv_steps
+        assert flags["adv_norm_type"] == cfg.task.adv_norm_type
+
+
+def test_paper_table_5_values():
+    """Spot checks against the paper's appendix (Table 5), independent of the YAML files."""
+    rte, mnli, qqp = dry_run("RTE", "r3f"), dry_run("MNLI", "std"), dry_run("QQP", "std++")
+    assert (rte["lr"], rte["max_update"], rte["batch_size"]) == ("1e-5", "3120", "8")
+    assert (mnli["lr"], mnli["max_update"], mnli["batch_size"], mnli["num_classes"]) == ("5e-6", "123873", "8", "3")
+    assert qqp["max_update"] == str(2 * 113272)  # std++ trains twice as long
+    assert dry_run("CoLA", "r4f")["best_checkpoint_metric"] == "mcc"
+    # SMART: MT-DNN's defaults; FreeLB: the authors' RoBERTa-large RTE and QQP runs
+    smart = dry_run("RTE", "smart")
+    assert (smart["smart_lambda"], smart["smart_steps"], smart["smart_step_size"], smart["smart_noise_std"],
+            smart["smart_norm_type"]) == ("1.0", "1", "1e-3", "1e-5", "linf")
+    rte, qqp = dry_run("RTE", "freelb"), dry_run("QQP", "freelb")
+    assert rte["task"] == "sentence_prediction_adv" and rte["criterion"] == "sentence_prediction"
+    assert (rte["adv_lr"], rte["adv_steps"], rte["adv_init_mag"], rte["adv_max_norm"]) == ("6e-2", "3", "1.6e-1", "1.4e-1")
+    assert (qqp["adv_lr"], qqp["adv_steps"], qqp["adv_init_mag"], qqp["adv_max_norm"]) == ("2e-1", "2", "3.2e-1", "7e-1")
+
+
+def test_bad_task_or_method_is_refused():
+    for args, message in ((["STS-B", "r3f"], "unknown TASK 'STS-B'"), (["RTE", "pgd"], "unknown METHOD 'pgd'")):
+        proc = subprocess.run(["bash", TRAIN_SH, *args], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "DRY_RUN": "1", "PRECISION": ""})
+        assert proc.returncode == 2 and message in proc.stderr
+
+
+@pytest.mark.slow
+def test_train_sh_runs(tmp_path, synthetic_data):
+    os.symlink(synthetic_data, tmp_path / "RTE-bin")
+    proc = subprocess.run(["bash", TRAIN_SH, "RTE", "r4f", "2", str(tmp_path / "save"), "--", *TINY],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "GLUE_BIN": str(tmp_path), "ROBERTA": "", "PRECISION": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    final = fairseq_logs(proc.stdout + proc.stderr)["train"][-1]
+    assert int(final["train_num_updates"]) == 4 and float(final["train_symm_kl"]) > 0
+    assert (tmp_path / "save" / "checkpoint_best.pt").exists()
+
+
+@pytest.mark.slow
+def test_glue_yaml_runs(tmp_path, synthetic_data):
+    proc = run_fairseq("fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "glue"),
+                       "--config-name", "rte_r4f", f"task.data={synthetic_data}",
+                       f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+                       f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.amp=false",
+                       "common.cpu=true", "+model.encoder_layers=2", "+model.encoder_embed_dim=64",
+                       "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2",
+                       "task.max_positions=64", "optimization.max_update=3", "dataset.num_workers=0",
+                       f"hydra.run.dir={tmp_path / 'hydra'}", cwd=str(tmp_path))
+    output = proc.stdout + proc.stderr
+    final = fairseq_logs(output)["train"][-1]
+    assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
+    assert "R4F: spectral norm" in output
+
+
+def test_sweep_report_columns_follow_train_sh():
+    """scripts/sweep.py reports, per task, the metric and subsets train.sh selects checkpoints by."""
+    from r3f_experiments import sweep
+    for task in sweep.TASKS:
+        flags = dry_run(task, "std")
+        columns = sweep.columns_for(task, {})
+        assert {c.name for c in columns} == {flags["best_checkpoint_metric"]}, task
+        assert [c.subset for c in columns] == flags["valid_subset"].split(","), task

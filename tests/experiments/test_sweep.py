@@ -1,0 +1,296 @@
+"""scripts/sweep.py: a real seed sweep (tiny fairseq-train runs), then Table 2 and Figures 1-2.
+
+The sweep (2 methods x 2 seeds on the synthetic task, 30 updates = 1.2 epochs, validation every
+10 updates and at the end of the epoch, on two subsets: `valid` and, standing in for MNLI's
+mismatched dev set, `valid1` = the training split) runs once per module; the log-collection
+tests read its real logs.
+"""
+
+import csv
+import glob
+import json
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+
+from r3f_experiments import sweep as sweep_py
+from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, fairseq_logs
+
+SWEEP = [sys.executable, "-m", "r3f_experiments.sweep"]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TASK, METHODS, SEEDS = "SYN", ("std", "r3f"), (1, 2)
+
+
+
+
+def sweep(*args, timeout=300):
+    proc = subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def glue_bin_with_valid1(data_bin, root):
+    """ROOT/SYN-bin: the synthetic data-bin plus a second validation subset (the train split)."""
+    task_bin = os.path.join(root, f"{TASK}-bin")
+    for sub in ("input0", "label"):
+        os.makedirs(os.path.join(task_bin, sub))
+        for name in os.listdir(os.path.join(data_bin, sub)):
+            os.symlink(os.path.join(data_bin, sub, name), os.path.join(task_bin, sub, name))
+        for ext in ("bin", "idx"):
+            os.symlink(os.path.join(data_bin, sub, f"train.{ext}"), os.path.join(task_bin, sub, f"valid1.{ext}"))
+    return root
+
+
+def write_train_script(path, glue_bin):
+    """Same interface as scripts/glue/train.sh (TASK METHOD SEED SAVE_DIR), real tiny fairseq-train."""
+    fairseq_train = os.path.join(os.path.dirname(sys.executable), "fairseq-train")
+    common = [*CLASSIFICATION, *TINY_ROBERTA, "--lr", "3e-3", "--max-update", "30",
+              "--validate-interval-updates", "10", "--log-interval", "4", "--valid-subset", "valid,valid1",
+              "--report-mcc",
+              "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric"]
+    with open(path, "w") as f:
+        f.write(f"""#!/usr/bin/env bash
+set -euo pipefail
+task=$1; method=$2; seed=$3; save_dir=$4
+case "$method" in
+    std) criterion=(--criterion sentence_prediction) ;;
+    r3f) criterion=(--criterion sentence_prediction_r3f --user-dir {shlex.quote(USER_DIR)}) ;;
+    *) echo "unknown method $method" >&2; exit 2 ;;
+esac
+exec {shlex.quote(fairseq_train)} {shlex.quote(glue_bin)}/"$task"-bin {shlex.join(common)} \\
+    "${{criterion[@]}}" --seed "$seed" --save-dir "$save_dir"
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, synthetic_data):
+    root = tmp_path_factory.mktemp("sweep")
+    glue_bin = glue_bin_with_valid1(synthetic_data, str(root / "glue_bin"))
+    train = write_train_script(str(root / "train.sh"), glue_bin)
+    out = str(root / "out")
+    args = ["--out-dir", out, "--tasks", TASK, "--methods", *METHODS, "--seeds", "1-2",
+            "--command", f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}"]
+    stdout = sweep("run", *args)
+    plots = [] if importlib.util.find_spec("matplotlib") else ["--no-plots"]  # see test_figures_are_png
+    report_stdout = sweep("report", "--out-dir", out, *plots)
+    return {"out": out, "args": args, "stdout": stdout, "report_stdout": report_stdout,
+            "report": os.path.join(out, "report")}
+
+
+def read_log(out, method, seed):
+    with open(os.path.join(out, TASK, method, f"seed{seed}", "train.log")) as f:
+        return f.read()
+
+
+def subset_records(output, subset):
+    """The test's own reading of fairseq's validation lines for one subset."""
+    return [json.loads(line[line.index("{"):]) for line in output.splitlines() if f"| {subset} | {{" in line]
+
+
+def expected_best(output, subset="valid", metric="accuracy"):
+    """(best value, update of its first occurrence), recomputed from the log."""
+    records = [(float(r[f"{subset}_{metric}"]), int(r[f"{subset}_num_updates"]))
+               for r in subset_records(output, subset)]
+    best = max(v for v, _ in records)
+    return best, min(u for v, u in records if v == best)
+
+
+def markdown_cells(path):
+    """{method: [cell, ...]} of the first table of table2.md."""
+    with open(path) as f:
+        text = f.read()
+    first = text.split("\n## ")[0]
+    rows = [line.strip("|").split("|") for line in first.splitlines() if line.startswith("| ") and "---" not in line]
+    return {r[0].strip(): [c.strip() for c in r[1:]] for r in rows[1:]}
+
+
+# ------------------------------------------------------------------- end to end (slow) --
+
+@pytest.mark.slow
+def test_sweep_runs_every_seed_and_method(swept):
+    assert swept["stdout"].count(": running ->") == 4
+    assert "4 ran, 0 skipped (finished), 0 failed" in swept["stdout"]
+    for method in METHODS:
+        for seed in SEEDS:
+            output = read_log(swept["out"], method, seed)
+            assert "done training in" in output
+            assert f"'seed': {seed}," in output  # fairseq's config dump
+    assert "sentence_prediction_r3f" in read_log(swept["out"], "r3f", 1)
+
+
+@pytest.mark.slow
+def test_markdown_table_is_best_and_median_of_the_logs(swept):
+    cells = markdown_cells(os.path.join(swept["report"], "table2.md"))
+    assert list(cells) == list(METHODS)
+    for method in METHODS:
+        bests = [expected_best(read_log(swept["out"], method, s))[0] for s in SEEDS]
+        expected = f"{max(bests):.1f} / {sum(bests) / 2:.1f}"  # median of two = their mean
+        assert cells[method] == [expected]
+    assert "| std |" in swept["report_stdout"]
+
+
+@pytest.mark.slow
+def test_csv_files_match_the_logs(swept):
+    with open(os.path.join(swept["report"], "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 4
+    for row in runs:
+        output = read_log(swept["out"], row["method"], int(row["seed"]))
+        best, update = expected_best(output)
+        assert (float(row["best"]), int(row["best_update"])) == (best, update)
+        assert row["finished"] == "True" and row["counted"] == "True" and row["column"] == TASK
+    with open(os.path.join(swept["report"], "table2.csv")) as f:
+        table = {r["method"]: r for r in csv.DictReader(f)}
+    for method in METHODS:
+        bests = sorted(float(r["best"]) for r in runs if r["method"] == method)
+        walls = sorted(float(r["wall_to_best"]) for r in runs if r["method"] == method)
+        assert float(table[method][f"{TASK} best"]) == bests[-1]
+        assert float(table[method][f"{TASK} median"]) == pytest.approx(sum(bests) / 2)
+        assert float(table[method][f"{TASK} median wall to best (s)"]) == pytest.approx(sum(walls) / 2)
+        assert int(table[method][f"{TASK} seeds"]) == 2
+
+
+@pytest.mark.slow
+def test_figures_are_png(swept):
+    pytest.importorskip("matplotlib", reason="figures need matplotlib (not among scripts/setup.sh's packages)")
+    for name in ("figure1.png", "figure2.png"):
+        path = os.path.join(swept["report"], name)
+        with open(path, "rb") as f:
+            data = f.read()
+        assert len(data) > 1000 and data[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_runs(swept):
+    before = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(swept["out"], TASK, "*", "seed*", "train.log"))}
+    start = time.monotonic()
+    stdout = sweep("run", *swept["args"])
+    assert time.monotonic() - start < 15
+    assert stdout.count(": skipped (finished") == 4 and "0 ran, 4 skipped (finished), 0 failed" in stdout
+    assert {p: os.path.getmtime(p) for p in before} == before
+    assert sweep("print", *swept["args"]) == ""  # nothing pending
+    lines = sweep("print", *swept["args"], "--all").splitlines()
+    assert len(lines) == 4 and all(line.endswith("train.log 2>&1") and "train.sh SYN" in line for line in lines)
+    pending = sweep("print", *swept["args"][:-2], "--seeds", "1-3", swept["args"][-2], swept["args"][-1])
+    assert [re.search(r"seed(\d)/train.log", line).group(1) for line in pending.splitlines()] == ["3", "3"]
+
+
+@pytest.mark.slow
+def test_unfinished_run_is_pending_and_not_counted(swept, tmp_path):
+    full = read_log(swept["out"], "std", 1)
+    for seed, text in ((1, full[: full.index("done training in")]), (2, full)):
+        os.makedirs(tmp_path / TASK / "std" / f"seed{seed}")
+        (tmp_path / TASK / "std" / f"seed{seed}" / "train.log").write_text(text)
+    args = ["--out-dir", str(tmp_path), "--tasks", TASK, "--methods", "std", "--seeds", "1-2",
+            "--command", "echo {task} {method} {seed}"]
+    assert [line.split()[-6:-3] for line in sweep("print", *args).splitlines()] == [[TASK, "std", "1"]]
+    sweep("report", "--out-dir", str(tmp_path), "--no-plots")
+    with open(tmp_path / "report" / "runs.csv") as f:
+        runs = {int(r["seed"]): r for r in csv.DictReader(f)}
+    assert runs[1]["counted"] == "False" and runs[1]["problem"] == "unfinished"
+    assert runs[2]["counted"] == "True"
+    best = expected_best(full)[0]
+    assert markdown_cells(tmp_path / "report" / "table2.md")["std"] == [f"{best:.1f} / {best:.1f}"]
+
+
+# ---------------------------------------------- log collection on a real log (module fixture) --
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_best_equals_fairseqs_own_best(swept, method):
+    output = read_log(swept["out"], method, 1)
+    (column,) = sweep_py.columns_for(TASK, {})
+    result = sweep_py.collect(output, [column])[TASK]
+    valid = fairseq_logs(output)["valid"]
+    assert result.validations == len(valid) == 4  # updates 10, 20, 25 (end of epoch), 30
+    assert result.best == max(float(r["valid_accuracy"]) for r in valid)
+    assert result.best == float(valid[-1]["valid_best_accuracy"])  # fairseq's running best
+    assert (result.best, result.best_update) == expected_best(output)
+
+
+@pytest.mark.slow
+def test_second_valid_subset_and_other_metrics(swept):
+    output = read_log(swept["out"], "r3f", 2)
+    assert set(sweep_py.fairseq_logs.parse_valid_subsets(output)) == {"valid", "valid1"}
+    columns = sweep_py.columns_for(TASK, sweep_py.parse_metric_overrides([f"{TASK}=accuracy,valid1:accuracy,mcc"]))
+    assert [(c.subset, c.name) for c in columns] == [("valid", "accuracy"), ("valid1", "accuracy"), ("valid", "mcc")]
+    results = sweep_py.collect(output, columns)
+    for col in columns:
+        assert (results[col.label].best, results[col.label].best_update) == expected_best(output, col.subset, col.name)
+    valid1 = subset_records(output, "valid1")
+    assert len(valid1) == 4 and all("valid1_best_accuracy" not in r for r in valid1)  # fairseq tracks subset 1 only
+
+
+def wall_before_validation(output, update):
+    """The test's own reading: walk the log in order, remember the last training record's wall
+    (train_inner `wall`, epoch `train_wall`), stop at the validation at `update`."""
+    wall, waiting = None, False
+    for line in output.splitlines():
+        tag = re.search(r"\| (train_inner|train|valid) \| \{", line)
+        if not tag:
+            continue
+        record = json.loads(line[line.index("{"):])
+        if "| train_inner | " in line or "| train | " in line:
+            if waiting:
+                return float(record["wall"] if "wall" in record else record["train_wall"])
+            wall = float(record["wall"] if "| train_inner | " in line else record["train_wall"])
+        elif "| valid | " in line and int(record["valid_num_updates"]) == update:
+            if wall is not None:
+                return wall
+            waiting = True  # nothing logged before it: the next training record
+    raise AssertionError("validation not found")
+
+
+@pytest.mark.slow
+def test_wall_to_best_is_wall_of_last_training_record_before_it(swept):
+    for method in METHODS:
+        for seed in SEEDS:
+            output = read_log(swept["out"], method, seed)
+            _, update = expected_best(output)
+            result = sweep_py.collect(output, sweep_py.columns_for(TASK, {}))[TASK]
+            assert result.best_update == update
+            assert result.wall_to_best == wall_before_validation(output, update)
+            assert 0 < result.wall_to_best <= float(fairseq_logs(output)["train"][-1]["train_wall"])
+
+
+@pytest.mark.slow
+def test_missing_metric_names_the_ones_logged(swept):
+    output = read_log(swept["out"], "std", 1)
+    with pytest.raises(sweep_py.MetricMissing, match=r"no 'valid_f1'.*valid_accuracy.*--metric SYN="):
+        sweep_py.collect(output, sweep_py.columns_for(TASK, {TASK: "f1"}))
+
+
+# ------------------------------------------------------------------------- pure, fast --
+
+def test_seeds_and_default_columns():
+    assert sweep_py.parse_seeds(["1-3", "7", "2,9"]) == [1, 2, 3, 7, 9]
+    labels = {t: [(c.label, c.subset, c.name) for c in sweep_py.columns_for(t, {})] for t in ("MNLI", "CoLA", "RTE")}
+    assert labels == {"MNLI": [("MNLI-m", "valid", "accuracy"), ("MNLI-mm", "valid1", "accuracy")],
+                      "CoLA": [("CoLA", "valid", "mcc")], "RTE": [("RTE", "valid", "accuracy")]}
+    assert not sweep_py.columns_for("X", {"X": "loss"})[0].maximize
+
+
+def test_command_template_is_checked_and_quoted(tmp_path):
+    proc = subprocess.run([*SWEEP, "print", "--command", "train {nope}"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and "{task} {method} {seed} {save_dir} {log}" in proc.stderr
+    run = sweep_py.Run("SST-2", "std++", 3, str(tmp_path / "a b"))
+    assert shlex.split(sweep_py.format_command("x {task} {method} {seed} {save_dir} {log}", run)) == \
+        ["x", "SST-2", "std++", "3", str(tmp_path / "a b"), str(tmp_path / "a b" / "train.log")]
+
+
+def test_old_logs_are_kept(tmp_path):
+    log = tmp_path / "train.log"
+    assert sweep_py.keep_old_log(str(log)) is None
+    for n in (1, 2):
+        log.write_text(f"attempt {n}")
+        assert sweep_py.keep_old_log(str(log)) == f"{log}.{n}"
+    assert not log.exists() and (tmp_path / "train.log.2").read_text() == "attempt 2"

@@ -1,0 +1,78 @@
+"""fairseq checkpoints load under torch >= 2.6 with weights_only on; anything else is refused."""
+
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import fairseq_r3f  # noqa: F401  (installs the allow-list)
+from fairseq import checkpoint_utils
+
+
+
+class RunsCommand:
+    """A pickled object whose unpickling would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def checkpoint_body():
+    return {"model": {"w": torch.ones(2, 2)}, "extra_state": {"epoch": 3},
+            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
+                                   "best_loss": 2.0, "num_updates": 500000}]}
+
+
+def published_style_checkpoint(path, **extra):
+    """Like the released RoBERTa/XLM-R/BART model.pt: weights plus an argparse.Namespace."""
+    args = argparse.Namespace(arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1,
+                              max_positions=512, fp16=True, seed=1)
+    torch.save({"args": args, **checkpoint_body(), **extra}, path)
+
+
+def test_torch_default_is_still_weights_only():
+    assert torch.__version__ >= "2.6"
+    import inspect
+    # fairseq calls torch.load(f, map_location=...) and relies on the default
+    assert inspect.signature(torch.load).parameters["weights_only"].default is None
+
+
+def test_published_namespace_checkpoint_loads(tmp_path):
+    path = tmp_path / "model.pt"
+    published_style_checkpoint(path)
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert state["args"].arch == "roberta_large"
+    assert state["cfg"].model.arch == "roberta_large"  # fairseq converted the Namespace
+    assert torch.equal(state["model"]["w"], torch.ones(2, 2))
+
+
+def test_dictconfig_checkpoint_loads(tmp_path):
+    path = tmp_path / "model.pt"
+    cfg = OmegaConf.create({"common": {"seed": 2, "fp16": False}, "model": {"_name": "bart_large", "dropout": 0.1},
+                            "task": {"_name": "translation", "langs": ["en", "de"]}, "criterion": None})
+    torch.save({"cfg": cfg, **checkpoint_body()}, path)
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert state["cfg"].model._name == "bart_large"
+    assert list(state["cfg"].task.langs) == ["en", "de"]
+
+
+@pytest.mark.parametrize("where", ["top_level", "inside_args"])
+def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path, where):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "model.pt"
+    if where == "top_level":
+        published_style_checkpoint(path, evil=RunsCommand(marker))
+    else:
+        torch.save({"args": argparse.Namespace(arch="roberta_base", hook=RunsCommand(marker)), **checkpoint_body()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system|system"):
+        checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert not marker.exists()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)
+    assert not marker.exists()

@@ -1,0 +1,58 @@
+"""Bad flags are refused at start-up with a message that names the flag."""
+
+import pytest
+import torch
+
+from fairseq_r3f.criterions.sentence_prediction_r3f import (
+    SentencePredictionR3FConfig,
+    SentencePredictionR3FCriterion,
+)
+
+from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
+
+R3F = ["--criterion", "sentence_prediction_r3f"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--eps", "0"], "--eps must be > 0"),
+    (["--eps=-1e-5"], "--eps must be > 0"),
+    (["--r3f-lambda=-0.1"], "--r3f-lambda must be >= 0"),
+    (["--regression-target"], "does not support --regression-target"),
+    (["--report-acc-and-f1", "--num-classes", "3"], "--report-acc-and-f1 needs a binary task"),
+])
+def test_bad_criterion_flags(flags, message, synthetic_data):
+    with pytest.raises(ValueError, match=message):
+        build_in_process(synthetic_data, *TINY_ROBERTA, *R3F, *flags)
+
+
+def test_unknown_noise_type_from_flags(synthetic_data, capsys):
+    with pytest.raises(SystemExit):
+        build_in_process(synthetic_data, *TINY_ROBERTA, *R3F, "--noise-type", "gaussian")
+    err = capsys.readouterr().err
+    assert "--noise-type" in err and "gaussian" in err
+
+
+def test_unknown_noise_type_from_python_or_yaml(synthetic_data):
+    _, task, _, _ = build_in_process(synthetic_data, *TINY_ROBERTA, *R3F)
+    with pytest.raises(ValueError, match="--noise-type must be one of uniform, normal"):
+        SentencePredictionR3FCriterion(SentencePredictionR3FConfig(noise_type="gaussian"), task)
+
+
+def test_model_without_the_named_head(synthetic_data):
+    _, task, model, _ = build_in_process(synthetic_data, *TINY_ROBERTA, *R3F)
+    *_, other = build_in_process(synthetic_data, *TINY_ROBERTA, *R3F, "--classification-head-name", "other_head")
+    with pytest.raises(ValueError, match="--classification-head-name 'other_head'.*sentence_classification_head"):
+        other(model, valid_batch(task))
+
+
+def test_model_whose_embeddings_cannot_be_perturbed(synthetic_data):
+    _, task, _, criterion = build_in_process(synthetic_data, *TINY_ROBERTA, *R3F)
+
+    class NotATransformer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(100, 8)
+            self.classification_heads = torch.nn.ModuleDict({"sentence_classification_head": torch.nn.Linear(8, 2)})
+
+    with pytest.raises(ValueError, match="--arch: NotATransformer has no fairseq TransformerEncoderBase"):
+        criterion(NotATransformer(), valid_batch(task))

@@ -1,0 +1,154 @@
+"""SMART (criterion sentence_prediction_smart) and FreeLB (task sentence_prediction_adv):
+the ascent math, passes counted by hooks, FreeLB's gradient against a hand-written loop and
+its single optimizer step, and fairseq-train end to end with a resume."""
+
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fairseq_r3f.method.adversarial import (freelb_ascent_step, freelb_init, normalize_per_token,
+                                     smart_ascent_step)
+
+from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, build_in_process, run_fairseq
+
+HEAD = "sentence_classification_head"
+NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0"]
+
+
+# ------------------------------------------------------------------------------ the math --
+
+
+
+
+
+
+
+
+
+# ------------------------------------------------------------------------------- SMART --
+
+def smart(data, *flags):
+    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, "--criterion", "sentence_prediction_smart",
+                                                 *flags)
+    model.train()
+    return task, model, criterion
+
+
+
+
+
+
+# ------------------------------------------------------------------------------ FreeLB --
+
+def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
+    """FreeLB's Alg. 1 written out (zero start, l2): the parameters' gradient averaged over the
+    K + 1 passes, delta stepped along its normalised gradient and projected on the max-norm ball."""
+    encoder = model.encoder.sentence_encoder
+    src = sample["net_input"]["src_tokens"]
+    params = list(model.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    delta = torch.zeros(*src.shape, encoder.embed_tokens.embedding_dim)
+    for _ in range(steps + 1):
+        d = delta.clone().requires_grad_()
+        features = encoder(src, token_embeddings=encoder.embed_tokens(src) + d)["encoder_out"][0].transpose(0, 1)
+        logits = model.classification_heads[HEAD](features)
+        loss = F.nll_loss(F.log_softmax(logits, -1), sample["target"].view(-1), reduction="sum")
+        *grads, d_grad = torch.autograd.grad(loss, params + [d], allow_unused=True)
+        for acc, grad in zip(total, grads):
+            if grad is not None:
+                acc += grad / (steps + 1)
+        delta = delta + adv_lr * d_grad / d_grad.flatten(1).norm(dim=1).view(-1, 1, 1)
+        norm = delta.flatten(1).norm(dim=1).view(-1, 1, 1)
+        delta = torch.where(norm > max_norm, delta * max_norm / norm, delta)
+    return total
+
+
+
+
+
+
+# ------------------------------------------------------------------ fairseq-train e2e --
+
+# FreeLB's runs use SMART's criterion with lambda_s = 0 (the plain cross-entropy loss) so that
+# SMART can resume their checkpoint: fairseq refuses to resume an optimizer saved under another
+# criterion class. Three fairseq-train runs in one save dir: FreeLB 0 -> 6 updates, FreeLB
+# resumed 6 -> 10, SMART resumed 10 -> 14.
+RUNS = (
+    ("freelb", "6", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
+                     "sentence_prediction_smart", "--smart-lambda", "0"]),
+    ("freelb", "10", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
+                      "sentence_prediction_smart", "--smart-lambda", "0"]),
+    ("smart", "14", ["--criterion", "sentence_prediction_smart"]),
+)
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, synthetic_data):
+    """(save dir, [output of each run in RUNS])."""
+    save_dir = tmp_path_factory.mktemp("adversarial")
+    outputs = []
+    for _, updates, flags in RUNS:
+        proc = run_fairseq("fairseq-train", synthetic_data, "--user-dir", USER_DIR, *CLASSIFICATION, *TINY_ROBERTA,
+                           *flags, "--max-update", updates, "--save-dir", str(save_dir), "--log-interval", "2",
+                           "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric")
+        outputs.append(proc.stdout + proc.stderr)
+    return save_dir, outputs
+
+
+def test_normalize_per_token():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(2, 3, 5, generator=g)
+    v[1, 2] = 0  # a pad row stays zero
+    linf = normalize_per_token(v, "linf")
+    assert torch.allclose(linf, v / (v.abs().amax(-1, keepdim=True) + 1e-6))
+    assert torch.allclose(linf.abs().amax(-1)[v.abs().amax(-1) > 0], torch.ones(5), atol=1e-5)
+    l2 = normalize_per_token(v, "l2")
+    assert torch.allclose(l2.norm(dim=-1)[v.norm(dim=-1) > 0], torch.ones(5), atol=1e-5)
+    assert linf[1, 2].abs().sum() == 0 and l2[1, 2].abs().sum() == 0
+    with pytest.raises(ValueError, match="l2, linf"):
+        normalize_per_token(v, "l1")
+
+
+def test_smart_ascent_step():
+    g = torch.Generator().manual_seed(1)
+    noise, grad = 1e-5 * torch.randn(2, 4, 8, generator=g), torch.randn(2, 4, 8, generator=g)
+    mask = torch.ones(2, 4, 1)
+    mask[0, 3] = 0
+    stepped = smart_ascent_step(noise, grad, 1e-3, "linf", mask)
+    expected = (noise + 1e-3 * grad) * mask
+    assert torch.allclose(stepped, expected / (expected.abs().amax(-1, keepdim=True) + 1e-6))
+    assert stepped[0, 3].abs().sum() == 0
+    overflow = grad.clone()
+    overflow[0, 0, 0] = float("inf")  # a fp16 overflow: the noise stays finite
+    assert torch.isfinite(smart_ascent_step(noise, overflow, 1e-3, "linf", mask)).all()
+
+
+def test_freelb_ascent_step_and_projection():
+    g = torch.Generator().manual_seed(2)
+    grad = torch.randn(3, 4, 8, generator=g)
+    zero = torch.zeros_like(grad)
+    per_example = lambda x, p: torch.linalg.vector_norm(x.flatten(1), ord=p, dim=1)  # noqa: E731
+    step = freelb_ascent_step(zero, grad, 0.1, "l2", 0)
+    assert torch.allclose(per_example(step, 2), torch.full((3,), 0.1))
+    # the gradient's scale (a fp16 loss scale) cancels
+    assert torch.allclose(freelb_ascent_step(zero, 1024 * grad, 0.1, "l2", 0), step)
+    assert torch.allclose(per_example(freelb_ascent_step(zero, grad, 1.0, "l2", 0.3), 2), torch.full((3,), 0.3))
+    assert torch.allclose(per_example(freelb_ascent_step(zero, grad, 0.1, "linf", 0), float("inf")),
+                          torch.full((3,), 0.1))
+    assert freelb_ascent_step(zero, grad, 1.0, "linf", 0.05).abs().max() <= 0.05
+    small = freelb_ascent_step(zero, grad, 0.1, "l2", 0.3)  # inside the ball: not projected
+    assert torch.allclose(small, step)
+
+
+def test_freelb_init():
+    mask = torch.ones(4, 50, 1)
+    mask[0, 30:] = 0
+    g = torch.Generator().manual_seed(3)
+    linf = freelb_init((4, 50, 64), mask, 0.2, "linf", generator=g)
+    assert linf.abs().max() <= 0.2 and linf[0, 30:].abs().sum() == 0
+    l2 = freelb_init((4, 50, 64), mask, 0.2, "l2", generator=g)
+    assert l2[0, 30:].abs().sum() == 0
+    # U(-1, 1) scaled by mag / sqrt(tokens x dim): per-example norm ~ mag / sqrt(3)
+    assert torch.allclose(l2.flatten(1).norm(dim=1), torch.full((4,), 0.2 / 3 ** 0.5), rtol=0.05)
+    assert freelb_init((4, 50, 64), mask, 0.0, "l2").abs().sum() == 0
