@@ -303,7 +303,7 @@ def convert(src_dir: str, out_dir: str) -> dict:
 
     from omegaconf import OmegaConf
 
-    from .checkpoint_safety import allow_fairseq_checkpoints
+    from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
 
     config = read_config(src_dir)
     roberta = config["model_type"] == "roberta"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The three probing experiments (paper Sec. 4, Figures 3-5) end to end on SYNTHETIC tasks with a
 # tiny RoBERTa on CPU: a check that the pipeline runs and a sample of its reports, not the paper's
-# numbers (those need GLUE and RoBERTa-large; README "Probing for representational collapse").
+# numbers (those need GLUE and RoBERTa-large; docs/probing.md).
 #
 #   bash scripts/probing_synthetic.sh [OUT]      # default OUT: ./probing_synthetic_out
 #

@@ -12,7 +12,7 @@ parse_run_args() {
 }
 
 # resolve_precision: --amp when a GPU is present, unless PRECISION is set ("" = fp32).
-# Not --fp16: pure half precision rounds most of the sigma = 1e-5 noise away (README).
+# Not --fp16: pure half precision rounds most of the sigma = 1e-5 noise away (docs/method.md).
 resolve_precision() {
     PRECISION="${PRECISION-auto}"
     if [[ "$PRECISION" == auto ]]; then

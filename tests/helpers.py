@@ -2,7 +2,9 @@
 command-line tools, in-process builders of fairseq's task / model / criterion, and the reader
 of fairseq's JSON logs. Imported as ``tests.helpers``."""
 
+import argparse
 import os
+import socket
 import subprocess
 import sys
 
@@ -68,3 +70,78 @@ def valid_batch(task, split: str = "valid", size: int = 8):
     dataset = task.dataset(split)
     return dataset.collater([dataset[i] for i in range(size)])
 
+
+
+def checkpoint_body():
+    """The non-configuration part of a fairseq checkpoint (weights, extra state, history)."""
+    import torch
+
+    return {"model": {"w": torch.ones(2, 2)}, "extra_state": {"epoch": 3},
+            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
+                                   "best_loss": 2.0, "num_updates": 500000}]}
+
+
+def published_style_checkpoint(path, **extra):
+    """Like the released RoBERTa/XLM-R/BART model.pt: weights plus an argparse.Namespace."""
+    import torch
+
+    args = argparse.Namespace(arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1,
+                              max_positions=512, fp16=True, seed=1)
+    torch.save({"args": args, **checkpoint_body(), **extra}, path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2,
+                   timeout: int = 600) -> list:
+    """Run ``tool`` as ``world_size`` gloo workers on this machine; returns each rank's log.
+
+    One process per rank with an explicit ``--distributed-rank`` (see module docstring
+    for why fairseq's spawn and torchrun paths do not work without GPUs).
+    """
+    exe = os.path.join(os.path.dirname(sys.executable), tool)
+    init = f"tcp://localhost:{free_port()}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs, paths = [], []
+    for rank in range(world_size):
+        path = os.path.join(out_dir, f"rank{rank}.log")
+        with open(path, "w") as log:
+            procs.append(subprocess.Popen(
+                [exe, *args, "--distributed-world-size", str(world_size),
+                 "--distributed-rank", str(rank), "--distributed-init-method", init,
+                 "--distributed-no-spawn", "--distributed-backend", "gloo",
+                 "--ddp-backend", "legacy_ddp"],
+                stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+            ))
+        paths.append(path)
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    logs = [open(p).read() for p in paths]
+    if any(codes):
+        tails = "\n".join(f"--- rank {r} (exit {c}) ---\n{log[-5000:]}"
+                          for r, (c, log) in enumerate(zip(codes, logs)))
+        raise AssertionError(f"{tool} with {world_size} workers failed:\n{tails}")
+    return logs
+
+
+def json_records(log: str, tag: str) -> list:
+    """fairseq's json records of kind ``tag`` (train_inner, train, valid), values as floats."""
+    return [{k: float(v) for k, v in record.items()} for record in fairseq_logs(log)[tag]]
+
+
+def load_split(bin_dir, sub, split):
+    """The sentences of a binarised split (``bin_dir/sub/split``), as fairseq's dictionary prints them."""
+    from fairseq.data import Dictionary, data_utils
+
+    dictionary = Dictionary.load(os.path.join(bin_dir, sub, "dict.txt"))
+    dataset = data_utils.load_indexed_dataset(os.path.join(bin_dir, sub, split), dictionary)
+    return [dictionary.string(dataset[i]) for i in range(len(dataset))]

@@ -177,7 +177,7 @@ def download_jsonl(spec: SummarizationDataset, jsonl_dir: str) -> None:
     except ImportError:
         raise RuntimeError(
             "downloading needs the 'datasets' package (pip install datasets) and network access; "
-            f"or write {jsonl_dir}/{{train,valid,test}}.jsonl yourself (README: Summarization)"
+            f"or write {jsonl_dir}/{{train,valid,test}}.jsonl yourself (docs/summarization.md)"
         ) from None
     loaded = datasets.load_dataset(*spec.hub)
     os.makedirs(jsonl_dir, exist_ok=True)

@@ -19,7 +19,7 @@ check_bpe_files() {
     local var
     for var in BPE_ENCODER BPE_VOCAB BART_DICT; do
         [[ -f "${!var}" ]] || die "$var=${!var}: no such file. Set BPE_ENCODER, BPE_VOCAB (GPT-2 BPE
-encoder.json, vocab.bpe) and BART_DICT (dict.txt of bart.large) to local copies (README: Summarization)."
+encoder.json, vocab.bpe) and BART_DICT (dict.txt of bart.large) to local copies (docs/summarization.md)."
     done
 }
 

@@ -1,73 +1,12 @@
-"""SMART (criterion sentence_prediction_smart) and FreeLB (task sentence_prediction_adv):
-the ascent math, passes counted by hooks, FreeLB's gradient against a hand-written loop and
-its single optimizer step, and fairseq-train end to end with a resume."""
+"""SMART and FreeLB with fairseq-train end to end (train, resume across methods), and the
+wall-time-to-best report (r3f_experiments.bench.wall_time) from those runs."""
 
 import os
 
 import pytest
-import torch
-import torch.nn.functional as F
 
+from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, fairseq_logs, run_fairseq
 
-from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, build_in_process, fairseq_logs, run_fairseq
-
-HEAD = "sentence_classification_head"
-NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0"]
-
-
-# ------------------------------------------------------------------------------ the math --
-
-
-
-
-
-
-
-
-
-# ------------------------------------------------------------------------------- SMART --
-
-def smart(data, *flags):
-    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, "--criterion", "sentence_prediction_smart",
-                                                 *flags)
-    model.train()
-    return task, model, criterion
-
-
-
-
-
-
-# ------------------------------------------------------------------------------ FreeLB --
-
-def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
-    """FreeLB's Alg. 1 written out (zero start, l2): the parameters' gradient averaged over the
-    K + 1 passes, delta stepped along its normalised gradient and projected on the max-norm ball."""
-    encoder = model.encoder.sentence_encoder
-    src = sample["net_input"]["src_tokens"]
-    params = list(model.parameters())
-    total = [torch.zeros_like(p) for p in params]
-    delta = torch.zeros(*src.shape, encoder.embed_tokens.embedding_dim)
-    for _ in range(steps + 1):
-        d = delta.clone().requires_grad_()
-        features = encoder(src, token_embeddings=encoder.embed_tokens(src) + d)["encoder_out"][0].transpose(0, 1)
-        logits = model.classification_heads[HEAD](features)
-        loss = F.nll_loss(F.log_softmax(logits, -1), sample["target"].view(-1), reduction="sum")
-        *grads, d_grad = torch.autograd.grad(loss, params + [d], allow_unused=True)
-        for acc, grad in zip(total, grads):
-            if grad is not None:
-                acc += grad / (steps + 1)
-        delta = delta + adv_lr * d_grad / d_grad.flatten(1).norm(dim=1).view(-1, 1, 1)
-        norm = delta.flatten(1).norm(dim=1).view(-1, 1, 1)
-        delta = torch.where(norm > max_norm, delta * max_norm / norm, delta)
-    return total
-
-
-
-
-
-
-# ------------------------------------------------------------------ fairseq-train e2e --
 
 # FreeLB's runs use SMART's criterion with lambda_s = 0 (the plain cross-entropy loss) so that
 # SMART can resume their checkpoint: fairseq refuses to resume an optimizer saved under another

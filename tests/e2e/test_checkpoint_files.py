@@ -1,40 +1,14 @@
 """fairseq checkpoints load under torch >= 2.6 with weights_only on; anything else is refused."""
 
-import argparse
-import os
 import subprocess
 import sys
 
 import pytest
-import torch
 
 import fairseq_r3f  # noqa: F401  (installs the allow-list)
 from fairseq import checkpoint_utils
 
-from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, run_fairseq
-
-
-class RunsCommand:
-    """A pickled object whose unpickling would run a shell command."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def checkpoint_body():
-    return {"model": {"w": torch.ones(2, 2)}, "extra_state": {"epoch": 3},
-            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
-                                   "best_loss": 2.0, "num_updates": 500000}]}
-
-
-def published_style_checkpoint(path, **extra):
-    """Like the released RoBERTa/XLM-R/BART model.pt: weights plus an argparse.Namespace."""
-    args = argparse.Namespace(arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1,
-                              max_positions=512, fp16=True, seed=1)
-    torch.save({"args": args, **checkpoint_body(), **extra}, path)
+from tests.helpers import published_style_checkpoint, CLASSIFICATION, TINY_ROBERTA, USER_DIR, run_fairseq
 
 
 def test_without_plugin_fairseq_cannot_load_its_own_checkpoint(tmp_path):

@@ -36,15 +36,12 @@ with ``distributed_utils.all_gather_list``, which allocates ``torch.cuda.ByteTen
 import io
 import os
 import pickle
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, fairseq_logs, run_fairseq
+from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, json_records, launch_workers, run_fairseq
 
 HEAD = "sentence_classification_head"
 R3F = ["--user-dir", USER_DIR, "--criterion", "sentence_prediction_r3f",
@@ -56,54 +53,6 @@ METRICS = ("loss", "nll_loss", "accuracy", "mcc", "f1", "acc_and_f1")
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
-
-
-def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2,
-                   timeout: int = 600) -> list:
-    """Run ``tool`` as ``world_size`` gloo workers on this machine; returns each rank's log.
-
-    One process per rank with an explicit ``--distributed-rank`` (see module docstring
-    for why fairseq's spawn and torchrun paths do not work without GPUs).
-    """
-    exe = os.path.join(os.path.dirname(sys.executable), tool)
-    init = f"tcp://localhost:{free_port()}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs, paths = [], []
-    for rank in range(world_size):
-        path = os.path.join(out_dir, f"rank{rank}.log")
-        with open(path, "w") as log:
-            procs.append(subprocess.Popen(
-                [exe, *args, "--distributed-world-size", str(world_size),
-                 "--distributed-rank", str(rank), "--distributed-init-method", init,
-                 "--distributed-no-spawn", "--distributed-backend", "gloo",
-                 "--ddp-backend", "legacy_ddp"],
-                stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-            ))
-        paths.append(path)
-    try:
-        codes = [p.wait(timeout=timeout) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    logs = [open(p).read() for p in paths]
-    if any(codes):
-        tails = "\n".join(f"--- rank {r} (exit {c}) ---\n{log[-5000:]}"
-                          for r, (c, log) in enumerate(zip(codes, logs)))
-        raise AssertionError(f"{tool} with {world_size} workers failed:\n{tails}")
-    return logs
-
-
-def json_records(log: str, tag: str) -> list:
-    """fairseq's json records of kind ``tag`` (train_inner, train, valid), values as floats."""
-    return [{k: float(v) for k, v in record.items()} for record in fairseq_logs(log)[tag]]
-
 
 def smoothed(task, criterion, *steps) -> dict:
     """Metrics after calling reduce_metrics once per step in one aggregation, as fairseq's

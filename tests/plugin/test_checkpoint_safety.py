@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 import fairseq_r3f  # noqa: F401  (installs the allow-list)
 from fairseq import checkpoint_utils
 
+from tests.helpers import checkpoint_body, published_style_checkpoint
 
 
 class RunsCommand:
@@ -21,19 +22,6 @@ class RunsCommand:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
-
-
-def checkpoint_body():
-    return {"model": {"w": torch.ones(2, 2)}, "extra_state": {"epoch": 3},
-            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
-                                   "best_loss": 2.0, "num_updates": 500000}]}
-
-
-def published_style_checkpoint(path, **extra):
-    """Like the released RoBERTa/XLM-R/BART model.pt: weights plus an argparse.Namespace."""
-    args = argparse.Namespace(arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1,
-                              max_positions=512, fp16=True, seed=1)
-    torch.save({"args": args, **checkpoint_body(), **extra}, path)
 
 
 def test_torch_default_is_still_weights_only():

@@ -1,99 +1,15 @@
-"""SMART (criterion sentence_prediction_smart) and FreeLB (task sentence_prediction_adv):
-the ascent math, passes counted by hooks, FreeLB's gradient against a hand-written loop and
-its single optimizer step, and fairseq-train end to end with a resume."""
+"""The ascent-step math of SMART and FreeLB (``fairseq_r3f.method.adversarial``) on tensors:
+per-token normalisation, SMART's step, FreeLB's random start, step and projection."""
 
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from fairseq_r3f.method.adversarial import (freelb_ascent_step, freelb_init, normalize_per_token,
                                      smart_ascent_step)
 
-from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, build_in_process, run_fairseq
-
-HEAD = "sentence_classification_head"
-NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", "0"]
-
-
-# ------------------------------------------------------------------------------ the math --
-
-
-
-
-
-
-
-
-
-# ------------------------------------------------------------------------------- SMART --
-
-def smart(data, *flags):
-    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, "--criterion", "sentence_prediction_smart",
-                                                 *flags)
-    model.train()
-    return task, model, criterion
-
-
-
-
-
-
-# ------------------------------------------------------------------------------ FreeLB --
-
-def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
-    """FreeLB's Alg. 1 written out (zero start, l2): the parameters' gradient averaged over the
-    K + 1 passes, delta stepped along its normalised gradient and projected on the max-norm ball."""
-    encoder = model.encoder.sentence_encoder
-    src = sample["net_input"]["src_tokens"]
-    params = list(model.parameters())
-    total = [torch.zeros_like(p) for p in params]
-    delta = torch.zeros(*src.shape, encoder.embed_tokens.embedding_dim)
-    for _ in range(steps + 1):
-        d = delta.clone().requires_grad_()
-        features = encoder(src, token_embeddings=encoder.embed_tokens(src) + d)["encoder_out"][0].transpose(0, 1)
-        logits = model.classification_heads[HEAD](features)
-        loss = F.nll_loss(F.log_softmax(logits, -1), sample["target"].view(-1), reduction="sum")
-        *grads, d_grad = torch.autograd.grad(loss, params + [d], allow_unused=True)
-        for acc, grad in zip(total, grads):
-            if grad is not None:
-                acc += grad / (steps + 1)
-        delta = delta + adv_lr * d_grad / d_grad.flatten(1).norm(dim=1).view(-1, 1, 1)
-        norm = delta.flatten(1).norm(dim=1).view(-1, 1, 1)
-        delta = torch.where(norm > max_norm, delta * max_norm / norm, delta)
-    return total
-
-
-
-
-
 
 # ------------------------------------------------------------------ fairseq-train e2e --
-
-# FreeLB's runs use SMART's criterion with lambda_s = 0 (the plain cross-entropy loss) so that
-# SMART can resume their checkpoint: fairseq refuses to resume an optimizer saved under another
-# criterion class. Three fairseq-train runs in one save dir: FreeLB 0 -> 6 updates, FreeLB
-# resumed 6 -> 10, SMART resumed 10 -> 14.
-RUNS = (
-    ("freelb", "6", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                     "sentence_prediction_smart", "--smart-lambda", "0"]),
-    ("freelb", "10", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                      "sentence_prediction_smart", "--smart-lambda", "0"]),
-    ("smart", "14", ["--criterion", "sentence_prediction_smart"]),
-)
-
-
-@pytest.fixture(scope="module")
-def trained_runs(tmp_path_factory, synthetic_data):
-    """(save dir, [output of each run in RUNS])."""
-    save_dir = tmp_path_factory.mktemp("adversarial")
-    outputs = []
-    for _, updates, flags in RUNS:
-        proc = run_fairseq("fairseq-train", synthetic_data, "--user-dir", USER_DIR, *CLASSIFICATION, *TINY_ROBERTA,
-                           *flags, "--max-update", updates, "--save-dir", str(save_dir), "--log-interval", "2",
-                           "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric")
-        outputs.append(proc.stdout + proc.stderr)
-    return save_dir, outputs
 
 
 def test_normalize_per_token():
