@@ -13,8 +13,10 @@ setup(
     # fairseq-fixed is installed by scripts/setup.sh with --no-build-isolation --no-deps
     # (its declared torchaudio requirement would replace torch); it is not pinned here
     # so that `pip install -e .` never tries to rebuild it in an isolated environment.
-    install_requires=["torch>=2.4", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
-                      "rouge-score", "safetensors", "tokenizers"],
+    # torch >= 2.6: torch.load defaults to weights_only=True, which the checkpoint allow-list
+    # (fairseq_r3f/checkpoint_safety.py) relies on; older torch would unpickle anything.
+    install_requires=["torch>=2.6", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
+                      "rouge-score", "safetensors", "tokenizers", "submitit"],
     extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn"]},
     entry_points={
         "console_scripts": [

@@ -1,7 +1,8 @@
 """fairseq-r3f: R3F and R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) for fairseq.
 
 Load with ``fairseq-train --user-dir <path to this package> ...`` or ``import fairseq_r3f``.
-Importing it
+Importing it refuses, before it changes anything, to load beside another module that registers
+its names (e.g. the authors' reference, ``examples/rxf/rxf_src``); otherwise it
 
 1. lets fairseq load its checkpoints under torch >= 2.6 with ``weights_only`` still on
    (``checkpoint_safety``);
@@ -17,11 +18,25 @@ fairseq's encoders. Data preparation, recipes, sweeps and benchmarks live in the
 ``r3f_experiments`` package.
 """
 
-from .checkpoint_safety import allow_fairseq_checkpoints
-from .lipschitz_head import install as _install_lipschitz_head
+from .registration import explain_clashes_of_later_user_dirs, refuse_registered_names, refuse_repeated_user_dir
+
+from .checkpoint_safety import (  # noqa: E402
+    allow_fairseq_checkpoints,
+    explain_unreadable_checkpoints,
+    require_weights_only_torch,
+)
+
+# All or nothing: refuse before anything is patched or registered.
+require_weights_only_torch()
+refuse_repeated_user_dir()
+refuse_registered_names()
+
+from .lipschitz_head import install as _install_lipschitz_head  # noqa: E402
 
 allow_fairseq_checkpoints()
+explain_unreadable_checkpoints()
 _install_lipschitz_head()
+explain_clashes_of_later_user_dirs()
 
 from . import criterions  # noqa: E402,F401
 from . import tasks  # noqa: E402,F401

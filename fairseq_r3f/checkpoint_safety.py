@@ -25,10 +25,28 @@ in the file is called.
 
 import argparse
 import collections
+import os
+import pickle
 import typing
 
 import numpy as np
 import torch
+
+
+# torch.load unpickles with weights_only=True by default from 2.6 on; the allow-list below only
+# protects anyone where that is the default.
+MIN_TORCH = (2, 6)
+
+
+def require_weights_only_torch(version: str = None) -> None:
+    """An ImportError on torch older than 2.6, where ``torch.load`` would unpickle (and run)
+    anything a checkpoint holds."""
+    version = version or torch.__version__
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) < MIN_TORCH:
+        raise ImportError(
+            f"fairseq-r3f needs torch >= {'.'.join(map(str, MIN_TORCH))} (found {version}): older torch.load "
+            "unpickles any object a checkpoint holds, so a downloaded checkpoint could run code. Upgrade torch.")
 
 
 def fairseq_checkpoint_globals() -> list:
@@ -69,3 +87,40 @@ def allow_fairseq_checkpoints() -> None:
     """Add fairseq's checkpoint classes to torch's weights-only allow-list (idempotent)."""
     if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4
         torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
+
+
+def unreadable_checkpoint_error(path: str, error: Exception) -> Exception:
+    """A ValueError naming ``path`` and its size when torch cannot read it as a checkpoint at all
+    (empty, truncated, not a torch file); ``error`` itself otherwise (e.g. the weights-only refusal
+    of a global that is not allowed, whose message already names it)."""
+    message = str(error)
+    if isinstance(error, EOFError) or "PytorchStreamReader" in message or "zip archive" in message \
+            or "invalid load key" in message:
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        return ValueError(f"{path}: not a readable checkpoint ({size} bytes): the file is empty, truncated or "
+                          f"not written by torch.save ({type(error).__name__}: {message or 'end of file'})")
+    return error
+
+
+def explain_unreadable_checkpoints() -> None:
+    """Wrap fairseq's ``load_checkpoint_to_cpu`` (``--restore-file``, ``--finetune-from-model``,
+    resuming, ``load_model_ensemble``, ``from_pretrained``) so that an empty or truncated file
+    fails with its name and size instead of a bare ``EOFError`` (idempotent)."""
+    from fairseq import checkpoint_utils
+
+    original = checkpoint_utils.load_checkpoint_to_cpu
+    if getattr(original, "_r3f_wrapped", False):
+        return
+
+    def load_checkpoint_to_cpu(path, *args, **kwargs):
+        try:
+            return original(path, *args, **kwargs)
+        except (EOFError, RuntimeError, pickle.UnpicklingError) as e:
+            clearer = unreadable_checkpoint_error(path, e)
+            if clearer is e:
+                raise
+            raise clearer from e
+
+    load_checkpoint_to_cpu._r3f_wrapped = True
+    load_checkpoint_to_cpu.__doc__ = original.__doc__
+    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

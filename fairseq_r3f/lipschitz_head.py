@@ -146,9 +146,67 @@ def _wrap_register_classification_head(model_cls) -> None:
     model_cls.register_classification_head = register_classification_head
 
 
+def convert_checkpoint_heads(model: nn.Module, state_dict: dict, prefix: str = "") -> list:
+    """Make a checkpoint's heads load into ``model``'s, whichever of the two is R4F; returns what
+    was converted, as "(head).(layer): how" strings.
+
+    - A plain head restored into an R4F model: its trained weight becomes the parametrisation's
+      ``original`` and ``u``, ``v`` its top singular vectors, so the head is the trained one,
+      spectrally normalised (its outputs change scale). Without this, fairseq's
+      ``upgrade_state_dict_named`` finds no ``parametrizations`` keys and silently puts a fresh
+      head in their place ("Overwriting ...").
+    - An R4F head restored into a plain model: the effective weight W / sigma, which an R4F
+      checkpoint stores under the plain key, is loaded; the parametrisation's keys are dropped.
+      The head computes exactly what it computed in the R4F run.
+    """
+    converted = []
+    for head_name, head in (getattr(model, "classification_heads", None) or {}).items():
+        base = f"{prefix}classification_heads.{head_name}."
+        lipschitz = is_lipschitz_head(head)
+        for name, _ in _linear_layers(head):
+            plain = f"{base}{name}.weight"
+            original = f"{base}{name}.parametrizations.weight.original"
+            vectors = (f"{base}{name}.parametrizations.weight.0._u", f"{base}{name}.parametrizations.weight.0._v")
+            if lipschitz and plain in state_dict and original not in state_dict:
+                weight = state_dict[plain]
+                u, _, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+                state_dict[original] = weight
+                state_dict[vectors[0]], state_dict[vectors[1]] = u[:, 0].to(weight.dtype), vh[0].to(weight.dtype)
+                converted.append(f"{head_name}.{name}: plain weight loaded, spectrally normalised")
+            elif not lipschitz and original in state_dict:
+                if plain not in state_dict:
+                    raise ValueError(f"{original}: an R4F head without its effective weight {plain}; restore it "
+                                     "with --spectral-norm-classification-head")
+                for key in (original, *vectors):
+                    state_dict.pop(key, None)
+                converted.append(f"{head_name}.{name}: R4F head loaded as its effective weight W / sigma")
+    return converted
+
+
+def _wrap_upgrade_state_dict_named(model_cls) -> None:
+    """Before fairseq's ``upgrade_state_dict_named`` (which runs on every checkpoint load:
+    ``--restore-file``, ``--finetune-from-model``, resuming, ``load_model_ensemble``), convert heads
+    between plain and R4F (``convert_checkpoint_heads``) and say so in the log."""
+    original = model_cls.upgrade_state_dict_named
+    if getattr(original, "_r4f_wrapped", False):
+        return
+
+    def upgrade_state_dict_named(self, state_dict, name):
+        prefix = name + "." if name != "" else ""
+        for what in convert_checkpoint_heads(self, state_dict, prefix):
+            logger.warning("R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
+                           what, "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off")
+        return original(self, state_dict, name)
+
+    upgrade_state_dict_named._r4f_wrapped = True
+    upgrade_state_dict_named.__doc__ = original.__doc__
+    model_cls.upgrade_state_dict_named = upgrade_state_dict_named
+
+
 def install() -> None:
     from fairseq.models.bart import BARTModel
     from fairseq.models.roberta import RobertaModel  # XLMRModel subclasses it
 
     for model_cls in (RobertaModel, BARTModel):
         _wrap_register_classification_head(model_cls)
+        _wrap_upgrade_state_dict_named(model_cls)

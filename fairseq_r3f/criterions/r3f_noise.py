@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
+from ..config_checks import refuse_non_finite
 from ..method.noise import NOISE_TYPES
 from ..perturb import EmbeddingBlockProbe, EmbeddingNoise
 
 logger = logging.getLogger(__name__)
+
+# How often the criterion checks that the noise still reaches the encoder (in training steps),
+# and below which fraction it warns.
+PRECISION_CHECK_INTERVAL = 100
+CARRIED_WARNING = 0.9
 
 
 @dataclass
@@ -42,6 +48,7 @@ class R3FNoiseMixin:
 
     @staticmethod
     def check_r3f_config(cfg) -> None:
+        refuse_non_finite(cfg, f"--criterion {cfg._name or 'r3f'}")
         if cfg.eps <= 0:
             raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
         if cfg.r3f_lambda < 0:
@@ -57,7 +64,8 @@ class R3FNoiseMixin:
         self.r3f_lambda = cfg.r3f_lambda
         self.noise_type = str(cfg.noise_type)
         self._encoder = None
-        self._warned_about_precision = False
+        self._carried_checks = 0
+        self._noise_lost = False
 
     def draw_noise(self, src_tokens) -> EmbeddingNoise:
         """z for the encoder's token embeddings of ``src_tokens`` (Eq. 3)."""
@@ -76,20 +84,27 @@ class R3FNoiseMixin:
         if probe is None or not probe.complete:
             return {}
         carried = probe.carried_fraction(noise.z * self._encoder.embed_scale, src_tokens)
-        self._warn_if_noise_is_lost(carried)
+        self.watch_noise_carried(carried)
         return {"noise_carried": carried.detach() * nsentences}
 
-    def _warn_if_noise_is_lost(self, carried) -> None:
-        """Once, at the first training step: is the precision able to carry sigma?"""
-        if self._warned_about_precision:
+    def watch_noise_carried(self, carried) -> None:
+        """At the first training step and every ``PRECISION_CHECK_INTERVAL`` steps after (one
+        device sync each): warn when less than 90% of the noise reaches the encoder's first layer,
+        at the first check and whenever it drops below again after having recovered."""
+        self._carried_checks += 1
+        if (self._carried_checks - 1) % PRECISION_CHECK_INTERVAL:
             return
-        self._warned_about_precision = True
-        fraction = carried.item()  # one device sync, once per run
-        if fraction < 0.9:
+        fraction = carried.item()
+        lost = fraction < CARRIED_WARNING
+        if lost and not self._noise_lost:
             dtype = self._encoder.embed_tokens.weight.dtype
             logger.warning(
-                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer "
-                "(embeddings in %s round it away). Use --amp instead of --fp16 (fp32 "
-                "embeddings and LayerNorm), or a larger --eps.",
-                100 * fraction, self.noise_eps, dtype,
+                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer at training "
+                "step %d (embeddings in %s round it away, or the embeddings have grown). Use --amp "
+                "instead of --fp16 (fp32 embeddings and LayerNorm), or a larger --eps.",
+                100 * fraction, self.noise_eps, self._carried_checks, dtype,
             )
+        elif not lost and self._noise_lost:
+            logger.info("R3F: the noise reaches the encoder again (%.0f%% at training step %d)",
+                        100 * fraction, self._carried_checks)
+        self._noise_lost = lost

@@ -42,6 +42,7 @@ import torch
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
+from ..config_checks import refuse_non_finite
 from ..method.adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
 from ..method.divergence import symmetric_kl
 from ..method.noise import add_noise, sample_embedding_noise
@@ -88,6 +89,7 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
     as ``symm_kl``, as for R3F."""
 
     def __init__(self, cfg: SentencePredictionSmartConfig, task):
+        refuse_non_finite(cfg, "--criterion sentence_prediction_smart")
         super().__init__(cfg, task, kl_weight=cfg.smart_lambda)
         checks = (
             (cfg.smart_lambda >= 0, f"--smart-lambda must be >= 0, got {cfg.smart_lambda}"),

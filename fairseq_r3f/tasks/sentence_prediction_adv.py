@@ -39,6 +39,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 from fairseq.dataclass import ChoiceEnum
 
+from ..config_checks import refuse_non_finite
 from ..method.adversarial import NORM_TYPES, check_norm_type, freelb_ascent_step, freelb_init, local_gradients, token_mask
 from ..method.noise import add_noise
 from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
@@ -75,6 +76,7 @@ class SentencePredictionAdvConfig(SentencePredictionConfig):
 @register_task("sentence_prediction_adv", dataclass=SentencePredictionAdvConfig)
 class SentencePredictionAdvTask(SentencePredictionTask):
     def __init__(self, cfg: SentencePredictionAdvConfig, data_dictionary, label_dictionary):
+        refuse_non_finite(cfg, "--task sentence_prediction_adv")
         checks = (
             (cfg.adv_steps >= 0, f"--adv-steps must be >= 0, got {cfg.adv_steps}"),
             (cfg.adv_lr > 0, f"--adv-lr must be > 0, got {cfg.adv_lr}"),

@@ -7,8 +7,8 @@ writes ``OUT_RAW_DIR/{split}.input0``, ``{split}.input1`` (pair tasks) and ``{sp
 (labelled splits), one example per line, plus ``OUT_RAW_DIR/skipped.tsv`` (file, line, reason
 of every row left out), and prints a table of rows read / written / skipped per split. It exits
 with status 1 and a message naming the file when a required file is missing, its header lacks
-a column the task needs, or every row of a file was skipped. The module imports only Python's
-standard library (``python -m`` still loads the package, which imports fairseq).
+a column the task needs, or a file has no usable row (header only, or every row skipped: listed
+with the first reasons). The module imports only Python's standard library.
 
 Split names are fairseq's: ``train``, ``valid``, ``test``. fairseq-preprocess writes a comma
 separated ``--validpref a,b`` as ``valid`` and ``valid1`` (and ``--testpref`` as ``test``,
@@ -40,6 +40,7 @@ for fairseq's regression target is left to the binarisation step, see ``glue_bin
 import argparse
 import os
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
@@ -172,6 +173,12 @@ def _column_index(header: List[str], column: Column, path: str) -> int:
     return header.index(column)
 
 
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character other than controls, format characters (e.g. U+200B)
+    and separators: WordPiece (BERT's tokenizer) drops all of those, leaving an empty sentence."""
+    return any(not unicodedata.category(ch).startswith(("C", "Z")) for ch in text)
+
+
 def _check_label(task: Task, label: str) -> Optional[str]:
     """Why ``label`` is not a valid label of ``task``, or None."""
     if task.labels is not None:
@@ -227,10 +234,12 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
             values = [None if index is None else fields[index].strip() for index in indices]
             empty = [
                 f"'{col}'" if isinstance(col, str) else f"{what} (column {col + 1})"
-                for (what, col), value in zip(wanted, values) if value == ""
+                for (what, col), value in zip(wanted, values) if value is not None and not _visible(value)
             ]
             if empty:
-                result.skipped.append((line_no, f"empty field {', '.join(empty)}"))
+                invisible = any(v and not _visible(v) for v in values)
+                result.skipped.append((line_no, f"empty field {', '.join(empty)}"
+                                       + (" (no visible character)" if invisible else "")))
                 continue
             s1, s2, label = values
             if label is not None:
@@ -244,6 +253,11 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
             result.examples.append((cleaned[0], cleaned[1], label))
     if spec.header and indices is None:
         raise GlueFormatError(f"{path}: empty file, expected a header line")
+    if not result.examples:
+        reasons = "; ".join(f"line {n}: {why}" for n, why in result.skipped[:3])
+        raise GlueFormatError(
+            f"{path}: no usable rows ({result.read} data rows read, {len(result.skipped)} skipped"
+            + (f": {reasons}" if reasons else "") + "); fairseq cannot train or validate on an empty split")
     return result
 
 
@@ -322,10 +336,6 @@ def main(argv=None) -> int:
             print(f"skipped ... {len(r.skipped) - args.max_report} more rows of {r.path}, "
                   f"see {os.path.join(args.out_raw_dir, 'skipped.tsv')}")
     print(count_table(task, results))
-    useless = [r.path for r in results.values() if r.read and not r.written]
-    if useless:
-        print(f"error: every row of {', '.join(useless)} was skipped (is it a {task.name} file?)", file=sys.stderr)
-        return 1
     return 0
 
 

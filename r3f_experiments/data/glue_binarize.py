@@ -101,6 +101,18 @@ def wordpiece_encode(inputs: List[str], outputs: List[str], folder: str) -> Coun
     return tokens
 
 
+def check_no_empty_lines(paths: List[str]) -> None:
+    """A GlueFormatError naming the lines (1-based) that encoded to no token at all: fairseq would
+    binarise them as a lone </s>, a sentence with nothing in it."""
+    for path in paths:
+        with open(path, encoding="utf-8", newline="\n") as f:
+            empty = [n for n, line in enumerate(f, start=1) if not line.strip()]
+        if empty:
+            shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+            raise GlueFormatError(f"{path}: {len(empty)} line(s) encode to no token (lines {shown}); remove "
+                                  "those rows from the source file")
+
+
 def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01, wordpiece: bool = False) -> int:
     """How many BPE (or WordPiece) tokens dict.txt lacks (fairseq-preprocess makes them <unk>).
 
@@ -164,6 +176,7 @@ def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str = None, v
             ids += wordpiece_encode(sources, targets, wordpiece)
         else:
             ids += bpe_encode(sources, targets, encoder_json, vocab_bpe, workers)
+        check_no_empty_lines(targets)
     unknown = check_dictionary(ids, dict_txt, wordpiece=bool(wordpiece))
     if unknown:
         print(f"warning: {unknown} of {sum(ids.values())} tokens are not in {dict_txt} and become <unk>",

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     cmd.add_argument("--fairseq-train", required=True, help="the fairseq-train executable")
     cmd.add_argument("--data", required=True)
     cmd.add_argument("--user-dir", required=True)
-    cmd.add_argument("--restore-file", default="", help="pre-trained model.pt ('' = none)")
+    cmd.add_argument("--pretrained", default="", help="pre-trained model.pt to fine-tune ('' = none: random init)")
     cmd.add_argument("--arch")
     cmd.add_argument("--seed", type=int, default=1)
     cmd.add_argument("--save-dir")
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         options = {k: getattr(args, k) for k in ("arch", "save_dir", "r3f_lambda", "noise_type", "smart_lambda",
                                                  "update_freq") if getattr(args, k) is not None}
         common = dict(fairseq_train=args.fairseq_train, data=args.data, user_dir=args.user_dir,
-                      restore_file=args.restore_file, seed=args.seed, precision=args.precision, **options)
+                      pretrained=args.pretrained, seed=args.seed, precision=args.precision, **options)
         expected = {"glue": 2, "xnli": 1, "summarization": 2}[args.family]
         if len(args.names) != expected:
             parser.error(f"command {args.family} takes {expected} name(s), got {' '.join(args.names)}")

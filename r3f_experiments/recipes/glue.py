@@ -115,13 +115,15 @@ def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMB
             flag("--adv-norm-type", ADV_NORM_TYPE, "task")]
 
 
-def restore_settings(restore_file: Optional[str]) -> List[Setting]:
-    """Start from a pre-trained model: ``--restore-file`` and fresh optimizer, data and meters.
-    None or "" trains from the model the flags describe (random init)."""
-    if not restore_file:
+def pretrained_settings(pretrained: Optional[str]) -> List[Setting]:
+    """Start from a pre-trained model with ``--finetune-from-model``: fairseq loads it (and resets
+    optimizer, scheduler, meters and data position) only when the save dir holds no
+    checkpoint_last.pt, so a rerun resumes where the killed run stopped; and it refuses a path that
+    does not exist (``--restore-file`` would start from random init). None or "" trains from the
+    model the flags describe (random init)."""
+    if not pretrained:
         return []
-    return [flag("--restore-file", restore_file, "checkpoint"),
-            *(flag(f"--reset-{what}", True, "checkpoint") for what in ("optimizer", "dataloader", "meters"))]
+    return [flag("--finetune-from-model", pretrained, "checkpoint")]
 
 
 def classification_head_settings() -> List[Setting]:
@@ -132,7 +134,7 @@ def classification_head_settings() -> List[Setting]:
 
 
 def sentence_prediction_settings(
-    *, data: str, user_dir: str, restore_file: Optional[str], task_name: str, num_classes: int, arch: str,
+    *, data: str, user_dir: str, pretrained: Optional[str], task_name: str, num_classes: int, arch: str,
     dropout: str, methods: List[Setting], report: List[Setting], adam_betas: str, adam_eps: str,
     weight_decay: str, lr: str, updates: int, warmup_percent: int, batch: List[Setting], seed: int,
     save_dir: Optional[str], valid_subset: str, metric: str, precision: Sequence[str], yaml: bool,
@@ -148,7 +150,7 @@ def sentence_prediction_settings(
         yaml_only("common", "user_dir", user_dir) if yaml else None,
         yaml_only("common", "amp", True) if yaml else None,
         yaml_only("task", "data", data) if yaml else None,
-        *restore_settings(restore_file),
+        *pretrained_settings(pretrained),
         flag("--task", task_name, "task", "_name"), flag("--num-classes", num_classes, "task"),
         flag("--init-token", 0, "task"), flag("--separator-token", 2, "task"),
         flag("--max-positions", MAX_POSITIONS, "task"),
@@ -179,7 +181,7 @@ def sentence_prediction_settings(
     return [s for s in out if s is not None]
 
 
-def settings(task: str, method: str, *, data: str, user_dir: str, restore_file: Optional[str],
+def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Optional[str],
              arch: str = "roberta_large", seed: int = 1, save_dir: Optional[str] = None,
              r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE, smart_lambda: str = SMART_LAMBDA,
              precision: Sequence[str] = (), yaml: bool = False) -> List[Setting]:
@@ -188,7 +190,7 @@ def settings(task: str, method: str, *, data: str, user_dir: str, restore_file: 
     report = {"mcc": [flag("--report-mcc", True, "criterion")],
               "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(METRIC[task], [])
     return sentence_prediction_settings(
-        data=data, user_dir=user_dir, restore_file=restore_file,
+        data=data, user_dir=user_dir, pretrained=pretrained,
         task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
         num_classes=NUM_CLASSES[task], arch=arch, dropout=DROPOUT,
         methods=method_settings(task, method, r3f_lambda, noise_type, smart_lambda), report=report,
@@ -223,8 +225,8 @@ def yaml_config(task: str, method: str) -> str:
         "from r3f_experiments/recipes/glue.py by python -m r3f_experiments.recipes write-configs.",
         "",
         f"fairseq-hydra-train --config-dir configs/glue --config-name {name} \\",
-        f"    task.data=glue_bin/{task}-bin checkpoint.restore_file=roberta.large/model.pt \\",
+        f"    task.data=glue_bin/{task}-bin checkpoint.finetune_from_model=roberta.large/model.pt \\",
         "    common.user_dir=$PWD/fairseq_r3f",
     ]
-    return yaml_text(settings(task, method, data=REQUIRED, user_dir=REQUIRED, restore_file=REQUIRED, yaml=True),
+    return yaml_text(settings(task, method, data=REQUIRED, user_dir=REQUIRED, pretrained=REQUIRED, yaml=True),
                      header)

@@ -3,7 +3,7 @@ are written (``scripts/summarization/*`` and ``configs/summarization/*.yaml`` co
 
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from .glue import RecipeError, restore_settings
+from .glue import RecipeError, pretrained_settings
 from .run_spec import REQUIRED, Setting, argv, flag, yaml_only, yaml_text
 
 # ---- paper Table 8 (shared by the three datasets) ----------------------------------------------
@@ -74,7 +74,7 @@ def check(dataset: str, method: Optional[str] = None) -> Dataset:
     return DATASETS[dataset]
 
 
-def settings(dataset: str, method: str, *, data: str, user_dir: str, restore_file: Optional[str],
+def settings(dataset: str, method: str, *, data: str, user_dir: str, pretrained: Optional[str],
              arch: str = "bart_large", seed: int = 1, save_dir: Optional[str] = None,
              r3f_lambda: Optional[str] = None, noise_type: str = NOISE_TYPE, update_freq: str = UPDATE_FREQ,
              precision: Sequence[str] = (), yaml: bool = False) -> List[Setting]:
@@ -88,7 +88,7 @@ def settings(dataset: str, method: str, *, data: str, user_dir: str, restore_fil
         yaml_only("common", "user_dir", user_dir) if yaml else None,
         yaml_only("common", "amp", True) if yaml else None,
         yaml_only("task", "data", data) if yaml else None,
-        *restore_settings(restore_file),
+        *pretrained_settings(pretrained),
         flag("--task", "translation", "task", "_name"), flag("--source-lang", "source", "task"),
         flag("--target-lang", "target", "task"), flag("--truncate-source", True, "task"),
         flag("--max-source-positions", MAX_POSITIONS, "task"), flag("--max-target-positions", MAX_POSITIONS, "task"),
@@ -147,8 +147,8 @@ def yaml_config(dataset: str, method: str) -> str:
         "r3f_experiments/recipes/summarization.py by python -m r3f_experiments.recipes write-configs.",
         "",
         f"fairseq-hydra-train --config-dir configs/summarization --config-name {config_name(dataset, method)} \\",
-        f"    task.data=summarization/{dataset}/bin checkpoint.restore_file=bart.large/model.pt \\",
+        f"    task.data=summarization/{dataset}/bin checkpoint.finetune_from_model=bart.large/model.pt \\",
         "    common.user_dir=$PWD/fairseq_r3f",
     ]
-    return yaml_text(settings(dataset, method, data=REQUIRED, user_dir=REQUIRED, restore_file=REQUIRED, yaml=True),
+    return yaml_text(settings(dataset, method, data=REQUIRED, user_dir=REQUIRED, pretrained=REQUIRED, yaml=True),
                      header)

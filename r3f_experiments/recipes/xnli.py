@@ -26,7 +26,7 @@ METHODS = {"std": "fairseq's sentence_prediction", "r3f": "sentence_prediction_r
            "r4f": "r3f + --spectral-norm-classification-head"}
 
 
-def settings(method: str, *, data: str, user_dir: str, restore_file: Optional[str], arch: str = "roberta_large",
+def settings(method: str, *, data: str, user_dir: str, pretrained: Optional[str], arch: str = "roberta_large",
              seed: int = 1, save_dir: Optional[str] = None, r3f_lambda: str = R3F_LAMBDA,
              noise_type: str = NOISE_TYPE, precision: Sequence[str] = (), yaml: bool = False) -> List[Setting]:
     """Every setting of ``bash scripts/xnli/train.sh METHOD`` in its command-line order. Model
@@ -34,7 +34,7 @@ def settings(method: str, *, data: str, user_dir: str, restore_file: Optional[st
     if method not in METHODS:
         raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
     return sentence_prediction_settings(
-        data=data, user_dir=user_dir, restore_file=restore_file, task_name="sentence_prediction",
+        data=data, user_dir=user_dir, pretrained=pretrained, task_name="sentence_prediction",
         num_classes=NUM_CLASSES, arch=arch, dropout=DROPOUT, methods=method_settings(None, method, r3f_lambda, noise_type), report=[],
         adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=LR, updates=MAX_UPDATE,
         warmup_percent=WARMUP_PERCENT,
@@ -63,6 +63,6 @@ def yaml_config(method: str) -> str:
         "from r3f_experiments/recipes/xnli.py by python -m r3f_experiments.recipes write-configs.",
         "",
         f"fairseq-hydra-train --config-dir configs/xnli --config-name {config_name(method)} \\",
-        "    task.data=xnli_bin checkpoint.restore_file=xlmr.large/model.pt common.user_dir=$PWD/fairseq_r3f",
+        "    task.data=xnli_bin checkpoint.finetune_from_model=xlmr.large/model.pt common.user_dir=$PWD/fairseq_r3f",
     ]
-    return yaml_text(settings(method, data=REQUIRED, user_dir=REQUIRED, restore_file=REQUIRED, yaml=True), header)
+    return yaml_text(settings(method, data=REQUIRED, user_dir=REQUIRED, pretrained=REQUIRED, yaml=True), header)

@@ -155,6 +155,27 @@ download_task() {  # TASK DEST_ROOT: DEST_ROOT/TASK/{train,dev,...}.tsv
     touch "${root}/${task}/.downloaded"
 }
 
+# What this script writes carries MARKER; it rewrites a folder only if it holds one, and never a
+# folder that is (or holds, or lies inside) the task's source files.
+MARKER=.written-by-prepare.sh
+refuse_to_overwrite() {  # SOURCE TASK RAW BIN
+    local source=$1 task=$2 folder src
+    src="$(realpath -m "${source}/${task}")"
+    [[ -d "$src" ]] || src="$(realpath -m "$source")"
+    for folder in "$3" "$4"; do
+        local out; out="$(realpath -m "$folder")"
+        if [[ "$out" == "$src" || "$src" == "$out"/* || "$out" == "$src"/* ]]; then
+            die "${task}: the output folder ${folder} is, holds or lies inside the source folder ${src};
+prepare.sh rewrites its outputs, so choose an OUT_DIR apart from GLUE_DIR."
+        fi
+        # skipped.tsv: folders written before the marker existed
+        if [[ -e "$folder" && ! -e "${folder}/${MARKER}" && ! -e "${folder}/skipped.tsv" \
+              && ! -e "${folder}/input0/dict.txt" ]]; then
+            die "${task}: ${folder} exists and was not written by prepare.sh; remove it yourself or choose another OUT_DIR."
+        fi
+    done
+}
+
 SUMMARY=()
 for TASK in "${TASKS[@]}"; do
     SOURCE="$GLUE_DIR"
@@ -164,8 +185,11 @@ for TASK in "${TASKS[@]}"; do
     fi
     RAW="${OUT_DIR}/raw/${TASK}"
     BIN="${OUT_DIR}/${TASK}-bin"
+    refuse_to_overwrite "$SOURCE" "$TASK" "$RAW" "$BIN"
     echo "[prepare] ${TASK}: parse ${SOURCE} -> ${RAW}" >&2
     rm -rf "$RAW" "$BIN"
+    mkdir -p "$RAW" "$BIN"
+    touch "${RAW}/${MARKER}" "${BIN}/${MARKER}"
     "$PYTHON" -m r3f_experiments.data.glue "$TASK" "$SOURCE" "$RAW"
     LOG="${RAW}/binarize.log"
     echo "[prepare] ${TASK}: ${ENCODING_NAME} + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2

@@ -15,26 +15,31 @@
 #
 # Paths from the environment: GLUE_BIN (default glue_bin; TASK-bin inside, from
 # scripts/glue/prepare.sh), ROBERTA (pre-trained model.pt, default roberta.large/model.pt;
-# empty = no --restore-file), ARCH (default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
+# empty = random init), ARCH (default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
 # (default: --amp when a GPU is present). Flags after `--` come last and override the rest.
 # DRY_RUN=1 prints the command instead of running it.
+#
+# Rerun after a kill, the same command resumes from SAVE_DIR/checkpoint_last.pt (fairseq's
+# --finetune-from-model reads ROBERTA only when SAVE_DIR holds no checkpoint yet).
 #
 # Hyper-parameters: paper Table 5 (per task), Table 6 (shared), SMART's and FreeLB's settings,
 # all in one table, r3f_experiments/recipes/glue.py (which configs/glue/*.yaml are generated from).
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
-[[ $# -ge 2 ]] || usage
-TASK=$1; METHOD=$2; shift 2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
+[[ $# -ge 2 ]] || { print_usage "$0" >&2; exit 2; }
+TASK=$1; METHOD=$2; shift 2
 parse_run_args "$@"
 
 GLUE_BIN="${GLUE_BIN:-glue_bin}"
 SAVE_DIR="${SAVE_DIR:-checkpoints/glue/${TASK}/${METHOD}/seed${SEED}}"
 ROBERTA="${ROBERTA-roberta.large/model.pt}"
 resolve_precision
-recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --restore-file "$ROBERTA" \
+require_inputs ROBERTA "${GLUE_BIN}/${TASK}-bin/input0/dict.txt" \
+    "GLUE_BIN=${GLUE_BIN} holds no prepared ${TASK} (bash scripts/glue/prepare.sh ${TASK} GLUE_DIR ${GLUE_BIN})"
+recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrained "$ROBERTA" \
     --arch "${ARCH:-roberta_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
     ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"}

@@ -25,6 +25,7 @@ encoder.json, vocab.bpe) and BART_DICT (dict.txt of bart.large) to local copies 
 
 # summarization_prepare [JSONL_DIR] [OUT_DIR]: JSONL -> raw text, BPE ids, fairseq binaries.
 summarization_prepare() {
+    handle_help "$0" "$@"
     local jsonl_dir="${1:-${DATA_ROOT}/${DATASET}/jsonl}" out_dir="${2:-${DATA_ROOT}/${DATASET}}"
     check_bpe_files
     if [[ ! -e "${jsonl_dir}" ]]; then
@@ -38,18 +39,16 @@ summarization_prepare() {
 
 # summarization_train METHOD [SEED] [SAVE_DIR] [-- EXTRA]: fairseq-train with the block's settings.
 summarization_train() {
+    handle_help "$0" "$@"
     [[ $# -ge 1 ]] || die "usage: train.sh METHOD [SEED] [SAVE_DIR] [-- EXTRA fairseq-train FLAGS] (METHOD: std r3f)"
     local method=$1; shift
     parse_run_args "$@"
     local data="${DATA:-${DATA_ROOT}/${DATASET}/bin}"
-    [[ -f "${data}/dict.source.txt" ]] || die "DATA=${data} holds no dict.source.txt: run prepare.sh first"
     SAVE_DIR="${SAVE_DIR:-checkpoints/${DATASET}/${method}/seed${SEED}}"
-    local bart="${BART-bart.large/model.pt}"
-    if [[ -n "$bart" && ! -f "$bart" ]]; then
-        die "BART=$bart: no such file (pre-trained bart.large/model.pt; BART= trains from scratch)"
-    fi
+    BART="${BART-bart.large/model.pt}"
+    require_inputs BART "${data}/dict.source.txt" "DATA=${data} is not prepared (run prepare.sh first)"
     resolve_precision
-    recipe_command summarization "$DATASET" "$method" --data "$data" --restore-file "$bart" \
+    recipe_command summarization "$DATASET" "$method" --data "$data" --pretrained "$BART" \
         --arch "${ARCH:-bart_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
         ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
         ${UPDATE_FREQ:+--update-freq "$UPDATE_FREQ"}
@@ -60,6 +59,7 @@ summarization_train() {
 # --required-batch-size-multiple 1: with fairseq's default of 8, batch_by_size silently drops
 # a last batch smaller than 8 sentences, and those test examples would never be summarised.
 summarization_evaluate() {
+    handle_help "$0" "$@"
     [[ $# -ge 1 ]] || die "usage: evaluate.sh CHECKPOINT [OUT_DIR] (env DATA: the prepared folder)"
     local checkpoint=$1 prepared="${DATA_DIR:-${DATA_ROOT}/${DATASET}}"
     local out_dir="${2:-$(dirname "$checkpoint")/eval}"

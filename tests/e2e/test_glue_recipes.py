@@ -90,6 +90,45 @@ def test_bad_task_or_method_is_refused():
         assert proc.returncode == 2 and message in proc.stderr
 
 
+def recipe(script, *args, env):
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", *script.split("/")), *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PRECISION": "", **env})
+
+
+def test_missing_pretrained_model_or_data_is_refused_before_anything_runs(tmp_path, synthetic_data):
+    """fairseq's --restore-file treats a missing file as "start fresh": a typo in ROBERTA (XLMR,
+    BART) would train from random init and exit 0. The recipes refuse it, and missing data, first."""
+    os.symlink(synthetic_data, tmp_path / "RTE-bin")
+    for name in ("xnli/input0", "summarization"):
+        os.makedirs(tmp_path / name)
+    (tmp_path / "xnli" / "input0" / "dict.txt").write_text("")
+    (tmp_path / "summarization" / "dict.source.txt").write_text("")
+    save = tmp_path / "save"
+    cases = [
+        ("glue/train.sh", ["RTE", "r3f", "1", str(save)], {"GLUE_BIN": str(tmp_path), "ROBERTA": "/nope/model.pt"},
+         "ROBERTA=/nope/model.pt: no such file"),
+        ("glue/train.sh", ["MRPC", "r3f", "1", str(save)], {"GLUE_BIN": str(tmp_path), "ROBERTA": ""},
+         f"GLUE_BIN={tmp_path} holds no prepared MRPC"),
+        ("xnli/train.sh", ["r4f", "1", str(save)], {"XNLI_BIN": str(tmp_path / "xnli"), "XLMR": "/nope/xlmr.pt"},
+         "XLMR=/nope/xlmr.pt: no such file"),
+        ("summarization/gigaword/train.sh", ["r3f", "1", str(save)],
+         {"DATA": str(tmp_path / "summarization"), "BART": "/nope/bart.pt"}, "BART=/nope/bart.pt: no such file"),
+    ]
+    for script, args, env, message in cases:
+        proc = recipe(script, *args, env=env)
+        assert proc.returncode == 2 and message in proc.stderr, (script, proc.stderr)
+    assert not save.exists()
+
+
+def test_help_prints_the_usage_not_the_source():
+    for script in ("glue/train.sh", "xnli/train.sh", "summarization/cnn_dm/train.sh",
+                   "summarization/cnn_dm/evaluate.sh", "summarization/cnn_dm/prepare.sh"):
+        proc = recipe(script, "--help", env={})
+        assert proc.returncode == 0, (script, proc.stderr)
+        assert proc.stdout.lstrip().startswith(("Fine-tune", "Summarise", "Prepare")), (script, proc.stdout[:200])
+        assert "set -euo pipefail" not in proc.stdout and "#!" not in proc.stdout
+
+
 @pytest.mark.slow
 def test_train_sh_runs(tmp_path, synthetic_data):
     os.symlink(synthetic_data, tmp_path / "RTE-bin")
@@ -107,7 +146,7 @@ def test_glue_yaml_runs(tmp_path, synthetic_data):
     proc = run_fairseq("fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "glue"),
                        "--config-name", "rte_r4f", f"task.data={synthetic_data}",
                        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-                       f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.amp=false",
+                       "checkpoint.finetune_from_model=null", "common.amp=false",
                        "common.cpu=true", "+model.encoder_layers=2", "+model.encoder_embed_dim=64",
                        "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2",
                        "task.max_positions=64", "optimization.max_update=3", "dataset.num_workers=0",
@@ -126,3 +165,26 @@ def test_sweep_report_columns_follow_train_sh():
         columns = sweep.columns_for(task, {})
         assert {c.name for c in columns} == {flags["best_checkpoint_metric"]}, task
         assert [c.subset for c in columns] == flags["valid_subset"].split(","), task
+
+
+@pytest.mark.slow
+def test_train_sh_starts_from_the_pretrained_model_then_resumes(tmp_path, synthetic_data):
+    """The first launch loads ROBERTA (--finetune-from-model: fresh optimizer and data); a rerun
+    after a kill continues from SAVE_DIR/checkpoint_last.pt instead of starting again."""
+    os.symlink(synthetic_data, tmp_path / "RTE-bin")
+    env = {"GLUE_BIN": str(tmp_path), "ROBERTA": ""}
+    pretrained = tmp_path / "pretrained"
+    assert recipe("glue/train.sh", "RTE", "std", "1", str(pretrained), "--", *TINY, env=env).returncode == 0
+    save, env["ROBERTA"] = tmp_path / "save", str(pretrained / "checkpoint_last.pt")
+    two = [*TINY, "--max-update", "2"]
+    first = recipe("glue/train.sh", "RTE", "r3f", "1", str(save), "--", *two, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    output = first.stdout + first.stderr
+    assert f"loading pretrained model from {pretrained / 'checkpoint_last.pt'}" in output
+    assert int(fairseq_logs(output)["train"][-1]["train_num_updates"]) == 2
+    rerun = recipe("glue/train.sh", "RTE", "r3f", "1", str(save), "--", *TINY, env=env)  # --max-update 4
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    output = rerun.stdout + rerun.stderr
+    assert f"Loaded checkpoint {save / 'checkpoint_last.pt'} (epoch" in output and "@ 2 updates)" in output
+    assert "loading pretrained model" not in output
+    assert int(fairseq_logs(output)["train"][-1]["train_num_updates"]) == 4

@@ -266,7 +266,7 @@ def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
         "fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "summarization"),
         "--config-name", "cnn_dm_r3f", f"task.data={os.path.join(prepared, 'bin')}",
         f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-        f"checkpoint.restore_file={tmp_path / 'no_such_model.pt'}", "common.amp=false", "common.cpu=true",
+        "checkpoint.finetune_from_model=null", "common.amp=false", "common.cpu=true",
         "model._name=bart_base", "+model.encoder_layers=2", "+model.decoder_layers=2",
         "+model.encoder_embed_dim=64", "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128",
         "+model.decoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2", "+model.decoder_attention_heads=2",

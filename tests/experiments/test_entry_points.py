@@ -28,3 +28,15 @@ def test_console_scripts_answer_help(script):
     exe = os.path.join(os.path.dirname(sys.executable), script)
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "usage: python -m r3f_experiments." in proc.stdout, proc.stderr
+
+
+def test_checkpoint_model_flags_help_and_bad_files(tmp_path):
+    command = [sys.executable, "-m", "r3f_experiments.checkpoint_model_flags"]
+    proc = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "usage: python -m r3f_experiments.checkpoint_model_flags" in proc.stdout
+    empty = tmp_path / "model.pt"
+    empty.write_bytes(b"")
+    for path, message in ((empty, "model.pt: not a readable checkpoint (0 bytes)"),
+                          (tmp_path / "nope.pt", "nope.pt: no such checkpoint file")):
+        proc = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

@@ -63,10 +63,10 @@ def test_mrpc_bom_header_and_unbalanced_quotes(tmp_path):
 def test_mrpc_header_without_bom_handling_would_miss_quality(tmp_path):
     # with the BOM kept, the first header name would be '\ufeffQuality' and the label column unknown
     write(tmp_path / "MRPC", "train.tsv", BOM + rows(MRPC_HEADER, ("1", "1", "2", "x", "y")))
-    write(tmp_path / "MRPC", "dev.tsv", BOM + rows(MRPC_HEADER))
+    write(tmp_path / "MRPC", "dev.tsv", BOM + rows(MRPC_HEADER, ("0", "3", "4", "u", "v")))
     results = parse_task("mrpc", str(tmp_path))
     assert results["train"].examples == [("x", "y", "1")]
-    assert counts(results["valid"]) == (0, 0, 0)
+    assert counts(results["valid"]) == (1, 1, 0)
 
 
 def test_cola_no_header_four_columns_and_dev_without_final_newline(tmp_path):
@@ -111,7 +111,7 @@ def test_unbalanced_quotes_do_not_join_lines(tmp_path, task, header, label):
     write(tmp_path / task, "train.tsv", rows(header, ("0", 'What did "Bob say?', "He left.", label),
                                              ("1", "Who?", "Nobody.", label),
                                              ("2", "Why?", 'He said "no.', label)))
-    write(tmp_path / task, "dev.tsv", rows(header))
+    write(tmp_path / task, "dev.tsv", rows(header, ("0", "Dev?", "Yes.", label)))
     train = parse_task(task, str(tmp_path))["train"]
     assert counts(train) == (3, 3, 0)
     assert train.examples == [('What did "Bob say?', "He left.", label), ("Who?", "Nobody.", label),
@@ -245,7 +245,7 @@ def test_line_breaks_inside_fields_become_spaces_and_crlf_is_accepted(tmp_path):
     header = ("index", "sentence1", "sentence2", "label")
     write(tmp_path / "RTE", "train.tsv", "\r\n".join("\t".join(r) for r in (
         header, ("0", "a\rb", "c\u2028d", "entailment"), ("1", "e", "f", "not_entailment"))) + "\r\n")
-    write(tmp_path / "RTE", "dev.tsv", rows(header))
+    write(tmp_path / "RTE", "dev.tsv", rows(header, ("0", "g", "h", "entailment")))
     train = parse_task("RTE", str(tmp_path))["train"]
     assert train.examples == [("a b", "c d", "entailment"), ("e", "f", "not_entailment")]
     assert (train.read, train.written, train.skipped, train.normalised) == (2, 2, [], 1)
@@ -266,7 +266,8 @@ def test_missing_file_and_missing_column_are_errors_naming_the_file(tmp_path, ca
 
     write(tmp_path / "RTE", "dev.tsv", rows(header, ("0", "a", "b", "yes")))
     assert glue.main(["RTE", str(tmp_path), str(tmp_path / "out")]) == 1
-    assert f"error: every row of {tmp_path / 'RTE' / 'dev.tsv'} was skipped" in capsys.readouterr().err
+    assert (f"error: {tmp_path / 'RTE' / 'dev.tsv'}: no usable rows (1 data rows read, 1 skipped: line 2: "
+            "label 'yes' not in {entailment, not_entailment})") in capsys.readouterr().err
 
     assert glue.main(["XNLI", str(tmp_path), str(tmp_path / "out")]) == 1
     assert "unknown GLUE task 'XNLI'" in capsys.readouterr().err
@@ -430,3 +431,52 @@ def test_prepare_rte_end_to_end_then_fairseq_train(tmp_path, tiny_bpe):
         assert f"| {method} | {max(bests):.1f} / {sum(bests) / 2:.1f} |" in table
     figure = sweep_dir / "report" / "figure1.png"
     assert figure.stat().st_size > 0 and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- bad input: refused before any work, or skipped and listed; nothing of the user's deleted -----
+
+def write_sst2(folder, train=(("a gorgeous film", "1"), ("no wit", "0")), dev=(("a charming journey", "1"),)):
+    write(folder, "train.tsv", rows(("sentence", "label"), *train))
+    write(folder, "dev.tsv", rows(("sentence", "label"), *dev))
+
+
+def test_header_only_splits_are_refused_naming_the_file(tmp_path):
+    write_sst2(tmp_path / "SST-2", dev=())
+    with pytest.raises(GlueFormatError, match=r"dev.tsv: no usable rows \(0 data rows read"):
+        parse_task("SST-2", str(tmp_path))
+    write_sst2(tmp_path / "SST-2", train=())
+    with pytest.raises(GlueFormatError, match=r"SST-2/train.tsv: no usable rows"):
+        parse_task("SST-2", str(tmp_path))
+
+
+def test_sentences_without_a_visible_character_are_skipped_and_listed(tmp_path):
+    write_sst2(tmp_path / "SST-2", train=(("a gorgeous film", "1"), ("\u200b\u200b", "0"), ("\x07 \x1b", "1"),
+                                          ("no wit", "0")))
+    train = parse_task("SST-2", str(tmp_path))["train"]
+    assert counts(train) == (4, 2, 2)
+    assert [n for n, _ in train.skipped] == [3, 4]
+    assert all("no visible character" in why for _, why in train.skipped)
+
+
+def test_lines_that_encode_to_no_token_are_refused(tmp_path):
+    from r3f_experiments.data.glue_binarize import check_no_empty_lines
+
+    good, bad = write(tmp_path, "good.bpe", "31 42\n7\n"), write(tmp_path, "bad.bpe", "31 42\n\n7\n \n")
+    check_no_empty_lines([good])
+    with pytest.raises(GlueFormatError, match=r"bad.bpe: 2 line\(s\) encode to no token \(lines 2, 4\)"):
+        check_no_empty_lines([good, bad])
+
+
+def test_prepare_never_deletes_the_source_or_foreign_folders(tmp_path, tiny_bpe):
+    out = tmp_path / "d"
+    write_sst2(out / "raw" / "SST-2")  # GLUE_DIR = OUT_DIR/raw: the source is OUT_DIR/raw/SST-2
+    proc = prepare("SST-2", str(out / "raw"), str(out), env=tiny_bpe)
+    assert proc.returncode != 0 and "is, holds or lies inside the source folder" in proc.stderr
+    assert sorted(os.listdir(out / "raw" / "SST-2")) == ["dev.tsv", "train.tsv"]
+
+    source, foreign = tmp_path / "glue", tmp_path / "out" / "SST-2-bin"
+    write_sst2(source / "SST-2")
+    write(foreign, "notes.txt", "mine")
+    proc = prepare("SST-2", str(source), str(tmp_path / "out"), env=tiny_bpe)
+    assert proc.returncode != 0 and "exists and was not written by prepare.sh" in proc.stderr
+    assert (foreign / "notes.txt").read_text() == "mine"

@@ -55,10 +55,10 @@ def test_yaml_and_command_are_one_run(family, names):
     """Every flag of the command is in the YAML at the place fairseq's hydra config keeps it."""
     module = {"glue": glue, "xnli": xnli, "summarization": summarization}[family]
     cfg = OmegaConf.create(module.yaml_config(*names))
-    settings = module.settings(*names, data="D", user_dir="U", restore_file="R")
+    settings = module.settings(*names, data="D", user_dir="U", pretrained="R")
     assert len([s for s in settings if s.flag]) > 30
     for s in settings:
-        if s.flag == "--restore-file":  # the user's pre-trained model: required on the command line
+        if s.flag == "--finetune-from-model":  # the user's pre-trained model: required on the command line
             assert OmegaConf.is_missing(cfg[s.group], s.key)
             continue
         value = cfg[s.group][s.key]
@@ -79,14 +79,14 @@ def test_paper_values_in_the_tables():
     def flags(argv):
         return {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
 
-    rte = flags(glue.command("RTE", "r3f", fairseq_train="FT", data="D", user_dir="U", restore_file=""))
+    rte = flags(glue.command("RTE", "r3f", fairseq_train="FT", data="D", user_dir="U", pretrained=""))
     assert (rte["--lr"], rte["--max-update"], rte["--batch-size"], rte["--warmup-updates"]) == ("1e-5", "3120", "8", "187")
-    assert "--restore-file" not in rte  # "" = random init
-    cnn = flags(summarization.command("cnn_dm", "r3f", fairseq_train="FT", data="D", user_dir="U", restore_file="R"))
+    assert "--finetune-from-model" not in rte and "--restore-file" not in rte  # "" = random init
+    cnn = flags(summarization.command("cnn_dm", "r3f", fairseq_train="FT", data="D", user_dir="U", pretrained="R"))
     assert (cnn["--max-tokens"], cnn["--max-update"], cnn["--warmup-updates"], cnn["--r3f-lambda"]) == \
         ("1024", "80000", "1000", "1.0")
     assert (cnn["--lr"], cnn["--clip-norm"], cnn["--adam-eps"]) == ("3e-5", "0.1", "1e-8")
-    x = flags(xnli.command("std", fairseq_train="FT", data="D", user_dir="U", restore_file="R"))
+    x = flags(xnli.command("std", fairseq_train="FT", data="D", user_dir="U", pretrained="R"))
     assert (x["--lr"], x["--max-update"], x["--num-classes"]) == ("3e-5", "450000", "3")
     assert summarization.generation_flags("cnn_dm")[:4] == ["--beam", "4", "--lenpen", "2.0"]
 

@@ -294,3 +294,73 @@ def test_old_logs_are_kept(tmp_path):
         log.write_text(f"attempt {n}")
         assert sweep_py.keep_old_log(str(log)) == f"{log}.{n}"
     assert not log.exists() and (tmp_path / "train.log.2").read_text() == "attempt 2"
+
+
+# ---- names checked up front, parallel runs through submitit, fresh starts refused ----------------
+
+def test_run_needs_names_and_checks_them_against_train_sh(tmp_path):
+    for args, message in (([], "name the runs: --tasks"),
+                          (["--tasks", "RTX", "--methods", "std"], "unknown task(s) RTX; scripts/glue/train.sh takes"),
+                          (["--tasks", "RTE", "--methods", "std", "r5f"], "unknown method(s) r5f"),
+                          (["--tasks", "RTE", "--methods", "std", "--jobs", "0"], "--jobs must be >= 1")):
+        proc = subprocess.run([*SWEEP, "run", "--out-dir", str(tmp_path), *args], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+    assert not os.listdir(tmp_path)  # nothing was started
+    # print (a dry run) may still list the whole grid
+    printed = sweep("print", "--out-dir", str(tmp_path)).splitlines()
+    assert len(printed) == len(sweep_py.TASKS) * len(sweep_py.METHODS) * 10
+
+
+def test_jobs_run_through_submitit_and_a_failing_run_is_reported_failed(tmp_path, synthetic_data):
+    """Two tiny fairseq-train runs at once through submitit's local executor (the code path of
+    --cluster slurm): the good one done, the bad one (an unknown method) failed, exit status 1."""
+    pytest.importorskip("submitit")
+    glue_bin = glue_bin_with_valid1(synthetic_data, str(tmp_path / "glue_bin"))
+    train = write_train_script(str(tmp_path / "train.sh"), glue_bin)
+    out = str(tmp_path / "out")
+    proc = subprocess.run([*SWEEP, "run", "--out-dir", out, "--tasks", TASK, "--methods", "std", "bad",
+                           "--seeds", "1", "--jobs", "2", "--poll-seconds", "0.5",
+                           "--command", f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"[sweep] {TASK} std seed 1: done in" in proc.stdout
+    assert any(line.startswith(f"[sweep] {TASK} bad seed 1: FAILED (exit 2)") for line in lines)
+    assert "2 runs: 0 finished, 2 to run (submitit, local, 2 at a time)" in proc.stdout
+    assert "[sweep] 1 done, 0 running, 1 failed, 0 pending" in proc.stdout
+    assert os.path.isdir(os.path.join(out, ".submitit"))
+    assert "unknown method bad" in open(os.path.join(out, TASK, "bad", "seed1", "train.log")).read()
+
+
+def test_fresh_start_instead_of_the_pretrained_model_is_not_counted(swept, tmp_path):
+    """fairseq's --restore-file treats a missing file as "start fresh" and exits 0: such a run is
+    no result, in the report and for the sweep (which runs it again)."""
+    out = tmp_path / "out"
+    fresh = out / TASK / "std" / "seed1"
+    fresh.mkdir(parents=True)
+    (fresh / "train.log").write_text(
+        "2026-01-01 00:00:00 | INFO | fairseq.trainer | No existing checkpoint found /nope/model.pt\n"
+        + read_log(swept["out"], "std", 1))
+    assert not sweep_py.is_finished(str(fresh / "train.log"))
+    proc = subprocess.run([*SWEEP, "report", "--out-dir", str(out), "--no-plots"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert ("not counted: started from random init: the pre-trained model /nope/model.pt does not exist"
+            in proc.stderr)
+
+
+def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
+    """train.sh resumes a killed run from checkpoint_last.pt: its validations before the kill are
+    in train.log.1, and they count."""
+    whole = read_log(swept["out"], "std", 1)
+    lines = whole.splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if "| valid | {" in line) + 1
+    run = tmp_path / TASK / "std" / "seed1"
+    run.mkdir(parents=True)
+    (run / "train.log.1").write_text("".join(lines[:cut]))
+    (run / "train.log").write_text(f"| INFO | fairseq.trainer | Loaded checkpoint {run}/checkpoint_last.pt (epoch 2 "
+                                   "@ 10 updates)\n" + "".join(lines[cut:]))
+    assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") == whole.count("| valid | {")
+    (run / "train.log").write_text("".join(lines[cut:]))  # not a resume: the older log is not read
+    assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") < whole.count("| valid | {")

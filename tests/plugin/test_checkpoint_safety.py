@@ -64,3 +64,27 @@ def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path, where):
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path)
     assert not marker.exists()
+
+
+def test_torch_without_a_weights_only_default_is_refused():
+    """Before torch 2.6, torch.load unpickles anything: the allow-list would protect nobody."""
+    from fairseq_r3f.checkpoint_safety import require_weights_only_torch
+
+    with pytest.raises(ImportError, match=r"needs torch >= 2.6 \(found 2.5.1\)"):
+        require_weights_only_torch("2.5.1")
+    require_weights_only_torch("2.6.0+cu124")
+    require_weights_only_torch(torch.__version__)
+    setup_py = open(os.path.join(os.path.dirname(__file__), "..", "..", "setup.py")).read()
+    assert '"torch>=2.6"' in setup_py
+
+
+def test_empty_or_truncated_checkpoint_names_the_file(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pt: not a readable checkpoint \(0 bytes\)"):
+        checkpoint_utils.load_checkpoint_to_cpu(str(empty))
+    truncated = tmp_path / "truncated.pt"
+    published_style_checkpoint(tmp_path / "whole.pt")
+    truncated.write_bytes((tmp_path / "whole.pt").read_bytes()[:300])
+    with pytest.raises(ValueError, match=r"truncated.pt: not a readable checkpoint \(300 bytes\)"):
+        checkpoint_utils.load_checkpoint_to_cpu(str(truncated))

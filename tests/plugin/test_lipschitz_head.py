@@ -70,3 +70,33 @@ def test_make_head_lipschitz_is_idempotent_and_bounds_every_matrix():
 def test_make_head_lipschitz_needs_a_linear():
     with pytest.raises(TypeError, match="no nn.Linear"):
         make_head_lipschitz(torch.nn.Tanh())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_checkpoint_heads_convert_between_plain_and_r4f(arch, synthetic_data, caplog):
+    """A plain head restored into an R4F model is that head, spectrally normalised (fairseq alone
+    would put a fresh head in its place); an R4F head restored into a plain model computes
+    exactly what it computed (its effective weight W / sigma)."""
+    flags = [*ARCHS[arch], "--criterion", "sentence_prediction_r3f"]
+    *_, plain, _ = build_in_process(synthetic_data, *flags)
+    *_, r4f, _ = build_in_process(synthetic_data, *flags, "--spectral-norm-classification-head")
+    with torch.no_grad():  # a "trained" plain head, unlike the fresh R4F one
+        for p in plain.classification_heads[HEAD].parameters():
+            p.add_(torch.randn_like(p))
+    plain_head = plain.classification_heads[HEAD]
+    with caplog.at_level("WARNING"):
+        r4f.load_state_dict(plain.state_dict(), strict=True, model_cfg=None)
+    assert "plain weight loaded, spectrally normalised" in caplog.text
+    r4f.eval()
+    for name in ("dense", "out_proj"):
+        layer, trained = getattr(r4f.classification_heads[HEAD], name), getattr(plain_head, name).weight
+        assert torch.equal(layer.parametrizations.weight.original, trained)
+        assert torch.allclose(layer.weight, trained / torch.linalg.matrix_norm(trained, 2), atol=1e-5)
+
+    # and back: the R4F model's state into a fresh plain model gives the same outputs
+    *_, plain_again, _ = build_in_process(synthetic_data, *flags)
+    plain_again.load_state_dict(r4f.state_dict(), strict=True, model_cfg=None)
+    plain_again.eval()
+    features = torch.randn(4, 5, 64)
+    assert torch.allclose(plain_again.classification_heads[HEAD](features), r4f.classification_heads[HEAD](features),
+                          atol=1e-5)

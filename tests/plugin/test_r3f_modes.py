@@ -129,3 +129,20 @@ def test_logged_noise_carried_by_precision(dtype, low, high, synthetic_data, cap
     carried = log["noise_carried"].item() / size
     assert low < carried < high
     assert ("reaches the encoder's first layer" in caplog.text) == (dtype == torch.float16)
+
+
+def test_precision_warning_when_the_noise_stops_arriving_later(synthetic_data, caplog, monkeypatch):
+    """The noise_carried check runs at the first step and every PRECISION_CHECK_INTERVAL steps:
+    a drop later in training is reported (and its recovery), not only a loss at step 1."""
+    from fairseq_r3f.criterions import r3f_noise
+
+    monkeypatch.setattr(r3f_noise, "PRECISION_CHECK_INTERVAL", 3)
+    _, model, criterion = r3f(synthetic_data)
+    criterion.check_model(model)
+    with caplog.at_level("INFO", logger="fairseq_r3f.criterions.r3f_noise"):
+        for step, fraction in enumerate([1.0, 0.1, 0.1, 1.0, 1.0, 1.0, 0.4, 0.4, 0.4, 0.95], start=1):
+            criterion.watch_noise_carried(torch.tensor(fraction))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # checked at steps 1, 4, 7, 10: fine, fine, lost (warned once), back
+    assert len(warnings) == 1 and "only 40% of the --eps 0.01 noise" in warnings[0] and "step 7" in warnings[0]
+    assert any("reaches the encoder again (95% at training step 10)" in r.getMessage() for r in caplog.records)

@@ -56,3 +56,34 @@ def test_model_whose_embeddings_cannot_be_perturbed(synthetic_data):
 
     with pytest.raises(ValueError, match="--arch: NotATransformer has no fairseq TransformerEncoderBase"):
         criterion(NotATransformer(), valid_batch(task))
+
+
+@pytest.mark.parametrize("flags", [
+    ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "nan"],
+    ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "inf"],
+    ["--criterion", "sentence_prediction_r3f", "--eps", "nan"],
+    ["--criterion", "sentence_prediction_r3f", "--eps", "inf"],
+    ["--criterion", "sentence_prediction_smart", "--smart-lambda", "nan"],
+    ["--criterion", "sentence_prediction_smart", "--smart-step-size", "inf"],
+    ["--criterion", "sentence_prediction_smart", "--smart-noise-std", "inf"],
+    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-lr", "inf"],
+    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-init-mag", "inf"],
+    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-max-norm", "nan"],
+], ids=lambda flags: " ".join(flags[-2:]))
+def test_non_finite_flags_are_refused_naming_the_flag(flags, synthetic_data):
+    """nan passes every range check (nan < 0 and nan > 0 are both false): --r3f-lambda nan would
+    train without the KL, --adv-max-norm nan without projection, inf ends in nan gradients."""
+    with pytest.raises(ValueError, match=f"{flags[-2]} must be a finite number, got {flags[-1]}"):
+        build_in_process(synthetic_data, *TINY_ROBERTA, *flags)
+
+
+def test_non_finite_flags_of_the_summarization_criterion():
+    from fairseq_r3f.criterions.label_smoothed_cross_entropy_r3f import (
+        LabelSmoothedCrossEntropyR3FConfig,
+        LabelSmoothedCrossEntropyR3FCriterion,
+    )
+
+    for name in ("r3f_lambda", "eps", "label_smoothing"):
+        cfg = LabelSmoothedCrossEntropyR3FConfig(**{name: float("nan")})
+        with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be a finite number, got nan"):
+            LabelSmoothedCrossEntropyR3FCriterion(cfg, task=None)
