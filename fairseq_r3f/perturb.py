@@ -17,7 +17,7 @@ import torch
 from fairseq.models.transformer import TransformerEncoderBase
 from torch import nn
 
-from .method.noise import add_embedding_noise, add_noise, sample_embedding_noise
+from .method.noise import add_embedding_noise, add_noise, sample_embedding_noise, token_rms
 from .method.realised_noise import carried_fraction, intended_layer_input_change
 
 
@@ -77,25 +77,40 @@ class EmbeddingNoise:
     only by dropout. Called on embeddings, it returns ``x.detach() + z``: detached as in
     the authors' reference, so the noised pass does not train the embedding table.
     Every R3F criterion draws its noise here, so the noise means the same in each.
+
+    ``relative``: ``eps`` is a fraction of the RMS of the embeddings it is added to (over the
+    positions where ``keep`` is true, e.g. non-pad tokens), so z is drawn at unit scale and
+    multiplied by eps x RMS when the embeddings are seen. ``applied`` is the z last added.
     """
 
-    def __init__(self, shape, eps: float, noise_type: str, device: torch.device):
-        self.eps, self.noise_type = eps, noise_type
-        self.z = None
+    def __init__(self, shape, eps: float, noise_type: str, device: torch.device, relative: bool = False,
+                 keep: Optional[torch.Tensor] = None):
+        self.eps, self.noise_type, self.relative, self.keep = eps, noise_type, relative, keep
+        self.z = self.applied = None
         if noise_type != "none":
-            self.z = sample_embedding_noise(shape, eps, noise_type, device)
+            # absolute: the draw is the noise itself, exactly as before relative scales existed
+            self.z = sample_embedding_noise(shape, 1.0 if relative else eps, noise_type, device)
+
+    def sigma(self, embeddings: torch.Tensor, keep: Optional[torch.Tensor] = None):
+        """The noise scale for ``embeddings``: eps, or eps x their RMS (a 0-dim tensor)."""
+        return self.eps * token_rms(embeddings, keep) if self.relative else self.eps
 
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         if self.z is None:
             return embeddings.detach()
-        return add_noise(embeddings.detach(), self.z)
+        self.applied = self.z * self.sigma(embeddings, self.keep) if self.relative else self.z
+        return add_noise(embeddings.detach(), self.applied)
 
     def fresh(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``x.detach() + z'`` with a new z' of ``embeddings``' shape, for inputs whose
-        shape is only known inside the forward pass (the decoder's, step by step)."""
+        shape is only known inside the forward pass (the decoder's, step by step; a relative
+        scale is taken over all of its positions)."""
         if self.noise_type == "none":
             return embeddings.detach()
-        return add_embedding_noise(embeddings.detach(), self.eps, self.noise_type)
+        if not self.relative:
+            return add_embedding_noise(embeddings.detach(), self.eps, self.noise_type)
+        unit = sample_embedding_noise(embeddings.shape, 1.0, self.noise_type, embeddings.device)
+        return add_noise(embeddings.detach(), unit * self.sigma(embeddings))
 
 
 @contextmanager

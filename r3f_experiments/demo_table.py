@@ -21,7 +21,9 @@ def summarise(log_path: str) -> dict:
         "last": accuracies[-1],
         "seconds": training_seconds(output),
         "symm_kl": logs["train"][-1].get("train_symm_kl", "-"),
-        "noise_carried": logs["train"][-1].get("train_noise_carried", "-"),
+        # measured at diagnosed steps only: the last epoch that holds one
+        "noise_carried": next((r["train_noise_carried"] for r in reversed(logs["train"])
+                               if "train_noise_carried" in r), "-"),
         "updates": logs["train"][-1]["train_num_updates"],
     }
 

@@ -8,15 +8,19 @@ _TRAINING_TIME = re.compile(r"done training in ([0-9.]+) seconds")
 
 
 def _json_records(output: str) -> Iterator[dict]:
-    """Every JSON object fairseq printed, one per line, after the line's logging prefix."""
+    """Every JSON object fairseq printed, one per line, after the line's logging prefix.
+
+    Keys printed as null are left out: fairseq prints a metric that had no value in that log
+    interval or epoch (e.g. the R3F diagnostics between diagnosed steps) as null."""
     for line in output.splitlines():
         start = line.find("{")
         if start < 0 or not line.rstrip().endswith("}"):
             continue
         try:
-            yield json.loads(line[start:])
+            record = json.loads(line[start:])
         except json.JSONDecodeError:
             continue
+        yield {k: v for k, v in record.items() if v is not None}
 
 
 def parse_json_logs(output: str) -> Dict[str, List[dict]]:

@@ -105,6 +105,7 @@ class Run(NamedTuple):
     method: str
     seed: int
     save_dir: str
+    command: str = ""  # this run's own command template, where runs differ by more than their fields
 
     @property
     def log(self) -> str:
@@ -130,9 +131,9 @@ def plan(out_dir: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequ
 
 
 def format_command(template: str, run: Run) -> str:
-    """The template with the run's fields substituted, shell-quoted."""
+    """The run's own template (or ``template``) with the run's fields substituted, shell-quoted."""
     q = shlex.quote
-    return template.format(task=q(run.task), method=q(run.method), seed=run.seed,
+    return (run.command or template).format(task=q(run.task), method=q(run.method), seed=run.seed,
                            save_dir=q(run.save_dir), log=q(run.log))
 
 
@@ -269,7 +270,8 @@ def _progress(done, running, failed, pending, durations, jobs) -> str:
 
 
 def run_with_submitit(args, runs: List[Run]) -> List[Run]:
-    """At most --jobs runs at a time through submitit; returns the failed runs."""
+    """At most ``args.jobs`` runs at a time through submitit (``args``: the run options of
+    ``build_parser``: command, jobs, cluster, ...); returns the failed runs."""
     executor = make_executor(args)
     pending, running, failed, durations = list(runs), {}, [], []
     done = 0

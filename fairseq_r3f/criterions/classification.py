@@ -23,6 +23,7 @@ from fairseq.logging import metrics
 
 from ..method.divergence import symmetric_kl
 from ..perturb import find_token_encoder
+from .r3f_noise import reduce_noise_diagnostics
 from .classification_metrics import confusion_counts, confusion_matrix, f1_score, matthews_corrcoef
 
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
@@ -174,8 +175,7 @@ class ConsistencyClassificationCriterion(FairseqCriterion):
             metrics.log_scalar("accuracy", 100.0 * total("ncorrect") / nsentences, nsentences, round=1)
         if any("symm_kl" in log for log in logging_outputs):
             metrics.log_scalar("symm_kl", total("symm_kl") / nsentences, nsentences, round=6)
-        if any("noise_carried" in log for log in logging_outputs):
-            metrics.log_scalar("noise_carried", total("noise_carried") / nsentences, nsentences, round=3)
+        reduce_noise_diagnostics(logging_outputs)  # R3F's, at its diagnosed steps (none for SMART)
 
         # Counts are summed over the whole log interval / validation set, then turned
         # into MCC and F1 once (averaging per-batch MCCs would be wrong).

@@ -37,7 +37,7 @@ from fairseq.logging import metrics
 from ..method.divergence import symmetric_kl_of_log_probs
 from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
 from .classification import token_encoder_of
-from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin
+from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, reduce_noise_diagnostics
 
 
 @dataclass
@@ -89,19 +89,43 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         self._checked_model = model
 
     def perturbed_passes(self, model, sample):
-        """Clean and noised outputs of the model, and {"noise_carried": ...} when measurable."""
+        """Clean and noised outputs of the model, and at a diagnosed step the diagnostics'
+        logging entries (noise_kl per target token, like symm_kl)."""
         net_input = sample["net_input"]
         noise = self.draw_noise(net_input["src_tokens"])
-        probe = self.embedding_probe(noise)
+        due = self.diagnostics_due()
+        probe = self.embedding_probe(noise, due)
+
+        def noised_context(on=True):
+            stack = contextlib.ExitStack()
+            if on:
+                stack.enter_context(perturbed_token_embeddings(self._encoder, noise))
+                if self.decoder_noise:
+                    stack.enter_context(perturbed_decoder_embeddings(model.decoder, noise.fresh))
+            return stack
+
         with probe or contextlib.nullcontext():
             net_output = model(**net_input)
-            with contextlib.ExitStack() as noised:
-                noised.enter_context(perturbed_token_embeddings(self._encoder, noise))
-                if self.decoder_noise:
-                    noised.enter_context(perturbed_decoder_embeddings(model.decoder, noise.fresh))
+            with noised_context():
                 noised_output = model(**net_input)
+        if not due:
+            return net_output, noised_output, self.no_diagnostics()
+
+        def run(on):
+            with noised_context(on):
+                return model(**net_input)
+
         nsentences = sample["target"].size(0)
-        return net_output, noised_output, self.carried_logs(probe, noise, net_input["src_tokens"], nsentences)
+        diagnostics = self.noise_diagnostics(
+            run, lambda clean, noised: self._outputs_symm_kl(model, clean, noised, sample), noise, probe,
+            net_input["src_tokens"], nsentences=nsentences,
+            kl_weight=nsentences if self.sentence_avg else sample["ntokens"])
+        return net_output, noised_output, diagnostics
+
+    def _outputs_symm_kl(self, model, clean_output, noised_output, sample):
+        """KL_S of two outputs summed over the non-pad target positions (diagnostics)."""
+        lprobs, target = self.get_lprobs_and_target(model, clean_output, sample)
+        return self._target_symm_kl(lprobs.float(), noised_output, target.ne(self.padding_idx))
 
     def _target_symm_kl(self, lprobs, noised_output, keep):
         """KL_S summed over the non-pad target positions the task loss counts (``keep``);
@@ -158,12 +182,10 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             return sum(log.get(key, 0) for log in logging_outputs)
 
         sample_size = total("sample_size")
-        nsentences = total("nsentences")
         if any("symm_kl" in log for log in logging_outputs):
             # per target token (per sentence with --sentence-avg): the unit lambda multiplies
             metrics.log_scalar("symm_kl", total("symm_kl") / sample_size, sample_size, round=6)
-        if any("noise_carried" in log for log in logging_outputs):
-            metrics.log_scalar("noise_carried", total("noise_carried") / nsentences, nsentences, round=3)
+        reduce_noise_diagnostics(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

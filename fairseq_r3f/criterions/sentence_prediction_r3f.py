@@ -25,7 +25,8 @@ from fairseq.criterions import register_criterion
 
 from ..perturb import RngState, perturbed_token_embeddings
 from .classification import ClassificationHeadConfig, ConsistencyClassificationCriterion
-from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin
+from ..method.divergence import symmetric_kl
+from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, noised_if
 
 
 @dataclass
@@ -74,14 +75,15 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
         self.same_dropout = cfg.r3f_same_dropout
 
     def perturbed_passes(self, model, sample):
-        """Clean logits, noised logits and {"noise_carried": ...} when it is measurable.
+        """Clean logits, noised logits and, at a diagnosed step, the diagnostics' logging entries.
 
         Noise is drawn first, so that with --r3f-same-dropout the replayed RNG state covers
         the dropout draws only.
         """
         src_tokens = sample["net_input"]["src_tokens"]
         noised = self.draw_noise(src_tokens)
-        probe = self.embedding_probe(noised)
+        due = self.diagnostics_due()
+        probe = self.embedding_probe(noised, due)
 
         with probe or contextlib.nullcontext():
             if self.stack_passes:
@@ -101,4 +103,14 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
                 grad = torch.no_grad() if self.one_sided else contextlib.nullcontext()
                 with grad, perturbed_token_embeddings(self._encoder, noised):
                     noised_logits = self.classify(model, sample)
-        return logits, noised_logits, self.carried_logs(probe, noised, src_tokens, src_tokens.size(0))
+        if not due:
+            return logits, noised_logits, self.no_diagnostics()
+
+        def run(on):
+            with noised_if(self._encoder, noised, on):
+                return self.classify(model, sample)
+
+        diagnostics = self.noise_diagnostics(
+            run, lambda p, q: symmetric_kl(p, q).sum(), noised, probe, src_tokens,
+            nsentences=src_tokens.size(0), kl_weight=src_tokens.size(0))
+        return logits, noised_logits, diagnostics

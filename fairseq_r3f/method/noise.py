@@ -55,3 +55,15 @@ def add_embedding_noise(
         embeddings.shape, eps, noise_type, embeddings.device, compute_dtype, generator
     )
     return add_noise(embeddings, noise)
+
+
+def token_rms(embeddings: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Root mean square of the entries of ``embeddings`` (batch, length, dim), in fp32, over the
+    positions where ``keep`` (batch, length) is true (all when None): the scale that
+    ``--noise-scale relative`` measures sigma in. A 0-dim tensor, so no device sync."""
+    squares = embeddings.detach().float().pow(2)
+    if keep is None:
+        return squares.mean().sqrt()
+    weights = keep.unsqueeze(-1).to(squares.dtype)
+    count = weights.sum() * squares.size(-1)
+    return ((squares * weights).sum() / count.clamp_min(1)).sqrt()

@@ -36,7 +36,7 @@ def build(data_dir, arch, eps, device):
 
     argv = [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction",
             "--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
-            "--criterion", "sentence_prediction_r3f", "--eps", str(eps),
+            "--criterion", "sentence_prediction_r3f", "--eps", str(eps), "--r3f-diagnostics-interval", "1",
             *(TINY if arch == "tiny" else ["--arch", arch])]
     cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
     task = tasks.setup_task(cfg.task)

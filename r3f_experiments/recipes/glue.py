@@ -138,6 +138,7 @@ def sentence_prediction_settings(
     dropout: str, methods: List[Setting], report: List[Setting], adam_betas: str, adam_eps: str,
     weight_decay: str, lr: str, updates: int, warmup_percent: int, batch: List[Setting], seed: int,
     save_dir: Optional[str], valid_subset: str, metric: str, precision: Sequence[str], yaml: bool,
+    separator_token: Optional[int] = 2,
 ) -> List[Setting]:
     """A RoBERTa / XLM-R fine-tuning run (GLUE and XNLI share its shape), in command-line order.
 
@@ -152,7 +153,9 @@ def sentence_prediction_settings(
         yaml_only("task", "data", data) if yaml else None,
         *pretrained_settings(pretrained),
         flag("--task", task_name, "task", "_name"), flag("--num-classes", num_classes, "task"),
-        flag("--init-token", 0, "task"), flag("--separator-token", 2, "task"),
+        flag("--init-token", 0, "task"),
+        # RoBERTa's <s> A </s></s> B </s>; None for a BERT converted with WordPiece: <s> A </s> B </s>
+        flag("--separator-token", separator_token, "task") if separator_token is not None else None,
         flag("--max-positions", MAX_POSITIONS, "task"),
         flag("--arch", arch, "model", "_name"), flag("--dropout", dropout, "model"),
         flag("--attention-dropout", dropout, "model"),
@@ -184,7 +187,7 @@ def sentence_prediction_settings(
 def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Optional[str],
              arch: str = "roberta_large", seed: int = 1, save_dir: Optional[str] = None,
              r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE, smart_lambda: str = SMART_LAMBDA,
-             precision: Sequence[str] = (), yaml: bool = False) -> List[Setting]:
+             precision: Sequence[str] = (), yaml: bool = False, separator_token: Optional[int] = 2) -> List[Setting]:
     """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order."""
     check(task, method)
     report = {"mcc": [flag("--report-mcc", True, "criterion")],
@@ -198,7 +201,7 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
         updates=max_update(task, method), warmup_percent=WARMUP_PERCENT,
         batch=[flag("--batch-size", BATCH_SIZE[task], "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
         seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=METRIC[task],
-        precision=precision, yaml=yaml)
+        precision=precision, yaml=yaml, separator_token=separator_token)
 
 
 def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:

@@ -16,7 +16,8 @@
 # Paths from the environment: GLUE_BIN (default glue_bin; TASK-bin inside, from
 # scripts/glue/prepare.sh), ROBERTA (pre-trained model.pt, default roberta.large/model.pt;
 # empty = random init), ARCH (default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
-# (default: --amp when a GPU is present). Flags after `--` come last and override the rest.
+# (default: --amp when a GPU is present), NO_SEPARATOR_TOKEN=1 (for a BERT converted with
+# WordPiece: <s> A </s> B </s>, BERT's [CLS] A [SEP] B [SEP]; model flags go after `--`). Flags after `--` come last and override the rest.
 # DRY_RUN=1 prints the command instead of running it.
 #
 # Rerun after a kill, the same command resumes from SAVE_DIR/checkpoint_last.pt (fairseq's
@@ -42,5 +43,5 @@ require_inputs ROBERTA "${GLUE_BIN}/${TASK}-bin/input0/dict.txt" \
 recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrained "$ROBERTA" \
     --arch "${ARCH:-roberta_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
-    ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"}
+    ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token}
 run_recipe

@@ -123,7 +123,9 @@ def test_symm_kl_is_zero_without_noise_and_dropout_and_noise_reaches_encoder_onl
 
     # with noise, decoder inputs stay clean unless --r3f-decoder-noise
     for flags, decoder_changes in (([], False), (["--r3f-decoder-noise"], True)):
-        task, model, criterion = build(prepared, "--eps", "1e-2", *NO_DROPOUT, *flags)
+        # diagnostics off: their extra passes would reach the decoder too
+        task, model, criterion = build(prepared, "--eps", "1e-2", "--r3f-diagnostics-interval", "0", *NO_DROPOUT,
+                                       *flags)
         inputs = []
         hook = model.decoder.layers[0].register_forward_pre_hook(lambda m, a: inputs.append(a[0]))
         try:
@@ -200,7 +202,9 @@ def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, t
                        "--max-update", "30", "--total-num-update", "40", env=env)
     logs = fairseq_logs(first.stdout + first.stderr)
     inner = logs["train_inner"]
-    assert {"loss", "nll_loss", "ppl", "symm_kl", "noise_carried"} <= set(inner[0])
+    assert {"loss", "nll_loss", "ppl", "symm_kl", "noise_carried", "noise_kl", "embed_rms", "noise_to_embed"} \
+        <= set(inner[0])  # the first step is diagnosed
+    assert float(inner[0]["noise_to_embed"]) == pytest.approx(1e-3 / float(inner[0]["embed_rms"]), rel=1e-3)
     assert float(inner[-1]["loss"]) < float(inner[0]["loss"])
     assert all(float(r["symm_kl"]) > 0 for r in inner)
     assert "symm_kl" not in logs["valid"][-1]  # no noised pass in evaluation
@@ -284,12 +288,15 @@ def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
 
     args = [os.path.join(prepared, "bin"), "--user-dir", os.path.join(REPO, "fairseq_r3f"), *SEQ2SEQ,
             *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f", "--label-smoothing", "0.1",
-            "--eps", "1e-3", "--max-tokens", "1024", "--max-update", "6", "--log-format", "json",
+            "--eps", "1e-3", "--r3f-diagnostics-interval", "2", "--max-tokens", "1024", "--max-update", "6",
+            "--log-format", "json",
             "--log-interval", "2", "--save-dir", str(tmp_path / "ckpt"), "--no-epoch-checkpoints"]
     rank0, rank1 = launch_workers("fairseq-train", args, str(tmp_path))
     assert "training on 2 devices" in rank0 and "as rank 1" in rank1 and "done training" in rank0
     inner = json_records(rank0, "train_inner")
-    assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and "ppl" in r for r in inner)
+    # diagnosed at steps 1, 3, 5: every log interval of 2 updates holds one
+    assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and r["noise_kl"] > 0 and "ppl" in r
+                         for r in inner)
     assert json_records(rank0, "valid")[-1]["valid_num_updates"] == 6
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 

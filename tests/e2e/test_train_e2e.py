@@ -151,6 +151,8 @@ def test_bart_r3f_stacked_trains(tmp_path, synthetic_data):
     """BART's classification input (src_tokens, src_lengths, prev_output_tokens) stacked to 2n."""
     output = train(synthetic_data, tmp_path, *TINY_BART, "--r3f-stack-passes", "--max-update", "40")
     logs = check_training_log(output, 40, min_valid_accuracy=60)
-    assert float(logs["train"][-1]["train_noise_carried"]) == pytest.approx(1.0, abs=0.05)
+    # measured at diagnosed steps (the first, then every 100): the epochs that hold one
+    carried = [float(r["train_noise_carried"]) for r in logs["train"] if "train_noise_carried" in r]
+    assert carried and all(c == pytest.approx(1.0, abs=0.05) for c in carried)
     model, _ = load_ensemble(str(tmp_path), synthetic_data)
     assert not any(parametrize.is_parametrized(layer) for layer in head_matrices(model))

@@ -11,7 +11,8 @@ import pytest
 LIGHT_MODULES = ["r3f_experiments.sweep", "r3f_experiments.probing", "r3f_experiments.convert_hf",
                  "r3f_experiments.rouge", "r3f_experiments.demo_table", "r3f_experiments.fairseq_logs",
                  "r3f_experiments.recipes.__main__", "r3f_experiments.data.glue", "r3f_experiments.data.xnli",
-                 "r3f_experiments.data.mrpc", "r3f_experiments.data.wordpiece", "r3f_experiments.bench.wall_time"]
+                 "r3f_experiments.data.mrpc", "r3f_experiments.data.wordpiece", "r3f_experiments.bench.wall_time",
+                 "r3f_experiments.sigma_sweep"]
 CONSOLE_SCRIPTS = ["r3f-convert-hf", "r3f-sweep", "r3f-probing", "r3f-recipe"]
 
 

@@ -364,3 +364,14 @@ def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
     assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") == whole.count("| valid | {")
     (run / "train.log").write_text("".join(lines[cut:]))  # not a resume: the older log is not read
     assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") < whole.count("| valid | {")
+
+
+def test_metrics_printed_as_null_are_left_out_of_the_records():
+    """fairseq prints a metric with no value in an interval (the R3F diagnostics between
+    diagnosed steps) as null: the record leaves it out, so a reader finds only measured values."""
+    log = ('2026-01-01 00:00:00 | INFO | train_inner | {"epoch": 1, "update": 10, "loss": "0.5", '
+           '"noise_kl": null, "noise_carried": "1"}\n'
+           '2026-01-01 00:00:01 | INFO | train | {"epoch": 1, "train_loss": "0.4", "train_noise_kl": null}\n')
+    logs = fairseq_logs(log)
+    assert logs["train_inner"] == [{"epoch": 1, "update": 10, "loss": "0.5", "noise_carried": "1"}]
+    assert logs["train"] == [{"epoch": 1, "train_loss": "0.4"}]

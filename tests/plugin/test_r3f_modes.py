@@ -97,7 +97,8 @@ def test_noise_none_is_dropout_consistency(synthetic_data):
     task, model, criterion = r3f(synthetic_data, "--noise-type", "none")
     log = criterion(model, valid_batch(task))[2]
     assert log["symm_kl"].item() > 1e-4
-    assert "noise_carried" not in log
+    assert log["_diag_carried_sentences"] == log["noise_kl"] == log["_diag_kl_weight"] == 0  # no noise to measure
+    assert log["_diag_sentences"] > 0  # the first step is diagnosed: embed_rms is measured
     task, model, criterion = r3f(synthetic_data, "--noise-type", "none", *NO_DROPOUT)
     assert criterion(model, valid_batch(task))[2]["symm_kl"].item() < 1e-10
 
@@ -131,18 +132,18 @@ def test_logged_noise_carried_by_precision(dtype, low, high, synthetic_data, cap
     assert ("reaches the encoder's first layer" in caplog.text) == (dtype == torch.float16)
 
 
-def test_precision_warning_when_the_noise_stops_arriving_later(synthetic_data, caplog, monkeypatch):
-    """The noise_carried check runs at the first step and every PRECISION_CHECK_INTERVAL steps:
-    a drop later in training is reported (and its recovery), not only a loss at step 1."""
-    from fairseq_r3f.criterions import r3f_noise
-
-    monkeypatch.setattr(r3f_noise, "PRECISION_CHECK_INTERVAL", 3)
+def test_precision_warning_when_the_noise_stops_arriving_later(synthetic_data, caplog):
+    """noise_carried is checked at every diagnosed step: a drop later in training is reported
+    (once, until it recovers, which is reported too), not only a loss at step 1."""
     _, model, criterion = r3f(synthetic_data)
     criterion.check_model(model)
     with caplog.at_level("INFO", logger="fairseq_r3f.criterions.r3f_noise"):
-        for step, fraction in enumerate([1.0, 0.1, 0.1, 1.0, 1.0, 1.0, 0.4, 0.4, 0.4, 0.95], start=1):
+        for step, fraction in zip((1, 101, 201, 301, 401), (1.0, 0.4, 0.4, 0.95, 0.3)):
+            criterion._training_steps = step
             criterion.watch_noise_carried(torch.tensor(fraction))
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    # checked at steps 1, 4, 7, 10: fine, fine, lost (warned once), back
-    assert len(warnings) == 1 and "only 40% of the --eps 0.01 noise" in warnings[0] and "step 7" in warnings[0]
-    assert any("reaches the encoder again (95% at training step 10)" in r.getMessage() for r in caplog.records)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    warnings = [m for level, m in messages if level == "WARNING"]
+    assert len(warnings) == 2
+    assert "only 40% of the --eps 0.01 noise" in warnings[0] and "training step 101" in warnings[0]
+    assert "only 30%" in warnings[1] and "training step 401" in warnings[1]
+    assert ("INFO", "R3F: the noise reaches the encoder again (95% at training step 301)") in messages
