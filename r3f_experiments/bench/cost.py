@@ -10,9 +10,10 @@ data with the same seed, each in its own process through fairseq's own trainer
 - step time and peak memory, as ratios to standard.
 
     standard         fairseq's sentence_prediction                      (1 fwd + 1 bwd)
-    r3f              sentence_prediction_r3f, default                   (2 + 2)
+    r3f              sentence_prediction_r3f, default (--r3f-passes auto: stacked on CUDA, two on CPU)
+    r3f-two          --r3f-passes two                                   (2 + 2)
     r3f-one-sided    --r3f-one-sided (noised pass without graph)        (2 + 1: the paper's count)
-    r3f-stacked      --r3f-stack-passes (one batch of 2n)               (2 + 2, as one pass)
+    r3f-stacked      --r3f-passes stacked (one batch of 2n)             (2 + 2, as one pass)
     r4f              r3f + --spectral-norm-classification-head
     smart-K1/K2      sentence_prediction_smart --smart-steps K          (K + 2 each)
     freelb-K1/K2/K3  --task sentence_prediction_adv --adv-steps K       (K + 1 each)
@@ -46,7 +47,8 @@ CONFIGS = {
     "standard": ["--criterion", "sentence_prediction"],
     "r3f": R3F,
     "r3f-one-sided": R3F + ["--r3f-one-sided"],
-    "r3f-stacked": R3F + ["--r3f-stack-passes"],
+    "r3f-two": R3F + ["--r3f-passes", "two"],
+    "r3f-stacked": R3F + ["--r3f-passes", "stacked"],
     "r4f": R3F + ["--spectral-norm-classification-head"],
     **{f"smart-K{k}": SMART + ["--smart-steps", str(k)] for k in (1, 2)},
     **{f"freelb-K{k}": FREELB + ["--adv-steps", str(k)] for k in (1, 2, 3)},

@@ -4,9 +4,11 @@ These criterions train the same model on the same synthetic data with the same s
 
     standard        fairseq's --criterion sentence_prediction
     reference       the authors' sentence_prediction_r3f (fairseq/examples/rxf/rxf_src)
-    ours            this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f), default:
-                    two passes, gradients through both (the reference's semantics)
-    ours-stacked    ours with --r3f-stack-passes: clean and noised copies in one batch of 2n
+    ours            this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f), default
+                    (--r3f-passes auto: stacked on a CUDA device, two passes on a CPU); gradients
+                    through both passes (the reference's semantics)
+    ours-two        ours with --r3f-passes two: two forward passes
+    ours-stacked    ours with --r3f-passes stacked: clean and noised copies in one batch of 2n
     ours-one-sided  ours with --r3f-one-sided: noised pass without gradient (2 fwd + 1 bwd)
 
 Each run is its own subprocess, because the reference and this plugin register the same
@@ -49,8 +51,9 @@ import time
 
 from ..paths import plugin_dir
 
-CONFIGS = ("standard", "reference", "ours", "ours-stacked", "ours-one-sided")
-OUR_MODE_FLAGS = {"ours": [], "ours-stacked": ["--r3f-stack-passes"], "ours-one-sided": ["--r3f-one-sided"]}
+CONFIGS = ("standard", "reference", "ours", "ours-two", "ours-stacked", "ours-one-sided")
+OUR_MODE_FLAGS = {"ours": [], "ours-two": ["--r3f-passes", "two"], "ours-stacked": ["--r3f-passes", "stacked"],
+                  "ours-one-sided": ["--r3f-one-sided"]}
 R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
 TINY_ROBERTA = [
     "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",

@@ -48,6 +48,7 @@ def gradients(model, loss):
 
 
 @pytest.mark.parametrize("flags,one_sided", [([], False), (["--r3f-stack-passes"], False),
+                                             (["--r3f-passes", "stacked"], False), (["--r3f-passes", "two"], False),
                                              (["--r3f-one-sided"], True)])
 def test_gradients_equal_the_reference_formula(flags, one_sided, synthetic_data):
     task, model, criterion = r3f(synthetic_data, *NO_DROPOUT, *flags)
@@ -147,3 +148,40 @@ def test_precision_warning_when_the_noise_stops_arriving_later(synthetic_data, c
     assert "only 40% of the --eps 0.01 noise" in warnings[0] and "training step 101" in warnings[0]
     assert "only 30%" in warnings[1] and "training step 401" in warnings[1]
     assert ("INFO", "R3F: the noise reaches the encoder again (95% at training step 301)") in messages
+
+
+def test_auto_passes_are_chosen_by_device_and_logged_once(synthetic_data, monkeypatch, caplog):
+    """--r3f-passes auto (the default): stacked on a CUDA device, two passes elsewhere; either way
+    the loss and gradients equal the two-pass run's (dropout off, same noise), and the choice is
+    logged once, at the first step."""
+    from fairseq_r3f.criterions import sentence_prediction_r3f as module
+
+    assert module.stack_by_default(torch.device("cuda", 0)) and not module.stack_by_default(torch.device("cpu"))
+
+    def loss_and_gradients(criterion, model, sample):
+        torch.manual_seed(0)  # the same noise
+        loss = criterion(model, sample)[0]
+        return loss.item(), gradients(model, loss)
+
+    for device_says_stack in (False, True):  # what a CPU and a CUDA device choose
+        monkeypatch.setattr(module, "stack_by_default", lambda device, stack=device_says_stack: stack)
+        caplog.clear()
+        task, model, criterion = r3f(synthetic_data, *NO_DROPOUT)
+        sample = valid_batch(task)
+        with caplog.at_level("INFO", logger=module.__name__):
+            loss, grads = loss_and_gradients(criterion, model, sample)
+            for _ in range(2):
+                criterion(model, sample)
+        assert criterion.stack_passes is device_says_stack
+        chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("R3F passes:")]
+        assert len(chosen) == 1 and chosen[0].startswith("R3F passes: stacked") is device_says_stack
+        assert "--r3f-passes auto" in chosen[0]
+        criterion.stack_passes = False  # the two-pass run on the same model
+        two_loss, two_grads = loss_and_gradients(criterion, model, sample)
+        assert loss == pytest.approx(two_loss, abs=1e-5)
+        assert all((grads[k] - two_grads[k]).abs().max().item() <= 1e-5 for k in two_grads)
+    # modes that cannot stack run two passes under auto, and an explicit stack with them is refused
+    monkeypatch.setattr(module, "stack_by_default", lambda device: True)
+    assert r3f(synthetic_data, "--r3f-one-sided")[2].stack_passes is False
+    with pytest.raises(ValueError, match="contradicts"):
+        r3f(synthetic_data, "--r3f-stack-passes", "--r3f-passes", "two")
