@@ -209,24 +209,27 @@ def figure(records: List[dict], task: str, path_prefix: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (acc_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (acc_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 5))
     sigmas = sorted({r["sigma"] for r in records if r["sigma"] is not None})
     for family, same in (("independent", False), ("same", True)):
         rows = [r for r in records if r["sigma"] is not None and r["variant"].endswith("-same") == same]
         label = "R3F, independent dropout" if not same else "R3F, same dropout (noise only)"
-        n = len({r["seed"] for r in rows})
-        acc_ax.scatter([r["sigma"] for r in rows], [r["best"] for r in rows], color=COLOURS[family], s=14,
-                       label=f"{label} (n={n} per sigma)")
-        means = [statistics.fmean([r["best"] for r in rows if r["sigma"] == s] or [float("nan")]) for s in sigmas]
-        acc_ax.plot(sigmas, means, color=COLOURS[family], linewidth=1)
-        kls = [(r["sigma"], r["noise_kl"]) for r in rows if r["noise_kl"] and r["noise_kl"] > 0]
+        counts = sorted({sum(r["sigma"] == s for r in rows) for s in {r["sigma"] for r in rows}})
+        n = "/".join(map(str, counts))
+        dodge = 1.08 if same else 1 / 1.08  # the two families side by side at each sigma (log axis)
+        acc_ax.scatter([r["sigma"] * dodge for r in rows], [r["best"] for r in rows], color=COLOURS[family], s=14,
+                       label=f"{label}, each seed (n={n} per sigma)")
+        means = [(s * dodge, statistics.fmean([r["best"] for r in rows if r["sigma"] == s]))
+                 for s in sigmas if any(r["sigma"] == s for r in rows)]
+        acc_ax.plot([s for s, _ in means], [m for _, m in means], color=COLOURS[family], linewidth=1)
+        kls = [(r["sigma"] * dodge, r["noise_kl"]) for r in rows if r["noise_kl"] and r["noise_kl"] > 0]
         kl_ax.scatter([s for s, _ in kls], [k for _, k in kls], color=COLOURS[family], s=14, label=label)
     for reference, label in (("rdrop", "R-Drop (no noise)"), ("std", "standard")):
         best = [r["best"] for r in records if r["variant"] == reference]
         if best:
             acc_ax.axhline(statistics.fmean(best), color=COLOURS[reference], linestyle="--",
-                           label=f"{label}, mean (n={len(best)})")
-            acc_ax.axhspan(min(best), max(best), color=COLOURS[reference], alpha=0.15)
+                           label=f"{label}: mean, band [min, max] (n={len(best)})")
+            acc_ax.axhspan(min(best), max(best), color=COLOURS[reference], alpha=0.12)
     rdrop_kl = [r["symm_kl"] for r in records if r["variant"] == "rdrop" and r["symm_kl"]]
     if rdrop_kl and statistics.fmean(rdrop_kl) > 0:
         kl_ax.axhline(statistics.fmean(rdrop_kl), color=COLOURS["rdrop"], linestyle="--",
@@ -239,8 +242,8 @@ def figure(records: List[dict], task: str, path_prefix: str) -> None:
     if kl_ax.lines or kl_ax.collections:
         kl_ax.set_yscale("log")  # noise_kl spans orders of magnitude; zeros (rounded away) are not drawn
     kl_ax.set_ylabel("noise_kl (nats per sentence)")
-    acc_ax.legend(fontsize=7, loc="lower left")
-    kl_ax.legend(fontsize=7, loc="upper left")
+    for ax in (acc_ax, kl_ax):  # below the axes, where no point hides behind them
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     acc_ax.set_title(f"{task}: dev metric")
     kl_ax.set_title(f"{task}: KL made by the noise alone")
     fig.tight_layout()
