@@ -25,9 +25,9 @@ import torch
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
+from ..method.divergence import symmetric_kl
 from ..perturb import RngState, perturbed_token_embeddings
 from .classification import ClassificationHeadConfig, ConsistencyClassificationCriterion
-from ..method.divergence import symmetric_kl
 from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, noised_if
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ def stack_by_default(device: torch.device) -> bool:
     1.19x standard's step time against 1.71-2.01x for two passes), two passes elsewhere (on a
     CPU stacking is no measured gain: the cores are busy with one batch already)."""
     return device.type == "cuda"
-
 
 
 @dataclass
