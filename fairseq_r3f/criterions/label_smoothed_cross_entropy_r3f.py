@@ -35,9 +35,8 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.logging import metrics
 
 from ..method.divergence import symmetric_kl_of_log_probs
-from ..perturb import perturbed_decoder_embeddings, perturbed_token_embeddings
 from .classification import token_encoder_of
-from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, reduce_noise_diagnostics
+from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, noised_if, reduce_noise_diagnostics
 
 
 @dataclass
@@ -96,23 +95,17 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         due = self.diagnostics_due()
         probe = self.embedding_probe(noise, due)
 
-        def noised_context(on=True):
-            stack = contextlib.ExitStack()
-            if on:
-                stack.enter_context(perturbed_token_embeddings(self._encoder, noise))
-                if self.decoder_noise:
-                    stack.enter_context(perturbed_decoder_embeddings(model.decoder, noise.fresh))
-            return stack
+        decoder = model.decoder if self.decoder_noise else None
 
         with probe or contextlib.nullcontext():
             net_output = model(**net_input)
-            with noised_context():
+            with noised_if(self._encoder, noise, decoder=decoder):
                 noised_output = model(**net_input)
         if not due:
             return net_output, noised_output, self.no_diagnostics()
 
         def run(on):
-            with noised_context(on):
+            with noised_if(self._encoder, noise, on, decoder):
                 return model(**net_input)
 
         nsentences = sample["target"].size(0)

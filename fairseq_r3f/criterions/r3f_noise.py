@@ -14,7 +14,13 @@ from fairseq.logging import metrics
 
 from ..config_checks import refuse_non_finite
 from ..method.noise import NOISE_TYPES, token_rms
-from ..perturb import EmbeddingBlockProbe, EmbeddingNoise, RngState, perturbed_token_embeddings
+from ..perturb import (
+    EmbeddingBlockProbe,
+    EmbeddingNoise,
+    RngState,
+    perturbed_decoder_embeddings,
+    perturbed_token_embeddings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +197,12 @@ def reduce_noise_diagnostics(logging_outputs) -> None:
         metrics.log_scalar("noise_kl", total("noise_kl") / kl_weight, kl_weight, round=10)
 
 
-def noised_if(encoder, noise: EmbeddingNoise, on: bool):
-    """The context of a diagnostic pass: the noise on the encoder's token embeddings, or nothing."""
-    return perturbed_token_embeddings(encoder, noise) if on else contextlib.nullcontext()
+def noised_if(encoder, noise: EmbeddingNoise, on: bool = True, decoder=None):
+    """The context of a noised pass: the noise on the encoder's token embeddings (and, with a
+    decoder, fresh noise of the same scale on the decoder's input embeddings), or nothing."""
+    stack = contextlib.ExitStack()
+    if on:
+        stack.enter_context(perturbed_token_embeddings(encoder, noise))
+        if decoder is not None:
+            stack.enter_context(perturbed_decoder_embeddings(decoder, noise.fresh))
+    return stack
