@@ -42,6 +42,18 @@ def checkpoint_model_flags(path: str) -> list:
     return flags
 
 
+def converted_from_bert(path: str) -> bool:
+    """True when ``path`` was converted from a Hugging Face BERT (its conversion.json, written by
+    ``r3f_experiments.convert_hf``, says so): BERT's pair layout, no --separator-token."""
+    import json
+
+    conversion = os.path.join(os.path.dirname(os.path.abspath(path)), "conversion.json")
+    if not os.path.isfile(conversion):
+        return False
+    with open(conversion, encoding="utf-8") as f:
+        return json.load(f).get("source_model_type") == "bert"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r3f_experiments.checkpoint_model_flags",
                                      description="Print the fairseq-train model flags that rebuild the encoder "

@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     cmd.add_argument("--noise-type")
     cmd.add_argument("--smart-lambda", help="glue only")
     cmd.add_argument("--update-freq", help="summarization only")
+    cmd.add_argument("--preset", help=f"glue only: {' | '.join(f'{k}: {v}' for k, v in glue.PRESETS.items())}")
     cmd.add_argument("--no-separator-token", action="store_true",
                      help="glue only: no --separator-token (a BERT converted with WordPiece: <s> A </s> B </s>)")
     cmd.add_argument("--precision", action="append", default=[],
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
                 _print_words(summarization.generation_flags(args.dataset))
             return 0
         options = {k: getattr(args, k) for k in ("arch", "save_dir", "r3f_lambda", "noise_type", "smart_lambda",
-                                                 "update_freq") if getattr(args, k) is not None}
+                                                 "update_freq", "preset") if getattr(args, k) is not None}
         if args.no_separator_token:
             options["separator_token"] = None
         common = dict(fairseq_train=args.fairseq_train, data=args.data, user_dir=args.user_dir,
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         expected = {"glue": 2, "xnli": 1, "summarization": 2}[args.family]
         if len(args.names) != expected:
             parser.error(f"command {args.family} takes {expected} name(s), got {' '.join(args.names)}")
-        only = {"smart_lambda": "glue", "update_freq": "summarization", "separator_token": "glue"}
+        only = {"smart_lambda": "glue", "update_freq": "summarization", "separator_token": "glue", "preset": "glue"}
         for key, family in only.items():
             if key in options and args.family != family:
                 parser.error(f"--{key.replace('_', '-')} is for {family} recipes only")

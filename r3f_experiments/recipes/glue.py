@@ -57,50 +57,88 @@ ADV_INIT_MAG = {"MNLI": "1e-1", "QNLI": "1.5e-1", "QQP": "3.2e-1", "SST-2": "1",
 ADV_MAX_NORM = {"MNLI": "3e-1", "QNLI": "1.5e-1", "QQP": "7e-1", "SST-2": "6e-1", "RTE": "1.4e-1", "MRPC": "4e-1",
                 "CoLA": "3e-1"}
 ADV_NORM_TYPE = "l2"
+# ---- r3f-rel: R3F with sigma on the model's scale ----------------------------------------------
+# sigma / token-embedding RMS. 1: where the noise's own KL reaches the dropout disagreement on
+# all-MiniLM-L6-v2 (docs/method.md, the sigma sweep); below it R3F acts as R-Drop. No sigma beat
+# R-Drop beyond seed spread in that sweep: this is where the noise matters, not a tuned optimum.
+R3F_RELATIVE_EPS = "1"
+
+# ---- PRESET=small: a converted BERT-size encoder on CPU cores (e.g. all-MiniLM-L6-v2, 22M) -----
+# Table 6 and the methods stay; the schedule is scaled so one run takes minutes on one CPU core
+# (docs/glue.md), the same for every task. The model flags and the pair layout come from the
+# checkpoint (and its conversion.json), so any converted BERT works.
+SMALL_LR = "1e-4"
+SMALL_MAX_UPDATE = 80
+SMALL_BATCH_SIZE = 16
+SMALL_VALIDATE_INTERVAL_UPDATES = 40  # a run may end before its first epoch does
+SMALL_LOG_INTERVAL = 10               # train records for the wall time to best
+SMALL_DIAGNOSTICS_INTERVAL = 40       # noise_kl at updates 1, 40, 80 (about 1% of the step time)
 # -------------------------------------------------------------------------------------------------
+
+PRESETS = {
+    "paper": "RoBERTa-large: the paper's Tables 5-6, checkpoints saved (resumable)",
+    "small": "a converted BERT-size encoder on CPU: one short schedule for every task, model flags read "
+             "from the checkpoint, nothing saved (a run is minutes long; a killed one starts again)",
+}
 
 METHODS = {
     "std": "fairseq's sentence_prediction",
     "std++": "std trained twice as long",
     "r3f": "sentence_prediction_r3f",
     "r4f": "r3f + --spectral-norm-classification-head (1-Lipschitz head)",
+    "rdrop": "R-Drop: sentence_prediction_r3f with --noise-type none (the passes differ by dropout only)",
+    "r3f-rel": f"r3f with sigma = {R3F_RELATIVE_EPS} x the token-embedding RMS (--noise-scale relative)",
     "smart": "sentence_prediction_smart (SMART, MT-DNN's published defaults)",
     "freelb": "--task sentence_prediction_adv (FreeLB, its authors' per-task RoBERTa-large settings)",
 }
 # configs/glue/<task>_<method>.yaml spell std++ as stdpp
-CONFIG_SPELLING = {"std++": "stdpp"}
+CONFIG_SPELLING = {"std++": "stdpp", "r3f-rel": "r3f_rel"}
+# methods trained with sentence_prediction_r3f (they take its flags, e.g. the diagnostics interval)
+R3F_FAMILY = ("r3f", "r4f", "rdrop", "r3f-rel")
 
 
 class RecipeError(ValueError):
     """An unknown task or method; the message names the accepted ones."""
 
 
-def check(task: str, method: str) -> None:
+def check(task: str, method: str, preset: str = "paper") -> None:
     if task not in LR:
         raise RecipeError(f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
                           "not cover)")
     if method not in METHODS:
         raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
+    if preset not in PRESETS:
+        raise RecipeError(f"unknown PRESET '{preset}' ({' '.join(PRESETS)})")
 
 
-def max_update(task: str, method: str) -> int:
-    return MAX_UPDATE[task] * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
+def max_update(task: str, method: str, preset: str = "paper") -> int:
+    updates = SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task]
+    return updates * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
 
 
-def r3f_settings(r3f_lambda: str, noise_type: str) -> List[Setting]:
+def r3f_settings(r3f_lambda: str, noise_type: str, eps: str = EPS) -> List[Setting]:
     return [flag("--criterion", "sentence_prediction_r3f", "criterion", "_name"),
-            flag("--r3f-lambda", r3f_lambda, "criterion"), flag("--eps", EPS, "criterion"),
+            flag("--r3f-lambda", r3f_lambda, "criterion"), flag("--eps", eps, "criterion"),
             flag("--noise-type", noise_type, "criterion")]
 
 
-def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE,
+def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMBDA, noise_type: Optional[str] = None,
                     smart_lambda: str = SMART_LAMBDA) -> List[Setting]:
     """The criterion (and, for FreeLB, task) settings that make ``method`` (``task``: the GLUE
-    task whose FreeLB settings to take; None where there is no FreeLB)."""
+    task whose FreeLB settings to take; None where there is no FreeLB). ``noise_type`` None:
+    Table 6's; R-Drop has none, and refuses another."""
+    if method == "rdrop":
+        if noise_type not in (None, "none"):
+            raise RecipeError(f"METHOD rdrop has no noise (--noise-type none); NOISE_TYPE={noise_type} is for "
+                              "r3f, r4f and r3f-rel")
+        return r3f_settings(r3f_lambda, "none")
+    noise_type = noise_type or NOISE_TYPE
     if method in ("std", "std++"):
         return [flag("--criterion", "sentence_prediction", "criterion", "_name")]
     if method == "r3f":
         return r3f_settings(r3f_lambda, noise_type)
+    if method == "r3f-rel":
+        return r3f_settings(r3f_lambda, noise_type, R3F_RELATIVE_EPS) + [flag("--noise-scale", "relative", "criterion")]
     if method == "r4f":
         return r3f_settings(r3f_lambda, noise_type) + [flag("--spectral-norm-classification-head", True, "model")]
     if method == "smart":
@@ -138,13 +176,16 @@ def sentence_prediction_settings(
     dropout: str, methods: List[Setting], report: List[Setting], adam_betas: str, adam_eps: str,
     weight_decay: str, lr: str, updates: int, warmup_percent: int, batch: List[Setting], seed: int,
     save_dir: Optional[str], valid_subset: str, metric: str, precision: Sequence[str], yaml: bool,
-    separator_token: Optional[int] = 2,
+    separator_token: Optional[int] = 2, model: Sequence[Setting] = (), log_interval: int = 100,
+    schedule: Sequence[Setting] = (), max_positions: int = MAX_POSITIONS,
 ) -> List[Setting]:
     """A RoBERTa / XLM-R fine-tuning run (GLUE and XNLI share its shape), in command-line order.
 
     ``precision``: the precision flags of the command (e.g. ["--amp"]). ``yaml``: add what only
     the YAML config needs (``common.amp``: not --fp16, which rounds most of the sigma = 1e-5
     noise away; the spelled-out head settings; the required ``task.data`` and ``user_dir``).
+    ``model``: model settings beyond ``--arch`` (sizes read from a checkpoint); ``schedule``:
+    validation and saving settings that differ from fairseq's defaults (the small preset).
     """
     r4f = any(s.flag == "--spectral-norm-classification-head" for s in methods)
     out = [
@@ -156,8 +197,8 @@ def sentence_prediction_settings(
         flag("--init-token", 0, "task"),
         # RoBERTa's <s> A </s></s> B </s>; None for a BERT converted with WordPiece: <s> A </s> B </s>
         flag("--separator-token", separator_token, "task") if separator_token is not None else None,
-        flag("--max-positions", MAX_POSITIONS, "task"),
-        flag("--arch", arch, "model", "_name"), flag("--dropout", dropout, "model"),
+        flag("--max-positions", max_positions, "task"),
+        flag("--arch", arch, "model", "_name"), *model, flag("--dropout", dropout, "model"),
         flag("--attention-dropout", dropout, "model"),
         *methods,
         *(classification_head_settings() if yaml else []),
@@ -174,34 +215,77 @@ def sentence_prediction_settings(
         flag("--seed", seed, "common"),
         flag("--save-dir", save_dir, "checkpoint") if save_dir else None,
         flag("--no-epoch-checkpoints", True, "checkpoint"),
+        *schedule,
         flag("--valid-subset", valid_subset, "dataset"),
         flag("--best-checkpoint-metric", metric, "checkpoint"),
         flag("--maximize-best-checkpoint-metric", True, "checkpoint"),
         flag("--find-unused-parameters", True, "distributed_training"),
-        flag("--log-format", "json", "common"), flag("--log-interval", 100, "common"),
+        flag("--log-format", "json", "common"), flag("--log-interval", log_interval, "common"),
         *(flag(p, True, "common") for p in precision),
     ]
     return [s for s in out if s is not None]
 
 
+def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
+    """PRESET=small: (--arch, the other model settings, the separator token, --max-positions) of
+    the checkpoint.
+    A checkpoint converted from BERT (its conversion.json says so) takes BERT's pair layout
+    [CLS] A [SEP] B [SEP] = <s> A </s> B </s>: no --separator-token."""
+    from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert
+
+    if not pretrained:
+        raise RecipeError("PRESET=small reads the model from the pre-trained checkpoint: set ROBERTA (e.g. a "
+                          "converted MiniLM, python -m r3f_experiments.convert_hf)")
+    if arch:
+        raise RecipeError(f"PRESET=small takes the architecture from {pretrained}; ARCH={arch} is for the paper "
+                          "preset (model flags after -- override the checkpoint's)")
+    try:
+        words = checkpoint_model_flags(pretrained)
+    except (OSError, ValueError) as e:
+        raise RecipeError(f"PRESET=small: {e}") from e
+    pairs = dict(zip(words[::2], words[1::2]))
+    arch = pairs.pop("--arch")
+    # one --max-positions flag serves the task and the model: the checkpoint's
+    max_positions = int(pairs.pop("--max-positions", MAX_POSITIONS))
+    model = [flag(name, value, "model") for name, value in pairs.items()]
+    return arch, model, (None if converted_from_bert(pretrained) else 2), max_positions
+
+
 def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Optional[str],
-             arch: str = "roberta_large", seed: int = 1, save_dir: Optional[str] = None,
-             r3f_lambda: str = R3F_LAMBDA, noise_type: str = NOISE_TYPE, smart_lambda: str = SMART_LAMBDA,
-             precision: Sequence[str] = (), yaml: bool = False, separator_token: Optional[int] = 2) -> List[Setting]:
-    """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order."""
-    check(task, method)
+             arch: Optional[str] = None, seed: int = 1, save_dir: Optional[str] = None,
+             r3f_lambda: str = R3F_LAMBDA, noise_type: Optional[str] = None, smart_lambda: str = SMART_LAMBDA,
+             precision: Sequence[str] = (), yaml: bool = False, separator_token: Optional[int] = 2,
+             preset: str = "paper") -> List[Setting]:
+    """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order.
+    ``separator_token`` None: BERT's pair layout (the small preset reads it from the checkpoint)."""
+    check(task, method, preset)
     report = {"mcc": [flag("--report-mcc", True, "criterion")],
               "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(METRIC[task], [])
+    methods = method_settings(task, method, r3f_lambda, noise_type, smart_lambda)
+    model: List[Setting] = []
+    schedule: List[Setting] = []
+    lr, batch_size, log_interval, max_positions = LR[task], BATCH_SIZE[task], 100, MAX_POSITIONS
+    if preset == "small":
+        if yaml:
+            raise RecipeError("configs/ hold the paper preset only")
+        arch, model, checkpoint_separator, max_positions = small_preset_model(pretrained, arch)
+        separator_token = separator_token and checkpoint_separator
+        lr, batch_size, log_interval = SMALL_LR, SMALL_BATCH_SIZE, SMALL_LOG_INTERVAL
+        schedule = [flag("--validate-interval-updates", SMALL_VALIDATE_INTERVAL_UPDATES, "dataset"),
+                    flag("--no-save", True, "checkpoint"), flag("--num-workers", 0, "dataset")]
+        if method in R3F_FAMILY:
+            methods.append(flag("--r3f-diagnostics-interval", SMALL_DIAGNOSTICS_INTERVAL, "criterion"))
     return sentence_prediction_settings(
         data=data, user_dir=user_dir, pretrained=pretrained,
         task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
-        num_classes=NUM_CLASSES[task], arch=arch, dropout=DROPOUT,
-        methods=method_settings(task, method, r3f_lambda, noise_type, smart_lambda), report=report,
-        adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=LR[task],
-        updates=max_update(task, method), warmup_percent=WARMUP_PERCENT,
-        batch=[flag("--batch-size", BATCH_SIZE[task], "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
+        num_classes=NUM_CLASSES[task], arch=arch or "roberta_large", dropout=DROPOUT,
+        methods=methods, report=report,
+        adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=lr,
+        updates=max_update(task, method, preset), warmup_percent=WARMUP_PERCENT,
+        batch=[flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
         seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=METRIC[task],
-        precision=precision, yaml=yaml, separator_token=separator_token)
+        precision=precision, yaml=yaml, separator_token=separator_token, model=model, log_interval=log_interval,
+        schedule=schedule, max_positions=max_positions)
 
 
 def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:

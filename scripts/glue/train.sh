@@ -9,13 +9,19 @@
 #                    bias correction they restore is already in fairseq's Adam)
 #            r3f     sentence_prediction_r3f
 #            r4f     r3f + --spectral-norm-classification-head (1-Lipschitz head)
+#            rdrop   R-Drop: r3f's loss with --noise-type none (the passes differ by dropout only)
+#            r3f-rel r3f with sigma relative to the token-embedding RMS (--noise-scale relative)
 #            smart   sentence_prediction_smart (SMART, MT-DNN's published defaults)
 #            freelb  --task sentence_prediction_adv (FreeLB, its authors' per-task RoBERTa-large settings)
 #   SEED     default 1;  SAVE_DIR default checkpoints/glue/TASK/METHOD/seedSEED
 #
+# PRESET (environment): paper (default; RoBERTa-large, Tables 5-6) or small (a converted BERT-size
+# encoder such as all-MiniLM-L6-v2 on CPU cores: one short schedule for every task, the model
+# flags and pair layout read from ROBERTA's checkpoint, nothing saved).
+#
 # Paths from the environment: GLUE_BIN (default glue_bin; TASK-bin inside, from
 # scripts/glue/prepare.sh), ROBERTA (pre-trained model.pt, default roberta.large/model.pt;
-# empty = random init), ARCH (default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
+# empty = random init), ARCH (paper preset; default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
 # (default: --amp when a GPU is present), NO_SEPARATOR_TOKEN=1 (for a BERT converted with
 # WordPiece: <s> A </s> B </s>, BERT's [CLS] A [SEP] B [SEP]; model flags go after `--`). Flags after `--` come last and override the rest.
 # DRY_RUN=1 prints the command instead of running it.
@@ -41,7 +47,7 @@ resolve_precision
 require_inputs ROBERTA "${GLUE_BIN}/${TASK}-bin/input0/dict.txt" \
     "GLUE_BIN=${GLUE_BIN} holds no prepared ${TASK} (bash scripts/glue/prepare.sh ${TASK} GLUE_DIR ${GLUE_BIN})"
 recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrained "$ROBERTA" \
-    --arch "${ARCH:-roberta_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
+    ${ARCH:+--arch "$ARCH"} ${PRESET:+--preset "$PRESET"} --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
     ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token}
 run_recipe

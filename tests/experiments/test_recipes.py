@@ -21,7 +21,7 @@ CONFIG_DIR = os.path.join(REPO, "configs")
 def test_every_task_and_method_has_a_config():
     names = {os.path.relpath(c, CONFIG_DIR) for c in glob.glob(os.path.join(CONFIG_DIR, "*", "*.yaml"))}
     glue_names = {f"glue/{t}_{m}.yaml" for t in ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst_2")
-                  for m in ("std", "stdpp", "r3f", "r4f", "smart", "freelb")}
+                  for m in ("std", "stdpp", "r3f", "r4f", "rdrop", "r3f_rel", "smart", "freelb")}
     summarization_names = {f"summarization/{d}_{m}.yaml" for d in ("cnn_dm", "gigaword", "reddit_tifu")
                            for m in ("std", "r3f")}
     xnli_names = {f"xnli/xnli_{m}.yaml" for m in ("std", "r3f", "r4f")}
