@@ -2,8 +2,8 @@
 """Seed sweeps over GLUE tasks x methods, and the paper's Table 2 and Figures 1-2 from their logs.
 
 Reproduces Aghajanyan et al. (ICLR 2021), Table 2 (GLUE dev: best and median over seeds for
-STD, STD++, R3F, R4F), Figure 1 (violins of the dev metric over seeds) and Figure 2 (violins of
-the wall time to the best checkpoint).
+STD, STD++, R3F, R4F, with mean +- std and a paired test against STD), Figure 1 (wall time to the
+best checkpoint) and Figure 2 (the dev metric over seeds).
 
     python -m r3f_experiments.sweep run    --tasks RTE MRPC ... --methods std r3f ... [--seeds 1-10]
                                    [--out-dir checkpoints/glue] [--command TEMPLATE] [--dry-run]
@@ -33,9 +33,11 @@ cluster scheduler; --all prints the finished runs too.
 
 report: reads OUT_DIR/TASK/METHOD/seed*/train.log (fairseq --log-format json) and writes to
 --report-dir (default OUT_DIR/report): table2.md and table2.csv (rows = methods, columns =
-tasks, "best / median" over seeds, plus the median wall time to best), runs.csv (one row per
-run and column), figure1.png and figure2.png (one violin panel per column), and prints
-table2.md.
+tasks: "best / median" over seeds, mean +- std, each method against std paired over seeds
+(mean difference [min, max], two-sided paired t-test), the median wall time to best, seeds per
+cell), runs.csv (one row per run and column), figure1 (wall time to best) and figure2 (the dev
+metric) as PNG (200 dpi) and SVG (one panel per column, a shared y axis, one colour per method,
+every seed a point, boxes from 5 seeds), and prints table2.md.
 
 Metrics (--metric TASK=SPEC[,SPEC...], SPEC = [SUBSET:]NAME, SUBSET default "valid"): NAME is
 the key of fairseq's validation record without the subset prefix (`accuracy`, `mcc`, `f1`,
@@ -496,6 +498,53 @@ def fmt(value: Optional[float], decimals: int) -> str:
     return "-" if value is None else f"{value:.{decimals}f}"
 
 
+def mean_std(values: Sequence[float]):
+    """(mean, sample standard deviation) of values; std None below 2 values."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+class Paired(NamedTuple):
+    """A method against the baseline over the seeds both ran: per-seed differences (method -
+    baseline, signed so that positive is better), their mean, the two-sided p-value of a paired
+    t-test (None below 2 pairs or when every difference is the same), and the seed spread: the
+    larger of the two methods' standard deviations over those seeds."""
+    n: int
+    mean: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+    p: Optional[float]
+    spread: Optional[float] = None
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """"differs" only when the test says so and the mean difference exceeds the seed spread:
+        with a few seeds sharing their data order, a consistent shift far smaller than the spread
+        (e.g. from another random stream of dropout) passes a t-test without being an effect."""
+        if self.p is None:
+            return "n/a"
+        if self.p >= alpha:
+            return f"within seed noise (p = {self.p:.2f})"
+        if self.spread is not None and abs(self.mean) <= self.spread:
+            return f"consistent, below the seed spread {self.spread:.2f} (p = {self.p:.3f})"
+        return f"differs (p = {self.p:.3f})"
+
+
+def paired_against(by_seed: Dict[int, float], baseline_by_seed: Dict[int, float], maximize: bool = True) -> Paired:
+    seeds = sorted(set(by_seed) & set(baseline_by_seed))
+    sign = 1 if maximize else -1
+    diffs = [sign * (by_seed[s] - baseline_by_seed[s]) for s in seeds]
+    if not diffs:
+        return Paired(0, None, None, None, None)
+    p = None
+    if len(diffs) > 1 and len(set(diffs)) > 1:
+        from scipy import stats  # a fairseq requirement; imported only for the report
+
+        p = float(stats.ttest_rel([by_seed[s] for s in seeds], [baseline_by_seed[s] for s in seeds]).pvalue)
+    spreads = [statistics.stdev(v[s] for s in seeds) for v in (by_seed, baseline_by_seed) if len(seeds) > 1]
+    return Paired(len(diffs), statistics.fmean(diffs), min(diffs), max(diffs), p, max(spreads, default=None))
+
+
 def cell_stats(results: Sequence[Result], maximize: bool = True):
     """(best, median, median wall to best, n) over seeds; Nones for an empty cell."""
     if not results:
@@ -517,31 +566,83 @@ def table_rows(cells, columns: Sequence[Column]):
     return out
 
 
-def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int) -> str:
+BASELINE = "std"
+
+
+def seed_bests(rows: Sequence[RunRow]) -> Dict[str, Dict[str, Dict[int, float]]]:
+    """{column label: {method: {seed: best}}} of the runs that count."""
+    out: Dict[str, Dict[str, Dict[int, float]]] = {}
+    for row in rows:
+        if row.result is not None:
+            out.setdefault(row.column.label, {}).setdefault(row.method, {})[row.seed] = row.result.best
+    return out
+
+
+def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, bests=None, figures=()) -> str:
+    """table2.md: best / median (the paper's Table 2), mean +- std, each method against std paired
+    over seeds, wall time to best, seeds per cell, and the figures' captions."""
     labels = [c.label for c in columns]
+    bests = bests or {}
     header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
     lines = ["## Table 2: GLUE dev, best / median over seeds\n\n",
              "Metric per column: " + ", ".join(f"{c.label} = {c.subset} {c.name}" for c in columns) + ".\n\n",
              header]
     lines += ["| " + m + " | " + " | ".join(f"{fmt(s[c][0], decimals)} / {fmt(s[c][1], decimals)}" for c in labels)
               + " |\n" for m, s in rows]
+    lines += ["\n## Mean +- standard deviation over seeds\n\n", header]
+    for method, _ in rows:
+        cells = []
+        for c in labels:
+            mean, std = mean_std(list(bests.get(c, {}).get(method, {}).values()))
+            cells.append("-" if mean is None else f"{mean:.{decimals}f} +- {fmt(std, decimals)}")
+        lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
+    lines += [f"\n## Against {BASELINE}: paired over seeds\n\n",
+              f"Per column: mean of the per-seed differences (method - {BASELINE}, on the seeds both ran; "
+              "positive = better) [min, max], and a two-sided paired t-test over those seeds: \"differs\" "
+              "when p < 0.05 and the mean difference exceeds the seed spread (the larger of the two methods' "
+              "standard deviations), \"consistent, below the seed spread\" when only the test passes, else "
+              "\"within seed noise\".\n\n", header]
+    for method, _ in rows:
+        if method == BASELINE:
+            continue
+        cells = []
+        for col in columns:
+            per = bests.get(col.label, {})
+            if BASELINE not in per or method not in per:
+                cells.append("-")
+                continue
+            d = paired_against(per[method], per[BASELINE], col.maximize)
+            cells.append("-" if d.mean is None else
+                         f"{d.mean:+.{decimals + 1}f} [{d.low:+.{decimals + 1}f}, {d.high:+.{decimals + 1}f}], n={d.n}, "
+                         f"{d.verdict()}")
+        lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
     lines += ["\n## Wall time to best checkpoint, median over seeds (s)\n\n", header]
     lines += ["| " + m + " | " + " | ".join(fmt(s[c][2], 0) for c in labels) + " |\n" for m, s in rows]
     lines += ["\n## Seeds per cell\n\n", header]
     lines += ["| " + m + " | " + " | ".join(str(s[c][3]) for c in labels) + " |\n" for m, s in rows]
+    if figures:
+        lines += ["\n## Figures\n\n"] + [f"- `{name}`: {caption}\n" for name, caption in figures]
     text = "".join(lines)
     with open(path, "w") as f:
         f.write(text)
     return text
 
 
-def write_table_csv(path: str, rows, columns: Sequence[Column]) -> None:
+def write_table_csv(path: str, rows, columns: Sequence[Column], bests) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["method"] + [f"{c.label} {what}" for c in columns
-                                 for what in ("best", "median", "median wall to best (s)", "seeds")])
+                                 for what in ("best", "median", "median wall to best (s)", "seeds", "mean", "std",
+                                              f"mean difference to {BASELINE}", "paired t-test p")])
         for method, stats in rows:
-            w.writerow([method] + ["" if v is None else round(v, 6) for c in columns for v in stats[c.label]])
+            values = []
+            for c in columns:
+                per = bests.get(c.label, {})
+                mean, std = mean_std(list(per.get(method, {}).values()))
+                paired = (paired_against(per[method], per[BASELINE], c.maximize)
+                          if method != BASELINE and method in per and BASELINE in per else Paired(0, None, None, None, None))
+                values += [*stats[c.label], mean, std, paired.mean, paired.p]
+            w.writerow([method] + ["" if v is None else round(v, 6) for v in values])
 
 
 def write_runs_csv(path: str, rows: Sequence[RunRow]) -> None:
@@ -557,35 +658,63 @@ def write_runs_csv(path: str, rows: Sequence[RunRow]) -> None:
                         "" if res is None else res.validations, r.finished, res is not None, r.problem, r.log])
 
 
-def violins(path: str, cells, columns: Sequence[Column], value, ylabel, title: str) -> None:
-    """One panel per column; a violin per method (2+ distinct values), the seeds as points."""
+# One colour per method in every panel and figure (matplotlib's tab10, in Table 2's order).
+METHOD_COLOURS = {"std": "tab:gray", "std++": "tab:brown", "rdrop": "tab:green", "r3f": "tab:blue",
+                  "r4f": "tab:purple", "r3f-rel": "tab:cyan", "smart": "tab:orange", "freelb": "tab:red"}
+BOX_FROM = 5  # seeds: a box plot from 5 on, below it the points and their median only
+
+
+def method_colour(method: str, others: List[str]) -> str:
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    spare = ["tab:olive", "tab:pink", "black", "gold"]
+    return spare[others.index(method) % len(spare)]
+
+
+def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: str) -> List[str]:
+    """One panel per column, a shared y axis; per method every seed as a point in the method's
+    colour, their median as a bar, and a box when there are BOX_FROM seeds or more; n under each
+    method's name. Written as PNG (200 dpi) and SVG; returns the paths. No title: the caption
+    belongs to the text around the figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ncols = min(4, len(columns))
     nrows = -(-len(columns) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    others = sorted({m for per in cells.values() for m in per} - set(METHOD_COLOURS))
     for ax, col in zip(axes.flat, columns):
         methods = ordered(cells.get(col.label, {}), METHODS)
+        ticks = []
         for x, method in enumerate(methods, 1):
             ys = [y for y in (value(r) for r in cells[col.label][method]) if y is not None]
-            if len(set(ys)) >= 2:
-                ax.violinplot([ys], positions=[x], widths=0.8)
-            if ys:
-                offsets = [0.12 * ((i % 5) - 2) / 2 for i in range(len(ys))]
-                ax.scatter([x + o for o in offsets], ys, s=10, color="black", zorder=3)
-                ax.hlines(statistics.median(ys), x - 0.3, x + 0.3, color="tab:red", zorder=4)
+            colour = method_colour(method, others)
+            ticks.append(f"{method}\nn={len(ys)}")
+            if not ys:
+                continue
+            if len(ys) >= BOX_FROM:
+                ax.boxplot([ys], positions=[x], widths=0.55, showfliers=False, medianprops={"color": colour},
+                           boxprops={"color": colour}, whiskerprops={"color": colour}, capprops={"color": colour})
+            else:
+                ax.hlines(statistics.median(ys), x - 0.28, x + 0.28, color=colour, linewidth=2, zorder=4)
+            offsets = [0.16 * (i - (len(ys) - 1) / 2) / max(1, len(ys) - 1) for i in range(len(ys))]
+            ax.scatter([x + o for o in offsets], ys, s=16, color=colour, edgecolor="black", linewidth=0.4, zorder=5)
         ax.set_xticks(range(1, len(methods) + 1))
-        ax.set_xticklabels(methods)
-        ax.set_title(col.label)
-        ax.set_ylabel(ylabel(col))
+        ax.set_xticklabels(ticks, fontsize=8)
+        ax.set_xlim(0.4, len(methods) + 0.6)
+        ax.set_title(col.label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
     for ax in list(axes.flat)[len(columns):]:
         ax.set_visible(False)
-    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    stem = os.path.splitext(path)[0]
+    fig.savefig(stem + ".png", dpi=200)
+    fig.savefig(stem + ".svg")
     plt.close(fig)
+    return [stem + ".png", stem + ".svg"]
 
 
 def cmd_report(args) -> int:
@@ -607,26 +736,33 @@ def cmd_report(args) -> int:
                   file=sys.stderr)
     cells = summarise(rows)
     table = table_rows(cells, columns)
+    bests = seed_bests(rows)
     report_dir = args.report_dir or os.path.join(args.out_dir, "report")
     os.makedirs(report_dir, exist_ok=True)
-    text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals)
-    write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns)
-    write_runs_csv(os.path.join(report_dir, "runs.csv"), rows)
+    figures = []
     if not args.no_plots:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print(text)
             print("error: figures need matplotlib (pip install matplotlib), or pass --no-plots", file=sys.stderr)
             return 1
-        violins(os.path.join(report_dir, "figure1.png"), cells, columns, lambda r: r.best,
-                lambda c: f"dev {c.name}" + ("" if c.subset == "valid" else f" ({c.subset})"),
-                "Figure 1: best dev metric per seed")
-        violins(os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.wall_to_best,
-                lambda c: "seconds", "Figure 2: wall time to best checkpoint")
+        metrics = ", ".join(sorted({c.name for c in columns}))
+        distributions(os.path.join(report_dir, "figure1.png"), cells, columns, lambda r: r.wall_to_best,
+                      "wall time to best checkpoint (s)")
+        distributions(os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.best,
+                      f"best dev metric (%: {metrics})")
+        box = f"boxes where a method has {BOX_FROM} seeds or more, else the median as a bar"
+        figures = [("figure1.png / .svg", "Figure 1: wall time from the start of training to the first validation "
+                    f"that reached the run's best, per seed (s); one panel per column, {box}; n per method under "
+                    "its name."),
+                   ("figure2.png / .svg", "Figure 2: best dev metric per seed, one panel per column (the task's "
+                    f"metric, in %), {box}; n per method under its name.")]
+    text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals, bests, figures)
+    write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns, bests)
+    write_runs_csv(os.path.join(report_dir, "runs.csv"), rows)
     print(text)
     print(f"[report] wrote {report_dir}/table2.md, table2.csv, runs.csv"
-          + ("" if args.no_plots else ", figure1.png, figure2.png"))
+          + ("" if args.no_plots else ", figure1.png/.svg, figure2.png/.svg"))
     return 0
 
 

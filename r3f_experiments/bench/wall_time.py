@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Wall time to the best checkpoint over seeds, per method, on one task (the paper's Figure 1:
-violins of training time for standard fine-tuning, R3F/R4F, SMART and FreeLB).
+training time for standard fine-tuning, R3F/R4F, SMART and FreeLB).
 
 Reads the runs of a seed sweep (``r3f_experiments.sweep``'s layout: OUT_DIR/TASK/METHOD/seedN/train.log,
 fairseq ``--log-format json``), prints a table (per method: seeds, median [min, max] wall time to
-the best validation, its ratio to the baseline's median, median best metric) and writes a violin
-plot (PNG; matplotlib, Agg backend).
+the best validation, its ratio to the baseline's median, median best metric) and writes a plot of
+every seed per method (PNG and SVG; matplotlib, Agg backend).
 
     python -m r3f_experiments.sweep run --tasks SST-2 --methods std r3f r4f smart freelb --seeds 1-10
     python -m r3f_experiments.bench.wall_time --out-dir checkpoints/glue --task SST-2 --png sst2_wall.png
@@ -69,15 +69,15 @@ def main(argv=None) -> str:
     p.add_argument("--methods", nargs="+", help="only these (default: every method found)")
     p.add_argument("--metric", help="[SUBSET:]NAME of the validation metric (default: train.sh's for the task)")
     p.add_argument("--baseline", default="std", help="method the ratios refer to (default std)")
-    p.add_argument("--png", help="violin plot path (default OUT_DIR/TASK/wall_time.png)")
+    p.add_argument("--png", help="plot path (default OUT_DIR/TASK/wall_time.png; an SVG beside it)")
     p.add_argument("--include-unfinished", action="store_true")
     args = p.parse_args(argv)
 
     column, per_method = wall_times(args.out_dir, args.task, args.methods, args.metric, args.include_unfinished)
     text = table(column, per_method, args.baseline)
     png = args.png or os.path.join(args.out_dir, args.task, "wall_time.png")
-    sweep.violins(png, {column.label: per_method}, [column], lambda r: r.wall_to_best, lambda c: "seconds",
-                  f"Wall time to best checkpoint ({args.task}), per seed")
+    sweep.distributions(png, {column.label: per_method}, [column], lambda r: r.wall_to_best,
+                        "wall time to best checkpoint (s)")
     print(text)
     print(f"[wall_time] wrote {png}")
     return text

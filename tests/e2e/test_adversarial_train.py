@@ -56,7 +56,7 @@ def test_smart_and_freelb_train_and_resume_with_fairseq_train(trained_runs):
 
 @pytest.mark.slow
 def test_wall_time_to_best_from_these_runs(trained_runs, tmp_path):
-    """r3f_experiments.bench.wall_time on the runs above, laid out as a sweep: table and violin PNG."""
+    """r3f_experiments.bench.wall_time on the runs above, laid out as a sweep: table and PNG."""
     _, outputs = trained_runs
     layout = {("freelb", 1): outputs[1], ("smart", 1): outputs[2], ("smart", 2): outputs[2]}
     for (method, seed), output in layout.items():

@@ -159,13 +159,53 @@ def test_csv_files_match_the_logs(swept):
 
 
 @pytest.mark.slow
-def test_figures_are_png(swept):
-    pytest.importorskip("matplotlib", reason="figures need matplotlib (not among scripts/setup.sh's packages)")
-    for name in ("figure1.png", "figure2.png"):
-        path = os.path.join(swept["report"], name)
-        with open(path, "rb") as f:
+def test_figures_are_png_and_svg(swept):
+    for name in ("figure1", "figure2"):
+        with open(os.path.join(swept["report"], name + ".png"), "rb") as f:
             data = f.read()
         assert len(data) > 1000 and data[:8] == PNG_SIGNATURE
+        with open(os.path.join(swept["report"], name + ".svg")) as f:
+            svg = f.read()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    text = open(os.path.join(swept["report"], "table2.md")).read()
+    assert "Figure 1: wall time" in text and "Figure 2: best dev metric" in text
+
+
+@pytest.mark.slow
+def test_mean_std_and_the_paired_test_against_std(swept):
+    """The second and third tables of table2.md: mean +- std of the logged bests, and r3f - std
+    per seed with scipy's paired t-test, recomputed here from the logs."""
+    from scipy import stats
+
+    text = open(os.path.join(swept["report"], "table2.md")).read()
+    bests = {m: [expected_best(read_log(swept["out"], m, s))[0] for s in SEEDS] for m in METHODS}
+    mean_std = text.split("## Mean +- standard deviation over seeds")[1].split("\n## ")[0]
+    for method, values in bests.items():
+        spread = (values[0] - values[1]) ** 2 / 2
+        assert f"| {method} | {sum(values) / 2:.1f} +- {spread ** 0.5:.1f} |" in mean_std
+    paired = text.split("## Against std: paired over seeds")[1].split("\n## ")[0]
+    diffs = [r - s for r, s in zip(bests["r3f"], bests["std"])]
+    row = next(line for line in paired.splitlines() if line.startswith("| r3f |"))
+    assert f"{sum(diffs) / 2:+.2f} [{min(diffs):+.2f}, {max(diffs):+.2f}], n=2" in row
+    if len(set(diffs)) > 1:
+        p = stats.ttest_rel(bests["r3f"], bests["std"]).pvalue
+        assert f"p = {p:.2f})" in row or f"p = {p:.3f})" in row
+    else:
+        assert row.endswith("n/a |")
+
+
+def test_paired_verdicts():
+    """A shift larger than the seed spread differs; a consistent one far below it does not; a
+    noisy one is seed noise; one pair cannot be tested."""
+    base = {1: 70.0, 2: 75.0, 3: 80.0, 4: 72.0, 5: 78.0}
+    assert sweep_py.paired_against({s: v + 9.0 + 0.1 * s for s, v in base.items()}, base).verdict().startswith("differs")
+    small = sweep_py.paired_against({s: v + 0.2 + 0.01 * s for s, v in base.items()}, base)
+    assert small.p < 0.05 and small.verdict().startswith("consistent, below the seed spread")
+    noisy = sweep_py.paired_against({1: 71.0, 2: 73.0, 3: 81.0, 4: 71.0, 5: 79.0}, base)
+    assert noisy.verdict().startswith("within seed noise")
+    assert sweep_py.paired_against({1: 71.0}, base).verdict() == "n/a"
+    # lower-is-better metrics: a lower loss is a positive difference
+    assert sweep_py.paired_against({1: 1.0, 2: 2.0}, {1: 2.0, 2: 3.5}, maximize=False).mean == pytest.approx(1.25)
 
 
 @pytest.mark.slow
