@@ -216,6 +216,13 @@ class SweepError(ValueError):
     """A sweep that cannot run as asked; raised before anything runs."""
 
 
+def small_preset_task(task: str) -> bool:
+    """train.sh with PRESET=small (from the environment, as train.sh reads it) fine-tunes any
+    classification data-bin GLUE_BIN/TASK-bin."""
+    glue_bin = os.environ.get("GLUE_BIN", "glue_bin")
+    return os.environ.get("PRESET") == "small" and os.path.isdir(os.path.join(glue_bin, f"{task}-bin"))
+
+
 def check_names(args) -> None:
     """--tasks and --methods must be named for a real run, and, with train.sh's template, be
     names train.sh accepts: a typo would otherwise fail once per seed, its reason in each log."""
@@ -227,10 +234,11 @@ def check_names(args) -> None:
         args.tasks, args.methods = args.tasks or TASKS, args.methods or METHODS
     if args.command == DEFAULT_COMMAND:
         for what, names, known in (("task", args.tasks, TASKS), ("method", args.methods, METHODS)):
-            unknown = [n for n in names if n not in known]
+            unknown = [n for n in names if n not in known and not (what == "task" and small_preset_task(n))]
             if unknown:
                 raise SweepError(f"unknown {what}(s) {' '.join(unknown)}; scripts/glue/train.sh takes "
-                                 f"{' '.join(known)}")
+                                 f"{' '.join(known)}" + (" (and, with PRESET=small, any TASK whose GLUE_BIN/TASK-bin "
+                                                         "exists)" if what == "task" else ""))
     if args.jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {args.jobs}")
 
@@ -471,7 +479,7 @@ def collect_all(found, columns_by_task, include_unfinished: bool) -> List[RunRow
                     results = collect(output, columns_by_task[task])
                     problem = fresh_start_problem(output)
                 except MetricMissing as e:
-                    results, problem = {}, str(e)
+                    results, problem = {}, (str(e) if finished else "unfinished")
                 if problem:  # a fresh start where a pre-trained model was asked for: never counted
                     results = {}
                 if not finished and not include_unfinished:

@@ -66,8 +66,17 @@ def _length(words) -> int:
     return int(len(words) >= LONG)
 
 
+def _sentiment_exception(words) -> int:
+    """The sentiment, flipped in long sentences that hold a topic word (about a fifth of them):
+    the cue words give most of the label and an interaction of two other rules the rest, so a
+    pretrained encoder does not solve it in a few dozen updates (each rule alone, MiniLM learns
+    to 97-100% in 80 updates)."""
+    return _sentiment(words) ^ (_topic(words) & _length(words))
+
+
 # Binary labelling rules over the same sentences: distinct tasks with one vocabulary.
-RULES = {"sentiment": _sentiment, "first_cue": _first_cue, "topic": _topic, "length": _length}
+RULES = {"sentiment": _sentiment, "first_cue": _first_cue, "topic": _topic, "length": _length,
+         "sentiment_exception": _sentiment_exception}
 
 
 def make_sentence(rng: random.Random, rule: str = "sentiment", words: str = "made-up") -> tuple:

@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     cmd.add_argument("--noise-type")
     cmd.add_argument("--smart-lambda", help="glue only")
     cmd.add_argument("--update-freq", help="summarization only")
+    cmd.add_argument("--max-update", type=int, dest="updates",
+                     help="glue only: updates instead of the preset's (warm-up and decay follow)")
     cmd.add_argument("--preset", help=f"glue only: {' | '.join(f'{k}: {v}' for k, v in glue.PRESETS.items())}")
     cmd.add_argument("--no-separator-token", action="store_true",
                      help="glue only: no --separator-token (a BERT converted with WordPiece: <s> A </s> B </s>)")
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
                 _print_words(summarization.generation_flags(args.dataset))
             return 0
         options = {k: getattr(args, k) for k in ("arch", "save_dir", "r3f_lambda", "noise_type", "smart_lambda",
-                                                 "update_freq", "preset") if getattr(args, k) is not None}
+                                                 "update_freq", "preset", "updates") if getattr(args, k) is not None}
         if args.no_separator_token:
             options["separator_token"] = None
         common = dict(fairseq_train=args.fairseq_train, data=args.data, user_dir=args.user_dir,
@@ -122,10 +124,12 @@ def main(argv=None) -> int:
         expected = {"glue": 2, "xnli": 1, "summarization": 2}[args.family]
         if len(args.names) != expected:
             parser.error(f"command {args.family} takes {expected} name(s), got {' '.join(args.names)}")
-        only = {"smart_lambda": "glue", "update_freq": "summarization", "separator_token": "glue", "preset": "glue"}
+        only = {"smart_lambda": "glue", "update_freq": "summarization", "separator_token": "glue", "preset": "glue",
+                "updates": "glue"}
         for key, family in only.items():
             if key in options and args.family != family:
-                parser.error(f"--{key.replace('_', '-')} is for {family} recipes only")
+                spelled = "max-update" if key == "updates" else key.replace("_", "-")
+                parser.error(f"--{spelled} is for {family} recipes only")
         builder = {"glue": glue.command, "xnli": xnli.command, "summarization": summarization.command}[args.family]
         _print_words(builder(*args.names, **common))
         return 0

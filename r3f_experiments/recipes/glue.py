@@ -5,6 +5,7 @@ generated from it (``python -m r3f_experiments.recipes write-configs``), and the
 probing drivers read their tasks, methods and metrics from it.
 """
 
+import os
 from typing import List, Optional, Sequence
 
 from .run_spec import REQUIRED, Setting, argv, flag, yaml_only, yaml_text
@@ -84,9 +85,9 @@ PRESETS = {
 METHODS = {
     "std": "fairseq's sentence_prediction",
     "std++": "std trained twice as long",
+    "rdrop": "R-Drop: sentence_prediction_r3f with --noise-type none (the passes differ by dropout only)",
     "r3f": "sentence_prediction_r3f",
     "r4f": "r3f + --spectral-norm-classification-head (1-Lipschitz head)",
-    "rdrop": "R-Drop: sentence_prediction_r3f with --noise-type none (the passes differ by dropout only)",
     "r3f-rel": f"r3f with sigma = {R3F_RELATIVE_EPS} x the token-embedding RMS (--noise-scale relative)",
     "smart": "sentence_prediction_smart (SMART, MT-DNN's published defaults)",
     "freelb": "--task sentence_prediction_adv (FreeLB, its authors' per-task RoBERTa-large settings)",
@@ -102,17 +103,37 @@ class RecipeError(ValueError):
 
 
 def check(task: str, method: str, preset: str = "paper") -> None:
-    if task not in LR:
-        raise RecipeError(f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
-                          "not cover)")
-    if method not in METHODS:
-        raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
     if preset not in PRESETS:
         raise RecipeError(f"unknown PRESET '{preset}' ({' '.join(PRESETS)})")
+    if method not in METHODS:
+        raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
+    if task not in LR and preset != "small":
+        raise RecipeError(f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
+                          "not cover; PRESET=small fine-tunes any classification data-bin)")
+    if task not in LR and method == "freelb":
+        raise RecipeError(f"METHOD freelb takes its authors' per-task settings, which exist for {' '.join(LR)} "
+                          f"only, not for TASK '{task}'")
 
 
-def max_update(task: str, method: str, preset: str = "paper") -> int:
-    updates = SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task]
+def label_count(data: str) -> int:
+    """Classes of a sentence_prediction data-bin: the labels in DATA/label/dict.txt (fairseq pads a
+    dictionary with madeupword entries, which are not labels)."""
+    path = os.path.join(data, "label", "dict.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = [line for line in f if line.strip() and not line.startswith("madeupword")]
+    except OSError as e:
+        raise RecipeError(f"{path}: {e.strerror}: DATA must be a sentence_prediction data-bin (input0/, label/)") from e
+    if len(labels) < 2:
+        raise RecipeError(f"{path}: {len(labels)} label(s); classification needs at least 2")
+    return len(labels)
+
+
+def max_update(task: str, method: str, preset: str = "paper", updates: Optional[int] = None) -> int:
+    """The run's updates: ``updates`` (MAX_UPDATE), else the preset's; std++ trains twice as long."""
+    if updates is not None and updates < 1:
+        raise RecipeError(f"MAX_UPDATE must be a positive number of updates, got {updates}")
+    updates = updates or (SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task])
     return updates * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
 
 
@@ -255,16 +276,21 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
              arch: Optional[str] = None, seed: int = 1, save_dir: Optional[str] = None,
              r3f_lambda: str = R3F_LAMBDA, noise_type: Optional[str] = None, smart_lambda: str = SMART_LAMBDA,
              precision: Sequence[str] = (), yaml: bool = False, separator_token: Optional[int] = 2,
-             preset: str = "paper") -> List[Setting]:
+             preset: str = "paper", updates: Optional[int] = None) -> List[Setting]:
     """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order.
-    ``separator_token`` None: BERT's pair layout (the small preset reads it from the checkpoint)."""
+    ``separator_token`` None: BERT's pair layout (the small preset reads it from the checkpoint).
+    ``updates``: the run's updates instead of the preset's (warm-up and decay follow)."""
     check(task, method, preset)
+    # a task outside GLUE (the small preset only): its classes from the data-bin, accuracy
+    glue_task = task in LR
+    metric = METRIC[task] if glue_task else "accuracy"
+    num_classes = NUM_CLASSES[task] if glue_task else label_count(data)
     report = {"mcc": [flag("--report-mcc", True, "criterion")],
-              "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(METRIC[task], [])
+              "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(metric, [])
     methods = method_settings(task, method, r3f_lambda, noise_type, smart_lambda)
     model: List[Setting] = []
     schedule: List[Setting] = []
-    lr, batch_size, log_interval, max_positions = LR[task], BATCH_SIZE[task], 100, MAX_POSITIONS
+    lr, batch_size, log_interval, max_positions = LR.get(task), BATCH_SIZE.get(task), 100, MAX_POSITIONS
     if preset == "small":
         if yaml:
             raise RecipeError("configs/ hold the paper preset only")
@@ -278,12 +304,12 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
     return sentence_prediction_settings(
         data=data, user_dir=user_dir, pretrained=pretrained,
         task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
-        num_classes=NUM_CLASSES[task], arch=arch or "roberta_large", dropout=DROPOUT,
+        num_classes=num_classes, arch=arch or "roberta_large", dropout=DROPOUT,
         methods=methods, report=report,
         adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=lr,
-        updates=max_update(task, method, preset), warmup_percent=WARMUP_PERCENT,
+        updates=max_update(task, method, preset, updates), warmup_percent=WARMUP_PERCENT,
         batch=[flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
-        seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=METRIC[task],
+        seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=metric,
         precision=precision, yaml=yaml, separator_token=separator_token, model=model, log_interval=log_interval,
         schedule=schedule, max_positions=max_positions)
 
