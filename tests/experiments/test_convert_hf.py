@@ -259,7 +259,7 @@ def test_wordpiece_glue_data_then_fairseq_train_restore_r3f_loss_falls(source_di
     assert all(float(r["symm_kl"]) > 0 for r in logs["train_inner"])
 
 
-def test_prepare_and_demo_refuse_bad_wordpiece_arguments(tmp_path):
+def test_prepare_refuses_bad_wordpiece_arguments(tmp_path):
     import subprocess
 
     from tests.helpers import REPO
@@ -267,6 +267,3 @@ def test_prepare_and_demo_refuse_bad_wordpiece_arguments(tmp_path):
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece",
                            str(tmp_path), "SST-2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh")], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "DEMO_MODEL": "large", "DEMO_OUT": str(tmp_path / "d")})
-    assert proc.returncode == 2 and "DEMO_MODEL must be auto, tiny or minilm (got 'large')" in proc.stderr
