@@ -267,3 +267,57 @@ def test_prepare_refuses_bad_wordpiece_arguments(tmp_path):
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece",
                            str(tmp_path), "SST-2"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
+
+
+def small_command(converted, task, method, data, **kwargs):
+    from r3f_experiments.recipes import glue
+    from r3f_experiments.recipes.run_spec import argv
+
+    return argv(glue.settings(task, method, data=data, user_dir="U", pretrained=os.path.join(converted, "model.pt"),
+                              preset="small", **kwargs))
+
+
+def value(words, name):
+    return words[words.index(name) + 1]
+
+
+def test_small_preset_reads_the_model_from_the_checkpoint(converted, tmp_path):
+    """PRESET=small: the converted MiniLM's sizes, one --max-positions, BERT's pair layout, the
+    preset's schedule; MAX_UPDATE moves warm-up and decay; the paper preset is unchanged."""
+    from r3f_experiments.recipes import glue, run_spec
+
+    words = small_command(converted, "RTE", "r3f", "D")
+    assert value(words, "--encoder-layers") == "6" and value(words, "--encoder-embed-dim") == "384"
+    assert words.count("--max-positions") == 1 and "--separator-token" not in words
+    assert (value(words, "--lr"), value(words, "--batch-size"), value(words, "--max-update")) == \
+        (glue.SMALL_LR, str(glue.SMALL_BATCH_SIZE), str(glue.SMALL_MAX_UPDATE))
+    assert "--no-save" in words and value(words, "--r3f-diagnostics-interval") == str(glue.SMALL_DIAGNOSTICS_INTERVAL)
+    longer = small_command(converted, "RTE", "std++", "D", updates=50)
+    assert (value(longer, "--max-update"), value(longer, "--warmup-updates")) == ("100", "6")
+    assert "--r3f-diagnostics-interval" not in longer
+    paper = run_spec.argv(glue.settings("RTE", "r3f", data="D", user_dir="U", pretrained="R"))
+    assert value(paper, "--lr") == glue.LR["RTE"] and value(paper, "--arch") == "roberta_large"
+    assert value(paper, "--separator-token") == "2" and "--no-save" not in paper
+
+
+def test_small_preset_takes_any_classification_data_bin(converted, tmp_path):
+    from r3f_experiments.recipes import glue
+
+    label = tmp_path / "MYTASK-bin" / "label"
+    label.mkdir(parents=True)
+    (label / "dict.txt").write_text("neutral 10\nentailment 9\ncontradiction 8\nmadeupword0000 0\n")
+    words = small_command(converted, "MYTASK", "r4f", str(tmp_path / "MYTASK-bin"))
+    assert value(words, "--num-classes") == "3" and value(words, "--best-checkpoint-metric") == "accuracy"
+    for task, method, kwargs, message in [
+        ("MYTASK", "freelb", {}, "per-task settings"),
+        ("RTE", "rdrop", {"noise_type": "normal"}, "rdrop has no noise"),
+        ("RTE", "std", {"updates": 0}, "MAX_UPDATE must be a positive number"),
+        ("RTE", "std", {"arch": "roberta_base"}, "PRESET=small takes the architecture"),
+    ]:
+        with pytest.raises(glue.RecipeError, match=message):
+            small_command(converted, task, method, str(tmp_path / "MYTASK-bin"), **kwargs)
+    with pytest.raises(glue.RecipeError, match="unknown TASK 'MYTASK'"):
+        glue.settings("MYTASK", "std", data="D", user_dir="U", pretrained="R")
+    (label / "dict.txt").write_text("only 3\n")
+    with pytest.raises(glue.RecipeError, match="1 label"):
+        small_command(converted, "MYTASK", "std", str(tmp_path / "MYTASK-bin"))
