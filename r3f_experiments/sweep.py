@@ -653,7 +653,8 @@ def write_table_csv(path: str, rows, columns: Sequence[Column], bests) -> None:
             w.writerow([method] + ["" if v is None else round(v, 6) for v in values])
 
 
-def write_runs_csv(path: str, rows: Sequence[RunRow]) -> None:
+def write_runs_csv(path: str, rows: Sequence[RunRow], out_dir: str) -> None:
+    """One row per run and column; ``log`` relative to OUT_DIR, so the file can travel."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["task", "column", "subset", "metric", "method", "seed", "best", "best_update",
@@ -663,7 +664,8 @@ def write_runs_csv(path: str, rows: Sequence[RunRow]) -> None:
             w.writerow([r.column.task, r.column.label, r.column.subset, r.column.name, r.method, r.seed,
                         "" if res is None else res.best, "" if res is None else res.best_update,
                         "" if res is None or res.wall_to_best is None else res.wall_to_best,
-                        "" if res is None else res.validations, r.finished, res is not None, r.problem, r.log])
+                        "" if res is None else res.validations, r.finished, res is not None, r.problem,
+                        os.path.relpath(r.log, out_dir)])
 
 
 # One colour per method in every panel and figure (matplotlib's tab10, in Table 2's order).
@@ -767,7 +769,7 @@ def cmd_report(args) -> int:
                     f"metric, in %), {box}; n per method under its name.")]
     text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals, bests, figures)
     write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns, bests)
-    write_runs_csv(os.path.join(report_dir, "runs.csv"), rows)
+    write_runs_csv(os.path.join(report_dir, "runs.csv"), rows, args.out_dir)
     print(text)
     print(f"[report] wrote {report_dir}/table2.md, table2.csv, runs.csv"
           + ("" if args.no_plots else ", figure1.png/.svg, figure2.png/.svg"))
