@@ -9,6 +9,7 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
+from r3f_experiments.recipes import glue
 from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs, run_fairseq
 
 TRAIN_SH = os.path.join(REPO, "scripts", "glue", "train.sh")
@@ -34,8 +35,9 @@ def dry_run(task, method, *extra):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: os.path.basename(c)[:-5])
 def test_yaml_equals_train_sh(config):
     name = os.path.basename(config)[:-5]
-    task_key, method = name.rsplit("_", 1)
-    method = method.replace("pp", "++")
+    spelled = {glue.CONFIG_SPELLING.get(m, m): m for m in glue.METHODS}
+    method = next(spelled[s] for s in sorted(spelled, key=len, reverse=True) if name.endswith("_" + s))
+    task_key = name[: -len(glue.CONFIG_SPELLING.get(method, method)) - 1]
     flags = dry_run(TASKS[task_key], method)
     cfg = OmegaConf.load(config)
     assert float(flags["lr"]) == float(cfg.optimization.lr[0])
@@ -51,9 +53,12 @@ def test_yaml_equals_train_sh(config):
     assert ("spectral_norm_classification_head" in flags) == cfg.model.spectral_norm_classification_head
     assert ("report_mcc" in flags) == cfg.criterion.get("report_mcc", False)
     assert ("report_acc_and_f1" in flags) == cfg.criterion.get("report_acc_and_f1", False)
-    if method in ("r3f", "r4f"):
+    if method in ("r3f", "r4f", "rdrop", "r3f-rel"):
         assert float(flags["r3f_lambda"]) == cfg.criterion.r3f_lambda
-        assert float(flags["eps"]) == cfg.criterion.eps == 1e-5
+        assert flags["noise_type"] == cfg.criterion.noise_type == ("none" if method == "rdrop" else "uniform")
+        assert float(flags["eps"]) == cfg.criterion.eps == (1.0 if method == "r3f-rel" else 1e-5)
+        assert (flags.get("noise_scale") == "relative") == (cfg.criterion.get("noise_scale") == "relative") \
+            == (method == "r3f-rel")
     if method == "smart":
         for key in ("smart_lambda", "smart_step_size", "smart_noise_std"):
             assert float(flags[key]) == cfg.criterion[key], key
