@@ -158,16 +158,13 @@ def read_runs(out_dir: str, task: str) -> List[dict]:
 
 
 def _paired(records, variant, reference):
+    """The variant against the reference, paired over seeds, with the sweep report's verdict."""
     mine = {r["seed"]: r["best"] for r in records if r["variant"] == variant}
     theirs = {r["seed"]: r["best"] for r in records if r["variant"] == reference}
-    diffs = [mine[s] - theirs[s] for s in sorted(set(mine) & set(theirs))]
-    if not diffs or variant == reference:
+    paired = sweep.paired_against(mine, theirs)
+    if not paired.n or variant == reference:
         return "-"
-    # seed-to-seed noise: the larger of the two variants' standard deviations over seeds
-    noise = max((statistics.stdev(v.values()) for v in (mine, theirs) if len(v) > 1), default=0.0)
-    same_sign = min(diffs) > 0 or max(diffs) < 0
-    verdict = "differs" if same_sign and abs(statistics.fmean(diffs)) > noise else "within seed spread"
-    return f"{statistics.fmean(diffs):+.2f} [{min(diffs):+.2f}, {max(diffs):+.2f}] ({verdict})"
+    return f"{paired.mean:+.2f} [{paired.low:+.2f}, {paired.high:+.2f}], {paired.verdict()}"
 
 
 def _fmt(value, digits=2):
@@ -199,7 +196,7 @@ def table(records: List[dict], task: str, order: Sequence[str]) -> str:
     lines += ["", "noise_kl: the symmetric KL the noise alone makes (diagnostic passes with the same dropout "
               "masks), mean over the run's diagnosed steps, per sentence; symm_kl: the trained KL term. "
               "vs R-Drop / vs standard: mean paired difference over seeds [min, max]; \"differs\" only when "
-              "every seed's difference has the same sign and the mean difference exceeds the larger of the two "
+              "a two-sided paired t-test gives p < 0.05 and the mean difference exceeds the larger of the two "
               "variants' standard deviations over seeds."]
     return "\n".join(lines) + "\n"
 

@@ -549,6 +549,9 @@ def paired_against(by_seed: Dict[int, float], baseline_by_seed: Dict[int, float]
         from scipy import stats  # a fairseq requirement; imported only for the report
 
         p = float(stats.ttest_rel([by_seed[s] for s in seeds], [baseline_by_seed[s] for s in seeds]).pvalue)
+    elif len(diffs) > 1:
+        # every seed moved by the same amount: the t statistic is infinite (or 0/0 when unmoved)
+        p = 1.0 if diffs[0] == 0 else 0.0
     spreads = [statistics.stdev(v[s] for s in seeds) for v in (by_seed, baseline_by_seed) if len(seeds) > 1]
     return Paired(len(diffs), statistics.fmean(diffs), min(diffs), max(diffs), p, max(spreads, default=None))
 

@@ -190,8 +190,8 @@ def test_mean_std_and_the_paired_test_against_std(swept):
     if len(set(diffs)) > 1:
         p = stats.ttest_rel(bests["r3f"], bests["std"]).pvalue
         assert f"p = {p:.2f})" in row or f"p = {p:.3f})" in row
-    else:
-        assert row.endswith("n/a |")
+    else:  # the same difference on every seed: t is infinite, or 0/0 when there is none
+        assert ("p = 1.00)" if diffs[0] == 0 else "(p = 0.000)") in row
 
 
 def test_paired_verdicts():
@@ -204,6 +204,10 @@ def test_paired_verdicts():
     noisy = sweep_py.paired_against({1: 71.0, 2: 73.0, 3: 81.0, 4: 71.0, 5: 79.0}, base)
     assert noisy.verdict().startswith("within seed noise")
     assert sweep_py.paired_against({1: 71.0}, base).verdict() == "n/a"
+    # the same shift on every seed: certain (p = 0) but judged against the spread; no shift at all: p = 1
+    assert sweep_py.paired_against({s: v + 9.0 for s, v in base.items()}, base).verdict() == "differs (p = 0.000)"
+    assert sweep_py.paired_against({s: v + 1.0 for s, v in base.items()}, base).verdict().startswith("consistent")
+    assert sweep_py.paired_against(dict(base), base).verdict() == "within seed noise (p = 1.00)"
     # lower-is-better metrics: a lower loss is a positive difference
     assert sweep_py.paired_against({1: 1.0, 2: 2.0}, {1: 2.0, 2: 3.5}, maximize=False).mean == pytest.approx(1.25)
 
