@@ -2,8 +2,8 @@
 
     python -m r3f_experiments.sigma_sweep run --task SST-2 --checkpoint CONVERTED/model.pt \\
         [--glue-bin glue_bin] [--out-dir sigma_sweep] [--seeds 1-3] [--sigmas 1e-4 1e-2 1e-1 3e-1 1] \\
-        [--dropout-modes independent same] [--max-update 100] [--lr 5e-5] [--batch-size 16] \\
-        [--valid-every 50] [--wordpiece] [--jobs 2] \\
+        [--dropout-modes independent same] [--max-update N] [--lr LR] [--batch-size N] \\
+        [--valid-every N] [--jobs 2] \\
         [-- EXTRA fairseq-train FLAGS]
     python -m r3f_experiments.sigma_sweep print  ...same options...    # one command per pending run
     python -m r3f_experiments.sigma_sweep report [--out-dir sigma_sweep] [--task SST-2]
@@ -19,17 +19,18 @@ data prepared with scripts/glue/prepare.sh), every seed runs
 
 ``--dropout-modes independent`` (or ``same``) runs only one of the two R3F variants per sigma.
 
-Each run is ``bash scripts/glue/train.sh TASK {std|r3f} SEED SAVE_DIR -- FLAGS`` with the
-checkpoint's model flags (``checkpoint_model_flags``), a short schedule sized for a small model
-(--max-update, --lr, --batch-size; warm-up 6%, the paper's Table 6 for the rest), validation every
---valid-every updates and the R3F diagnostics every 10 updates (``noise_kl``: the KL the noise
-alone makes). Runs and logs live in OUT_DIR/TASK/VARIANT/seedN/train.log, are skipped when
+Each run is ``PRESET=small bash scripts/glue/train.sh TASK {std|r3f} SEED SAVE_DIR -- FLAGS``:
+the small preset of the GLUE recipes (the checkpoint's model flags and pair layout, its short
+schedule, the paper's Table 6 for the rest), with --max-update, --lr, --batch-size and
+--valid-every (validate every N updates) replacing the preset's where given, and the R3F
+diagnostics every 10 updates (``noise_kl``: the KL the noise alone makes). Runs and logs live in OUT_DIR/TASK/VARIANT/seedN/train.log, are skipped when
 finished and run through ``r3f_experiments.sweep`` (``--jobs N`` through submitit's local executor).
 
 report: per variant, n seeds, the task's dev metric (best over the validations of a run): median
 [min, max] and mean +- std, its paired difference to R-Drop and to standard over seeds (mean, and
-[min, max] of the per-seed differences: a difference is called one only when that range excludes
-0 and the mean difference exceeds the larger of the two variants' standard deviations over seeds),
+[min, max] of the per-seed differences, and the sweep report's verdict: a difference is called one
+only when a two-sided paired t-test gives p < 0.05 and the mean difference exceeds the larger of
+the two variants' standard deviations over seeds),
 and the mean ``noise_kl`` and ``symm_kl`` of the run's diagnosed steps; table.md, runs.csv and
 figure.png / figure.svg (dev metric and noise_kl against sigma, each seed a point).
 """
@@ -72,21 +73,18 @@ def sigma_of(variant: str) -> Optional[float]:
 
 
 def schedule_flags(args) -> List[str]:
-    warmup = args.max_update * glue.WARMUP_PERCENT // 100
-    return ["--lr", args.lr, "--max-update", str(args.max_update), "--total-num-update", str(args.max_update),
-            "--warmup-updates", str(warmup), "--batch-size", str(args.batch_size),
-            "--validate-interval-updates", str(args.valid_every), "--validate-interval", "1000000",
-            "--log-interval", str(DIAGNOSTICS_INTERVAL),
-            "--no-save", "--num-workers", "0"]
+    """Where the sweep departs from PRESET=small (its updates go through MAX_UPDATE, which moves
+    warm-up and decay with them): the options given, and a train record at every diagnosed step."""
+    given = [("--lr", args.lr), ("--batch-size", args.batch_size), ("--validate-interval-updates", args.valid_every)]
+    return ["--log-interval", str(DIAGNOSTICS_INTERVAL),
+            *(word for name, value in given if value is not None for word in (name, str(value)))]
 
 
 def plan(args) -> List[sweep.Run]:
-    from .checkpoint_model_flags import checkpoint_model_flags  # reads the checkpoint (torch): run/print only
+    env = {"PRESET": "small", "GLUE_BIN": args.glue_bin, "ROBERTA": args.checkpoint, "PRECISION": args.precision}
+    if args.max_update is not None:
+        env["MAX_UPDATE"] = str(args.max_update)
 
-    model = checkpoint_model_flags(args.checkpoint)
-    env = {"GLUE_BIN": args.glue_bin, "ROBERTA": args.checkpoint, "PRECISION": args.precision}
-    if args.wordpiece:
-        env["NO_SEPARATOR_TOKEN"] = "1"
     def literal(text: str) -> str:  # the template is str.format-ed: keep literal braces
         return text.replace("{", "{{").replace("}", "}}")
 
@@ -94,7 +92,7 @@ def plan(args) -> List[sweep.Run]:
     train_sh = literal(shlex.quote(recipe("glue", "train.sh")))
     runs = []
     for name, (method, *flags) in variants(args.sigmas, args.dropout_modes).items():
-        fixed = literal(shlex.join([*model, *schedule_flags(args), *flags, *args.extra]))
+        fixed = literal(shlex.join([*schedule_flags(args), *flags, *args.extra]))
         command = f"{prefix} bash {train_sh} {{task}} {method} {{seed}} {{save_dir}} -- {fixed}"
         for seed in args.seeds:
             save_dir = os.path.join(args.out_dir, args.task, name, f"seed{seed}")
@@ -282,16 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     runs = argparse.ArgumentParser(add_help=False, parents=[common])
     runs.add_argument("--checkpoint", required=True, help="the pre-trained model.pt (e.g. a converted MiniLM)")
     runs.add_argument("--glue-bin", default="glue_bin", help="folder holding TASK-bin (scripts/glue/prepare.sh)")
-    runs.add_argument("--wordpiece", action="store_true", help="a BERT converted with WordPiece: no separator token")
     runs.add_argument("--seeds", nargs="+", default=["1-3"])
     runs.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="relative sigmas (fractions of the RMS)")
     runs.add_argument("--dropout-modes", nargs="+", choices=DROPOUT_MODES, default=list(DROPOUT_MODES),
                       help="R3F variants per sigma: independent dropout masks (rel<SIGMA>) and/or the same masks "
                            "in both passes (rel<SIGMA>-same)")
-    runs.add_argument("--max-update", type=int, default=100)
-    runs.add_argument("--lr", default="5e-5")
-    runs.add_argument("--batch-size", type=int, default=16)
-    runs.add_argument("--valid-every", type=int, default=50, help="validate every N updates")
+    preset = "default: PRESET=small's"
+    runs.add_argument("--max-update", type=int, help=f"updates per run ({preset}, {glue.SMALL_MAX_UPDATE})")
+    runs.add_argument("--lr", help=f"peak learning rate ({preset}, {glue.SMALL_LR})")
+    runs.add_argument("--batch-size", type=int, help=f"sentences per update ({preset}, {glue.SMALL_BATCH_SIZE})")
+    runs.add_argument("--valid-every", type=int,
+                      help=f"validate every N updates ({preset}, {glue.SMALL_VALIDATE_INTERVAL_UPDATES})")
     runs.add_argument("--precision", default="", help='precision flags for train.sh (default "": fp32; "--amp" on a GPU)')
     runs.add_argument("--jobs", type=int, default=1, help="runs at a time (> 1: submitit's local executor)")
     runs.add_argument("--cluster", choices=["local", "slurm"], default="local")

@@ -44,6 +44,9 @@ def test_every_variant_and_seed_runs_and_a_rerun_skips_them(swept):
                                    "'r3f_diagnostics_interval': 10", "'seed': 2"))
     std = open(out / "std" / "seed1" / "train.log").read()
     assert "'_name': 'sentence_prediction'" in std and "loading pretrained model from" in std
+    # PRESET=small's run, with the sweep's schedule options in place of the preset's
+    assert all(f in std for f in ("'no_save': True", "'lr': [0.001]", "'max_update': 6", "'batch_size': 16",
+                                  "'validate_interval_updates': 3", "'log_interval': 10"))
 
 
 @pytest.mark.slow
