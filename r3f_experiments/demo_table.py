@@ -1,4 +1,4 @@
-"""The demo's tables, one per task, from the runs of a seed sweep (``r3f_experiments.sweep``'s
+"""The demo's tables, one per task and dev set (MNLI: matched and mismatched), from the runs of a seed sweep (``r3f_experiments.sweep``'s
 layout: RUNS_DIR/TASK/METHOD/seedN/train.log).
 
     python -m r3f_experiments.demo_table RUNS_DIR [--noise-reach JSON] [--out FILE]
@@ -30,14 +30,15 @@ def seconds_per_update(output: str) -> Optional[float]:
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])
 
 
-def task_table(task: str, rows: List[sweep.RunRow]) -> List[str]:
+def task_table(rows: List[sweep.RunRow]) -> List[str]:
+    """The table of one column (a task's metric on one dev set): the label names it (MNLI-m, RTE)."""
     column = rows[0].column
     by_method: Dict[str, List[sweep.RunRow]] = {}
     for row in rows:
         if row.result is not None:
             by_method.setdefault(row.method, []).append(row)
     bests = {m: {r.seed: r.result.best for r in rs} for m, rs in by_method.items()}
-    lines = [f"### {task}: dev {column.name}" + ("" if column.subset == "valid" else f" ({column.subset})"),
+    lines = [f"### {column.label}: dev {column.name}" + ("" if column.subset == "valid" else f" ({column.subset})"),
              "",
              "| method | n | min / median / max | mean +- std | vs std (paired over seeds) | s / update | noise_kl |",
              "|---|---|---|---|---|---|---|"]
@@ -83,8 +84,8 @@ def main(argv=None) -> str:
         sys.exit(1)
     lines: List[str] = []
     for task in sweep.ordered(found, sweep.TASKS):
-        columns = sweep.columns_for(task, {})[:1]  # the task's metric on its first validation subset
-        lines += task_table(task, sweep.collect_all({task: found[task]}, {task: columns}, False))
+        for column in sweep.columns_for(task, {}):
+            lines += task_table(sweep.collect_all({task: found[task]}, {task: [column]}, False))
     if args.noise_reach:
         lines += noise_reach_lines(args.noise_reach)
     text = "\n".join(lines)

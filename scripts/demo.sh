@@ -58,6 +58,7 @@ TASKS=()
 if [[ -n "$GLUE_DIR" ]]; then
     if [[ ${#GLUE_TASKS[@]} -eq 0 ]]; then
         for task in "${GLUE_TASKS_KNOWN[@]}"; do [[ -f "${GLUE_DIR}/${task}/train.tsv" ]] && GLUE_TASKS+=("$task"); done
+        [[ ! -f "${GLUE_DIR}/STS-B/train.tsv" ]] || echo "[demo] ${GLUE_DIR}/STS-B: not run (regression, which R3F does not cover)"
         [[ ${#GLUE_TASKS[@]} -ge 1 ]] || { echo "error: GLUE_DIR=${GLUE_DIR} holds none of ${GLUE_TASKS_KNOWN[*]} (TASK/train.tsv)" >&2; exit 2; }
     fi
     for task in "${GLUE_TASKS[@]}"; do  # the dev files are checked by scripts/glue/prepare.sh

@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
-ROW = re.compile(r"^\| (\S+) \| (\d+) \| ([0-9.]+) / ([0-9.]+) / ([0-9.]+) \| ([0-9.]+) \+- (\S+) \| (.*?) \| (\S+) \| (\S+) \|$",
+ROW = re.compile(r"^\| (\S+) \| (\d+) \| (-?[0-9.]+) / (-?[0-9.]+) / (-?[0-9.]+) \| (-?[0-9.]+) \+- (\S+) \| (.*?) \| (\S+) \| (\S+) \|$",
                  re.M)
 NOISE = re.compile(r"sigma 1 x RMS: this plugin ([0-9.e+-]+), reference ([0-9.e+-]+)")
 # GLUE's task files (GLUE_DIR/TASK/train.tsv, dev.tsv), when this machine has them
@@ -34,11 +34,12 @@ def tables(stdout):
     return out
 
 
-def check_rows(rows, methods, seeds):
+def check_rows(rows, methods, seeds, lowest=0):
+    """lowest: the metric's floor (0; -100 for MCC)."""
     assert list(rows) == methods
     for method, (n, low, median, high, mean, std, versus, per_update, noise_kl) in rows.items():
         assert int(n) == seeds
-        assert 0 <= float(low) <= float(median) <= float(high) <= 100
+        assert lowest <= float(low) <= float(median) <= float(high) <= 100
         assert float(low) <= float(mean) <= float(high)
         assert (versus == "-") is (method == "std")
         assert (noise_kl == "-") is (method == "std")
@@ -100,3 +101,52 @@ def test_demo_on_a_real_glue_task(tmp_path):
     assert f"| method | {task} |" in table2 and "| r3f |" in table2
     log = (tmp_path / "runs" / task / "r3f" / "seed1" / "train.log").read_text()
     assert "'separator_token': None" in log and "sentence_prediction_r3f" in log
+
+
+def write_glue_layouts(root):
+    """Tiny task folders in GLUE's own layouts for what the shared files lack: MNLI (three classes,
+    sentence pairs, matched and mismatched dev sets, 12/16-column rows), CoLA (MCC, single
+    sentences, no header) and STS-B (regression, which the demo must leave out and say so)."""
+    import random
+
+    rng = random.Random(0)
+    words = "the a cat dog sat ran on under big small house river man woman saw heard".split()
+
+    def sentence():
+        return " ".join(rng.choice(words) for _ in range(rng.randint(4, 10))).capitalize() + "."
+
+    def write(path, rows):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join("\t".join(row) for row in rows) + "\n")
+
+    for split, n in (("train", 48), ("dev", 24)):
+        write(os.path.join(root, "CoLA", f"{split}.tsv"),
+              [("gj04", str(i % 2), "" if i % 2 else "*", sentence()) for i in range(n)])
+    header = ["index", "promptID", "pairID", "genre", *(f"sentence{k}_{p}" for p in ("binary_parse", "parse")
+                                                          for k in (1, 2)), "sentence1", "sentence2"]
+    labels = ("contradiction", "entailment", "neutral")
+    write(os.path.join(root, "MNLI", "train.tsv"), [header + ["label1", "gold_label"]] + [
+        [str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), labels[i % 3], labels[i % 3]] for i in range(48)])
+    for name in ("dev_matched", "dev_mismatched"):
+        write(os.path.join(root, "MNLI", f"{name}.tsv"), [header + [f"label{k}" for k in range(1, 6)] + ["gold_label"]] + [
+            [str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), *[labels[i % 3]] * 6] for i in range(24)])
+    write(os.path.join(root, "STS-B", "train.tsv"), [("index", "sentence1", "sentence2", "score")])
+
+
+def test_demo_on_glue_layouts_beyond_the_shared_files(tmp_path):
+    """Any GLUE folder: MNLI gives one table per dev set (matched, mismatched) with three classes,
+    CoLA its MCC (which may be negative); STS-B is left out with a line saying so."""
+    glue_dir = tmp_path / "glue"
+    write_glue_layouts(glue_dir)
+    stdout = run_demo(tmp_path / "out", GLUE_DIR=str(glue_dir), SEEDS="1 2", METHODS="std r3f", MAX_UPDATE="2")
+    assert "STS-B: not run (regression" in stdout
+    found = tables(stdout)
+    assert list(found) == ["MNLI-m", "MNLI-mm", "CoLA"]
+    assert "### CoLA: dev mcc" in stdout and "### MNLI-mm: dev accuracy (valid1)" in stdout
+    for label in found:
+        check_rows(found[label], ["std", "r3f"], 2, lowest=-100 if label == "CoLA" else 0)
+    log = (tmp_path / "out" / "runs" / "MNLI" / "r3f" / "seed1" / "train.log").read_text()
+    assert "'num_classes': 3" in log and "'valid_subset': 'valid,valid1'" in log
+    # the noise's KL at the paper's sigma is printed with its digits, not rounded to 0
+    assert float(found["CoLA"]["r3f"][8]) > 0

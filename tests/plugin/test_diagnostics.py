@@ -102,3 +102,19 @@ def test_interval_counts_training_steps(synthetic_data):
         [True, False, False, True, False, False, True]
     model.eval()  # validation is not a training step and makes no diagnostics
     assert "noise_kl" not in logged(criterion, model, sample)[2] and criterion._training_steps == 7
+
+
+def test_a_tiny_noise_kl_is_logged_with_its_significant_digits(synthetic_data):
+    """At the paper's sigma the noise's KL is about 1e-12 on a pretrained encoder: the log keeps
+    its significant digits (a fixed number of decimals would print 0, "no noise arrives")."""
+    from fairseq.logging import metrics
+    from fairseq.logging.progress_bar import format_stat
+
+    task, model, criterion = diagnosed(synthetic_data, "--eps", "1e-6")
+    _, _, log = logged(criterion, model, valid_batch(task, size=16))
+    raw = log["noise_kl"].item() / log["_diag_kl_weight"]
+    assert 0 < raw < 1e-8
+    with metrics.aggregate() as agg:
+        type(criterion).reduce_metrics([log])
+        printed = format_stat(agg.get_smoothed_value("noise_kl"))
+    assert float(printed) == pytest.approx(raw, rel=1e-5)
