@@ -1,5 +1,5 @@
-"""The demo's tables, one per task and dev set (MNLI: matched and mismatched), from the runs of a seed sweep (``r3f_experiments.sweep``'s
-layout: RUNS_DIR/TASK/METHOD/seedN/train.log).
+"""The demo's tables, one per task and dev set (MNLI: matched and mismatched), from the runs of a
+seed sweep (``r3f_experiments.sweep``'s layout: RUNS_DIR/TASK/METHOD/seedN/train.log).
 
     python -m r3f_experiments.demo_table RUNS_DIR [--noise-reach JSON] [--out FILE]
 

@@ -23,8 +23,9 @@ Each run is ``PRESET=small bash scripts/glue/train.sh TASK {std|r3f} SEED SAVE_D
 the small preset of the GLUE recipes (the checkpoint's model flags and pair layout, its short
 schedule, the paper's Table 6 for the rest), with --max-update, --lr, --batch-size and
 --valid-every (validate every N updates) replacing the preset's where given, and the R3F
-diagnostics every 10 updates (``noise_kl``: the KL the noise alone makes). Runs and logs live in OUT_DIR/TASK/VARIANT/seedN/train.log, are skipped when
-finished and run through ``r3f_experiments.sweep`` (``--jobs N`` through submitit's local executor).
+diagnostics every 10 updates (``noise_kl``: the KL the noise alone makes). Runs and logs live in
+OUT_DIR/TASK/VARIANT/seedN/train.log, are skipped when finished and run through
+``r3f_experiments.sweep`` (``--jobs N`` through submitit's local executor).
 
 report: per variant, n seeds, the task's dev metric (best over the validations of a run): median
 [min, max] and mean +- std, its paired difference to R-Drop and to standard over seeds (mean, and
