@@ -1,6 +1,7 @@
 """Read fairseq's ``--log-format json`` output (fairseq-train and fairseq-hydra-train)."""
 
 import json
+import os
 import re
 from typing import Dict, Iterator, List
 
@@ -64,3 +65,50 @@ def training_seconds(output: str) -> float:
     if not found:
         raise ValueError("no 'done training in ... seconds' line: did training finish?")
     return float(found[-1])
+
+
+# ---- a run's log on disk: resumed attempts, finished, started as asked ------------------------
+
+LOG_NAME = "train.log"
+_NO_CHECKPOINT = re.compile(r"No existing checkpoint found (\S+)")
+_RESUMED = re.compile(r"Loaded checkpoint (\S*checkpoint_last\.pt)")
+
+
+def finished_output(output: str) -> bool:
+    """True when fairseq-train wrote its closing "done training in X seconds" line."""
+    return bool(_TRAINING_TIME.search(output))
+
+
+def fresh_start_problem(output: str) -> str:
+    """Why a run's log is not what was asked for, or "": fairseq's ``--restore-file`` treats a
+    missing file as "start fresh", so a typo in the pre-trained model's path trains from random
+    init and exits 0 (its own checkpoint_last.pt missing is a normal first start)."""
+    for path in _NO_CHECKPOINT.findall(output):
+        if os.path.basename(path) != "checkpoint_last.pt":
+            return f"started from random init: the pre-trained model {path} does not exist"
+    return ""
+
+
+def run_output(log_path: str) -> str:
+    """A run's whole log: ``log_path`` preceded by the kept logs (``log_path``.N, newest first)
+    of the attempts it resumed, back to the last one that did not resume from checkpoint_last.pt."""
+    with open(log_path, errors="replace") as f:
+        parts = [f.read()]
+    n = 1
+    while os.path.exists(f"{log_path}.{n}"):
+        n += 1
+    for k in range(n - 1, 0, -1):
+        if not _RESUMED.search(parts[0]):
+            break
+        with open(f"{log_path}.{k}", errors="replace") as f:
+            parts.insert(0, f.read())
+    return "\n".join(parts)
+
+
+def is_finished(log_path: str) -> bool:
+    """Finished, and started from what was asked for (``fresh_start_problem``)."""
+    try:
+        output = run_output(log_path)
+    except OSError:
+        return False
+    return finished_output(output) and not fresh_start_problem(output)

@@ -1,58 +1,29 @@
 #!/usr/bin/env python3
-"""Representational-collapse probing experiments: Aghajanyan et al. (ICLR 2021), Sec. 4, Figures 3-5.
-
-    python -m r3f_experiments.probing cross-task [OPTIONS] [-- EXTRA fairseq-train flags]   # Figure 3
-    python -m r3f_experiments.probing sequential [OPTIONS] [-- EXTRA ...]                    # Figure 4
-    python -m r3f_experiments.probing cyclic     [OPTIONS] [-- EXTRA ...]                    # Figure 5
-    python -m r3f_experiments.probing report     [--out-dir DIR] [--no-plots]                # re-render reports
-
-cross-task  fine-tune on SST-2 with each method, then probe MNLI, QNLI, QQP, RTE, MRPC, CoLA.
-sequential  fine-tune SST-2 -> QNLI -> QQP -> RTE, each stage from the previous stage's best
-            checkpoint; probe SST-2 after every stage.
-cyclic      the same chain repeated for 3 cycles; probe every task of the chain after each cycle.
-
-Every fine-tuning stage is `bash scripts/glue/train.sh TASK METHOD SEED SAVE_DIR -- FLAGS` (the
-paper's Tables 5-6). The first stage starts from the pre-trained model (train.sh's ROBERTA); a
-later stage starts from the previous stage's checkpoint_best.pt with its classification head
-removed (fairseq_r3f.tasks.linear_probe.strip_classification_heads: each task gets a fresh head). Every probe
-is `ROBERTA= bash scripts/glue/train.sh TASK std SEED DIR -- --task sentence_prediction_probe
---probe-checkpoint STAGE/checkpoint_best.pt ...`: the probed task's Table 5 recipe, the encoder
-frozen in eval mode, one new linear layer on <s> trained (fairseq_r3f/probe_task.py).
-
-Layout: OUT_DIR/EXPERIMENT/METHOD/seedS/STAGE/{train.log,checkpoint_best.pt} and
-.../STAGE/probe-TASK/train.log. Resumable: a stage or probe whose train.log has fairseq's
-"done training in" line (and, for a stage, a checkpoint_best.pt) is skipped; an unfinished one is
-run again, its old log kept as train.log.N. A failed stage stops its own chain only.
-
-Report (OUT_DIR/EXPERIMENT/: report.json, report.tsv, summary.md, figureN.png): the probe score is
-the best validation accuracy of the probe run (matched dev set for MNLI), averaged over seeds.
-Summary per method: mean probe accuracy over every probe of the experiment, and for the chains
-the source task's (first task's) probe after its first and last probing and their difference
-(drop = first - last; positive = the source task's representation degraded).
-
-Methods: by default every method of METHOD_CANDIDATES that scripts/glue/train.sh accepts (asked
-with DRY_RUN=1), so a method added to train.sh (e.g. smart) needs only its name here.
-"""
+"""Representational-collapse probing (Aghajanyan et al., ICLR 2021, Sec. 4): cross-task probing
+(Figure 3), a sequential chain of tasks (Figure 4) and a cyclic one (Figure 5), each fine-tuning
+stage and each probe a run of ``scripts/glue/train.sh``. Manual: docs/probing.md."""
 
 import argparse
 import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from . import sweep  # log parsing and resumability of the seed sweeps
+from . import figures, runs
+from .fairseq_logs import LOG_NAME, is_finished
 from .paths import recipe
+from .recipes import glue
+from .results import Column, MetricMissing, collect, mean_by, ordered
 
 # ---- experiment design: paper Sec. 4 (Figures 3-5) --------------------------------------------
 SOURCE = "SST-2"                                            # Figures 3-5 start from SST-2
 CROSS_TASK_PROBES = ["MNLI", "QNLI", "QQP", "RTE", "MRPC", "CoLA"]   # Figure 3
 CHAIN = ["SST-2", "QNLI", "QQP", "RTE"]                     # Figures 4 and 5
 CYCLES = 3                                                  # Figure 5
-METHOD_CANDIDATES = ["std++", "r3f", "r4f", "smart"]       # run: those train.sh accepts
+METHOD_CANDIDATES = ["std++", "r3f", "r4f", "smart"]       # the default methods
 METHOD_ALIASES = {"stdpp": "std++"}                         # the spelling of configs/glue
 PROBE_RECIPE = "std"            # the probe trains with train.sh's plain sentence_prediction recipe
 # Only checkpoint_best.pt of a stage is read again, and a probe's result is its log.
@@ -62,7 +33,7 @@ PROBE_FLAGS = ["--no-save"]     # dropped by --save-probes
 
 TRAIN_SH = recipe("glue", "train.sh")
 EXPERIMENTS = {"cross-task": "figure3", "sequential": "figure4", "cyclic": "figure5"}
-LOG = sweep.LOG_NAME
+LOG = LOG_NAME
 BEST = "checkpoint_best.pt"
 START = "start.pt"
 
@@ -95,38 +66,20 @@ def plan_cyclic(chain: Sequence[str], cycles: int) -> List[Stage]:
 
 # ------------------------------------------------------------------------------------ methods --
 
-def train_sh_accepts(method: str) -> bool:
-    proc = subprocess.run(["bash", TRAIN_SH, SOURCE, method], capture_output=True, text=True,
-                          env={**os.environ, "DRY_RUN": "1", "PRECISION": ""}, timeout=120)
-    return proc.returncode == 0
-
-
 def resolve_methods(requested: Optional[Sequence[str]]) -> List[str]:
-    if not requested:
-        return [m for m in METHOD_CANDIDATES if train_sh_accepts(m)]
-    methods = [METHOD_ALIASES.get(m, m) for m in requested]
-    unknown = [m for m in methods if not train_sh_accepts(m)]
+    """The methods to run, as the GLUE recipes name them (configs/glue's spelling accepted)."""
+    methods = [METHOD_ALIASES.get(m, m) for m in requested or METHOD_CANDIDATES]
+    unknown = [m for m in methods if m not in glue.METHODS]
     if unknown:
-        raise SystemExit(f"error: scripts/glue/train.sh does not accept method(s) {', '.join(unknown)}")
+        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; scripts/glue/train.sh takes "
+                         f"{' '.join(glue.METHODS)}")
     return methods
 
 
 # ---------------------------------------------------------------------------------------- run --
 
 def finished(log: str, needs: Optional[str] = None) -> bool:
-    return sweep.is_finished(log) and (needs is None or os.path.isfile(needs))
-
-
-def run_logged(argv: List[str], env: Dict[str, str], save_dir: str) -> int:
-    """argv with stdout + stderr into save_dir/train.log (an unfinished old log kept as train.log.N)."""
-    os.makedirs(save_dir, exist_ok=True)
-    log = os.path.join(save_dir, LOG)
-    sweep.keep_old_log(log)
-    with open(log, "w") as f:
-        f.write("# " + " ".join(shlex.quote(a) for a in argv) + "\n")
-        f.flush()
-        return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env={**os.environ, **env}).returncode
+    return is_finished(log) and (needs is None or os.path.isfile(needs))
 
 
 def strip_heads(src: str, dst: str) -> None:
@@ -154,7 +107,7 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
             print(f"{tag} {stage.name}: fine-tuning {stage.task} from {start or 'scratch'}", flush=True)
             argv = ["bash", TRAIN_SH, stage.task, method, str(seed), stage_dir, "--",
                     *FINETUNE_FLAGS, *args.extra, *args.finetune_flags]
-            rc = run_logged(argv, env, stage_dir)
+            rc = runs.run_logged(argv, stage_dir, env, header=True)
             if rc != 0 or not finished(os.path.join(stage_dir, LOG), best):
                 print(f"{tag} {stage.name}: FAILED (exit {rc}); see {stage_dir}/{LOG}", flush=True)
                 return False
@@ -170,7 +123,7 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
                     "--task", "sentence_prediction_probe", "--probe-checkpoint", best,
                     *([] if args.save_probes else PROBE_FLAGS), *args.extra, *args.probe_flags]
             t0 = time.monotonic()
-            rc = run_logged(argv, {"ROBERTA": ""}, probe_dir)
+            rc = runs.run_logged(argv, probe_dir, {"ROBERTA": ""}, header=True)
             if rc != 0 or not finished(os.path.join(probe_dir, LOG)):
                 print(f"{tag} {stage.name}: probe {task} FAILED (exit {rc}); see {probe_dir}/{LOG}", flush=True)
                 return False
@@ -211,8 +164,8 @@ def probe_score(log: str, task: str) -> Optional[Dict[str, float]]:
     with open(log, errors="replace") as f:
         output = f.read()
     try:
-        result = sweep.collect(output, [sweep.Column(task, "valid", "accuracy", task)])[task]
-    except sweep.MetricMissing:
+        result = collect(output, [Column(task, "valid", "accuracy", task)])[task]
+    except MetricMissing:
         return None
     return {"accuracy": result.best, "update": result.best_update}
 
@@ -234,20 +187,12 @@ def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
     return records
 
 
-def mean_by(records: Sequence[dict], *keys: str) -> Dict[tuple, float]:
-    """Mean probe accuracy over seeds per distinct value of ``keys``."""
-    groups: Dict[tuple, List[float]] = {}
-    for r in records:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r["accuracy"])
-    return {k: statistics.mean(v) for k, v in groups.items()}
-
-
 def summarise(records: Sequence[dict], source: str) -> List[dict]:
     """Per method: mean probe accuracy (over every probe, each averaged over seeds) and the
     source task's probe at its first and last probing, and the drop between them."""
     per_probe = mean_by(records, "method", "position", "probe_task")
     rows = []
-    for method in sweep.ordered({m for m, _, _ in per_probe}, METHOD_CANDIDATES):
+    for method in ordered({m for m, _, _ in per_probe}, METHOD_CANDIDATES):
         mine = {(p, t): a for (m, p, t), a in per_probe.items() if m == method}
         src = [a for (p, t), a in sorted(mine.items()) if t == source]
         first, last = (src[0], src[-1]) if len(src) >= 2 else (None, None)
@@ -271,58 +216,6 @@ def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict])
     return text
 
 
-def plot(path: str, experiment: str, stages: Sequence[Stage], records: Sequence[dict]) -> None:
-    import logging
-
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import sets DEBUG logging
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = sweep.ordered({r["method"] for r in records}, METHOD_CANDIDATES)
-    if experiment == "cross-task":
-        tasks = list(stages[0].probes)
-        acc = mean_by(records, "method", "probe_task")
-        fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 3.5))
-        width = 0.8 / max(1, len(methods))
-        for i, m in enumerate(methods):
-            ax.bar([x + i * width for x in range(len(tasks))], [acc.get((m, t), 0.0) for t in tasks],
-                   width, label=m)
-        ax.set_xticks([x + width * (len(methods) - 1) / 2 for x in range(len(tasks))])
-        ax.set_xticklabels(tasks)
-        ax.set_title(f"Figure 3: probing after fine-tuning on {stages[0].task}")
-        axes = [ax]
-    elif experiment == "sequential":
-        acc = mean_by(records, "method", "position")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for m in methods:
-            xs = [s.position for s in stages if (m, s.position) in acc]
-            ax.plot(xs, [acc[(m, x)] for x in xs], marker="o", label=m)
-        ax.set_xticks([s.position for s in stages])
-        ax.set_xticklabels([s.task for s in stages])
-        ax.set_xlabel("after fine-tuning on")
-        ax.set_title(f"Figure 4: {stages[0].probes[0]} probe along the chain")
-        axes = [ax]
-    else:
-        tasks = list(dict.fromkeys(t for s in stages for t in s.probes))
-        acc = mean_by(records, "method", "cycle", "probe_task")
-        fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3.2), squeeze=False)
-        axes = list(axes.flat)
-        for ax, t in zip(axes, tasks):
-            for m in methods:
-                xs = sorted(c for (mm, c, tt) in acc if mm == m and tt == t)
-                ax.plot(xs, [acc[(m, c, t)] for c in xs], marker="o", label=m)
-            ax.set_title(f"probe {t}")
-            ax.set_xticks(sorted({s.cycle for s in stages}))
-            ax.set_xlabel("cycle")
-        fig.suptitle("Figure 5: probes after each cycle")
-    axes[0].set_ylabel("probe accuracy (%)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
     with open(os.path.join(exp_dir, "plan.json")) as f:
         plan = json.load(f)
@@ -340,7 +233,7 @@ def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
     text = write_summary(os.path.join(exp_dir, "summary.md"), experiment, source, rows)
     figure = os.path.join(exp_dir, EXPERIMENTS[experiment] + ".png")
     if records and not no_plots:
-        plot(figure, experiment, stages, records)
+        figures.probing_figure(figure, experiment, stages, records, METHOD_CANDIDATES)
     print(text + f"[probing] wrote {exp_dir}/report.json, report.tsv, summary.md"
           + ("" if no_plots or not records else f", {os.path.basename(figure)}"), flush=True)
     return text
@@ -367,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--no-plots", action="store_true", help="no PNG (no matplotlib needed)")
     exp = argparse.ArgumentParser(add_help=False, parents=[common])
     exp.add_argument("--methods", nargs="+",
-                     help=f"train.sh methods (default: those of {' '.join(METHOD_CANDIDATES)} it accepts)")
+                     help=f"GLUE recipe methods (default: {' '.join(METHOD_CANDIDATES)})")
     exp.add_argument("--seeds", nargs="+", default=["1"], help="N, FIRST-LAST or a list (default 1)")
     exp.add_argument("--finetune-flags", default="", help="extra fairseq-train flags of the fine-tuning stages")
     exp.add_argument("--probe-flags", default="", help="extra fairseq-train flags of the probes")
@@ -398,7 +291,7 @@ def main(argv=None) -> int:
     args.finetune_flags = shlex.split(args.finetune_flags)
     args.probe_flags = shlex.split(args.probe_flags)
     try:
-        args.seeds = sweep.parse_seeds(args.seeds)
+        args.seeds = runs.parse_seeds(args.seeds)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
     if getattr(args, "cycles", 1) < 1:

@@ -1,40 +1,6 @@
-"""What the noise adds over dropout: R3F across noise scales, against R-Drop and standard fine-tuning.
-
-    python -m r3f_experiments.sigma_sweep run --task SST-2 --checkpoint CONVERTED/model.pt \\
-        [--glue-bin glue_bin] [--out-dir sigma_sweep] [--seeds 1-3] [--sigmas 1e-4 1e-2 1e-1 3e-1 1] \\
-        [--dropout-modes independent same] [--max-update N] [--lr LR] [--batch-size N] \\
-        [--valid-every N] [--jobs 2] \\
-        [-- EXTRA fairseq-train FLAGS]
-    python -m r3f_experiments.sigma_sweep print  ...same options...    # one command per pending run
-    python -m r3f_experiments.sigma_sweep report [--out-dir sigma_sweep] [--task SST-2]
-
-For one pre-trained checkpoint and one GLUE task (any task scripts/glue/train.sh knows; the
-data prepared with scripts/glue/prepare.sh), every seed runs
-
-- ``std``: standard fine-tuning;
-- ``rdrop``: R3F's loss without noise (``--noise-type none``: the passes differ by dropout only);
-- ``rel<SIGMA>``: R3F with sigma relative to the token embeddings' RMS
-  (``--noise-scale relative --eps SIGMA``), passes with independent dropout masks;
-- ``rel<SIGMA>-same``: the same with ``--r3f-same-dropout`` (the KL is the noise's alone).
-
-``--dropout-modes independent`` (or ``same``) runs only one of the two R3F variants per sigma.
-
-Each run is ``PRESET=small bash scripts/glue/train.sh TASK {std|r3f} SEED SAVE_DIR -- FLAGS``:
-the small preset of the GLUE recipes (the checkpoint's model flags and pair layout, its short
-schedule, the paper's Table 6 for the rest), with --max-update, --lr, --batch-size and
---valid-every (validate every N updates) replacing the preset's where given, and the R3F
-diagnostics every 10 updates (``noise_kl``: the KL the noise alone makes). Runs and logs live in
-OUT_DIR/TASK/VARIANT/seedN/train.log, are skipped when finished and run through
-``r3f_experiments.sweep`` (``--jobs N`` through submitit's local executor).
-
-report: per variant, n seeds, the task's dev metric (best over the validations of a run): median
-[min, max] and mean +- std, its paired difference to R-Drop and to standard over seeds (mean, and
-[min, max] of the per-seed differences, and the sweep report's verdict: a difference is called one
-only when a two-sided paired t-test gives p < 0.05 and the mean difference exceeds the larger of
-the two variants' standard deviations over seeds),
-and the mean ``noise_kl`` and ``symm_kl`` of the run's diagnosed steps; table.md, runs.csv and
-figure.png / figure.svg (dev metric and noise_kl against sigma, each seed a point).
-"""
+"""What the noise adds over dropout: R3F across noise scales relative to the token embeddings'
+RMS, against R-Drop and standard fine-tuning, every seed a run of the GLUE recipes' small preset.
+Manual and measured tables: docs/method.md#the-sigma-sweep-on-real-text."""
 
 import argparse
 import csv
@@ -44,16 +10,15 @@ import statistics
 import sys
 from typing import Dict, List, Optional, Sequence
 
-from . import fairseq_logs, sweep
+from . import fairseq_logs, figures, runs
 from .paths import recipe
 from .recipes import glue
+from .results import collect, columns_for, diagnosed_means, paired_against
 
 SIGMAS = ("1e-4", "1e-2", "1e-1", "3e-1", "1")
 DIAGNOSTICS_INTERVAL = 10
 # independent: the passes differ by dropout masks and noise (R3F as trained); same: by the noise only
 DROPOUT_MODES = ("independent", "same")
-# One colour per variant family in every panel; R-Drop and standard as horizontal references.
-COLOURS = {"independent": "tab:blue", "same": "tab:orange", "rdrop": "tab:green", "std": "tab:gray"}
 
 
 def variants(sigmas: Sequence[str], dropout_modes: Sequence[str] = DROPOUT_MODES) -> Dict[str, List[str]]:
@@ -81,7 +46,7 @@ def schedule_flags(args) -> List[str]:
             *(word for name, value in given if value is not None for word in (name, str(value)))]
 
 
-def plan(args) -> List[sweep.Run]:
+def plan(args) -> List[runs.Run]:
     env = {"PRESET": "small", "GLUE_BIN": args.glue_bin, "ROBERTA": args.checkpoint, "PRECISION": args.precision}
     if args.max_update is not None:
         env["MAX_UPDATE"] = str(args.max_update)
@@ -91,65 +56,38 @@ def plan(args) -> List[sweep.Run]:
 
     prefix = literal(" ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
     train_sh = literal(shlex.quote(recipe("glue", "train.sh")))
-    runs = []
+    grid = []
     for name, (method, *flags) in variants(args.sigmas, args.dropout_modes).items():
         fixed = literal(shlex.join([*schedule_flags(args), *flags, *args.extra]))
         command = f"{prefix} bash {train_sh} {{task}} {method} {{seed}} {{save_dir}} -- {fixed}"
         for seed in args.seeds:
             save_dir = os.path.join(args.out_dir, args.task, name, f"seed{seed}")
-            runs.append(sweep.Run(args.task, name, seed, save_dir, command))
-    return runs
+            grid.append(runs.Run(args.task, name, seed, save_dir, command))
+    return grid
 
 
 def cmd_run(args) -> int:
-    runs = plan(args)
+    grid = plan(args)
     if args.dry_run:
-        for run in runs:
-            if not sweep.is_finished(run.log):
-                print(sweep.scheduler_line("", run))
+        runs.print_pending(grid, "")
         return 0
-    todo = [run for run in runs if not sweep.is_finished(run.log)]
-    print(f"[sigma_sweep] {len(runs)} runs: {len(runs) - len(todo)} finished, {len(todo)} to run", flush=True)
-    if args.jobs > 1 or args.cluster == "slurm":
-        failed = sweep.run_with_submitit(args, todo)
-    else:
-        failed = []
-        for run in todo:
-            problem = sweep.run_one("", run)
-            print(f"[sigma_sweep] {run.method} seed {run.seed}: {'FAILED (' + problem + ')' if problem else 'done'}",
-                  flush=True)
-            if problem:
-                failed.append(run)
-    print(f"[sigma_sweep] {len(todo) - len(failed)} done, {len(failed)} failed", flush=True)
-    return 1 if failed else 0
+    return runs.run_all(grid, "", args.launch, os.path.join(args.out_dir, ".submitit"), tag="sigma_sweep")
 
 
 # ---------------------------------------------------------------------------------------- report --
 
-def diagnosed_means(output: str) -> Dict[str, Optional[float]]:
-    """Mean noise_kl, symm_kl, noise_to_embed and embed_rms over the run's training records that
-    carry them (the log-interval records; the epoch records when the run logged no interval)."""
-    logs = fairseq_logs.parse_json_logs(output)
-    out = {}
-    for key in ("noise_kl", "symm_kl", "noise_to_embed", "embed_rms"):
-        values = [float(r[key]) for r in logs["train_inner"] if key in r] or \
-            [float(r[f"train_{key}"]) for r in logs["train"] if f"train_{key}" in r]
-        out[key] = statistics.fmean(values) if values else None
-    return out
-
-
 def read_runs(out_dir: str, task: str) -> List[dict]:
     """One record per finished run: variant, seed, best dev metric, diagnostics, wall time."""
-    column = sweep.columns_for(task, {})[0]
+    column = columns_for(task, {})[0]
     records = []
     task_dir = os.path.join(out_dir, task)
     for variant in sorted(os.listdir(task_dir)) if os.path.isdir(task_dir) else []:
         for seed_dir in sorted(os.listdir(os.path.join(task_dir, variant))):
-            log = os.path.join(task_dir, variant, seed_dir, sweep.LOG_NAME)
-            if not seed_dir.startswith("seed") or not sweep.is_finished(log):
+            log = os.path.join(task_dir, variant, seed_dir, fairseq_logs.LOG_NAME)
+            if not seed_dir.startswith("seed") or not fairseq_logs.is_finished(log):
                 continue
-            output = sweep.run_output(log)
-            result = sweep.collect(output, [column])[column.label]
+            output = fairseq_logs.run_output(log)
+            result = collect(output, [column])[column.label]
             records.append({"variant": variant, "sigma": sigma_of(variant), "seed": int(seed_dir[4:]),
                             "metric": column.name, "best": result.best, "best_update": result.best_update,
                             "seconds": fairseq_logs.training_seconds(output), **diagnosed_means(output)})
@@ -160,7 +98,7 @@ def _paired(records, variant, reference):
     """The variant against the reference, paired over seeds, with the sweep report's verdict."""
     mine = {r["seed"]: r["best"] for r in records if r["variant"] == variant}
     theirs = {r["seed"]: r["best"] for r in records if r["variant"] == reference}
-    paired = sweep.paired_against(mine, theirs)
+    paired = paired_against(mine, theirs)
     if not paired.n or variant == reference:
         return "-"
     return f"{paired.mean:+.2f} [{paired.low:+.2f}, {paired.high:+.2f}], {paired.verdict()}"
@@ -200,58 +138,21 @@ def table(records: List[dict], task: str, order: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(records: List[dict], task: str, path_prefix: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+RUNS_CSV_TYPES = {"sigma": float, "seed": int, "best": float, "best_update": int, "seconds": float,
+                  "noise_kl": float, "symm_kl": float, "noise_to_embed": float, "embed_rms": float}
 
-    fig, (acc_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 5))
-    sigmas = sorted({r["sigma"] for r in records if r["sigma"] is not None})
-    for family, same in (("independent", False), ("same", True)):
-        rows = [r for r in records if r["sigma"] is not None and r["variant"].endswith("-same") == same]
-        label = "R3F, independent dropout" if not same else "R3F, same dropout (noise only)"
-        counts = sorted({sum(r["sigma"] == s for r in rows) for s in {r["sigma"] for r in rows}})
-        n = "/".join(map(str, counts))
-        dodge = 1.08 if same else 1 / 1.08  # the two families side by side at each sigma (log axis)
-        acc_ax.scatter([r["sigma"] * dodge for r in rows], [r["best"] for r in rows], color=COLOURS[family], s=14,
-                       label=f"{label}, each seed (n={n} per sigma)")
-        means = [(s * dodge, statistics.fmean([r["best"] for r in rows if r["sigma"] == s]))
-                 for s in sigmas if any(r["sigma"] == s for r in rows)]
-        acc_ax.plot([s for s, _ in means], [m for _, m in means], color=COLOURS[family], linewidth=1)
-        kls = [(r["sigma"] * dodge, r["noise_kl"]) for r in rows if r["noise_kl"] and r["noise_kl"] > 0]
-        kl_ax.scatter([s for s, _ in kls], [k for _, k in kls], color=COLOURS[family], s=14, label=label)
-    for reference, label in (("rdrop", "R-Drop (no noise)"), ("std", "standard")):
-        best = [r["best"] for r in records if r["variant"] == reference]
-        if best:
-            acc_ax.axhline(statistics.fmean(best), color=COLOURS[reference], linestyle="--",
-                           label=f"{label}: mean, band [min, max] (n={len(best)})")
-            acc_ax.axhspan(min(best), max(best), color=COLOURS[reference], alpha=0.12)
-    rdrop_kl = [r["symm_kl"] for r in records if r["variant"] == "rdrop" and r["symm_kl"]]
-    if rdrop_kl and statistics.fmean(rdrop_kl) > 0:
-        kl_ax.axhline(statistics.fmean(rdrop_kl), color=COLOURS["rdrop"], linestyle="--",
-                      label="R-Drop's symm_kl (dropout disagreement)")
-    metric = records[0]["metric"] if records else "accuracy"
-    for ax in (acc_ax, kl_ax):
-        ax.set_xscale("log")
-        ax.set_xlabel("sigma / token-embedding RMS")
-    acc_ax.set_ylabel(f"best dev {metric} (%)")
-    if kl_ax.lines or kl_ax.collections:
-        kl_ax.set_yscale("log")  # noise_kl spans orders of magnitude; zeros (rounded away) are not drawn
-    kl_ax.set_ylabel("noise_kl (nats per sentence)")
-    for ax in (acc_ax, kl_ax):  # below the axes, where no point hides behind them
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
-    acc_ax.set_title(f"{task}: dev metric")
-    kl_ax.set_title(f"{task}: KL made by the noise alone")
-    fig.tight_layout()
-    fig.savefig(path_prefix + ".png", dpi=200)
-    fig.savefig(path_prefix + ".svg")
-    plt.close(fig)
+
+def read_runs_csv(path: str) -> List[dict]:
+    """The records of an earlier report's runs.csv (empty cells: None)."""
+    with open(path, newline="") as f:
+        return [{k: (RUNS_CSV_TYPES[k](v) if v else None) if k in RUNS_CSV_TYPES else v for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def cmd_report(args) -> int:
-    records = read_runs(args.out_dir, args.task)
+    records = read_runs_csv(args.runs_csv) if args.runs_csv else read_runs(args.out_dir, args.task)
     if not records:
-        print(f"error: no finished run under {os.path.join(args.out_dir, args.task)}", file=sys.stderr)
+        print(f"error: no finished run in {args.runs_csv or os.path.join(args.out_dir, args.task)}", file=sys.stderr)
         return 1
     report_dir = args.report_dir or os.path.join(args.out_dir, args.task, "report")
     os.makedirs(report_dir, exist_ok=True)
@@ -260,14 +161,16 @@ def cmd_report(args) -> int:
     text = table(records, args.task, order)
     with open(os.path.join(report_dir, "table.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(report_dir, "runs.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]))
-        writer.writeheader()
-        writer.writerows(records)
+    if not args.runs_csv:
+        with open(os.path.join(report_dir, "runs.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
     if not args.no_plots:
-        figure(records, args.task, os.path.join(report_dir, "figure"))
+        figures.sigma_figure(records, args.task, os.path.join(report_dir, "figure"))
     print(text)
-    print(f"[sigma_sweep] wrote {report_dir}/table.md, runs.csv" + ("" if args.no_plots else ", figure.png, figure.svg"))
+    print(f"[sigma_sweep] wrote {report_dir}/table.md" + ("" if args.runs_csv else ", runs.csv")
+          + ("" if args.no_plots else ", figure.png, figure.svg"))
     return 0
 
 
@@ -278,32 +181,28 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out-dir", default="sigma_sweep")
     common.add_argument("--task", required=True, help=f"a GLUE task of scripts/glue/train.sh ({' '.join(glue.TASKS)})")
-    runs = argparse.ArgumentParser(add_help=False, parents=[common])
-    runs.add_argument("--checkpoint", required=True, help="the pre-trained model.pt (e.g. a converted MiniLM)")
-    runs.add_argument("--glue-bin", default="glue_bin", help="folder holding TASK-bin (scripts/glue/prepare.sh)")
-    runs.add_argument("--seeds", nargs="+", default=["1-3"])
-    runs.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="relative sigmas (fractions of the RMS)")
-    runs.add_argument("--dropout-modes", nargs="+", choices=DROPOUT_MODES, default=list(DROPOUT_MODES),
+    grid = argparse.ArgumentParser(add_help=False, parents=[common])
+    grid.add_argument("--checkpoint", required=True, help="the pre-trained model.pt (e.g. a converted MiniLM)")
+    grid.add_argument("--glue-bin", default="glue_bin", help="folder holding TASK-bin (scripts/glue/prepare.sh)")
+    grid.add_argument("--seeds", nargs="+", default=["1-3"])
+    grid.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="relative sigmas (fractions of the RMS)")
+    grid.add_argument("--dropout-modes", nargs="+", choices=DROPOUT_MODES, default=list(DROPOUT_MODES),
                       help="R3F variants per sigma: independent dropout masks (rel<SIGMA>) and/or the same masks "
                            "in both passes (rel<SIGMA>-same)")
     preset = "default: PRESET=small's"
-    runs.add_argument("--max-update", type=int, help=f"updates per run ({preset}, {glue.SMALL_MAX_UPDATE})")
-    runs.add_argument("--lr", help=f"peak learning rate ({preset}, {glue.SMALL_LR})")
-    runs.add_argument("--batch-size", type=int, help=f"sentences per update ({preset}, {glue.SMALL_BATCH_SIZE})")
-    runs.add_argument("--valid-every", type=int,
+    grid.add_argument("--max-update", type=int, help=f"updates per run ({preset}, {glue.SMALL_MAX_UPDATE})")
+    grid.add_argument("--lr", help=f"peak learning rate ({preset}, {glue.SMALL_LR})")
+    grid.add_argument("--batch-size", type=int, help=f"sentences per update ({preset}, {glue.SMALL_BATCH_SIZE})")
+    grid.add_argument("--valid-every", type=int,
                       help=f"validate every N updates ({preset}, {glue.SMALL_VALIDATE_INTERVAL_UPDATES})")
-    runs.add_argument("--precision", default="", help='precision flags for train.sh (default "": fp32; "--amp" on a GPU)')
-    runs.add_argument("--jobs", type=int, default=1, help="runs at a time (> 1: submitit's local executor)")
-    runs.add_argument("--cluster", choices=["local", "slurm"], default="local")
-    runs.add_argument("--partition")
-    runs.add_argument("--gpus-per-node", type=int, default=1)
-    runs.add_argument("--cpus-per-task", type=int, default=10)
-    runs.add_argument("--timeout-min", type=int, default=24 * 60)
-    runs.add_argument("--poll-seconds", type=float, default=10.0)
-    sub.add_parser("run", parents=[runs], help="run the missing runs")
-    sub.add_parser("print", parents=[runs], help="print one command line per pending run")
+    grid.add_argument("--precision", default="", help='precision flags for train.sh (default "": fp32; "--amp" on a GPU)')
+    runs.add_launch_arguments(grid)
+    sub.add_parser("run", parents=[grid], help="run the missing runs")
+    sub.add_parser("print", parents=[grid], help="print one command line per pending run")
     report = sub.add_parser("report", parents=[common], help="table and figure from the logs")
     report.add_argument("--report-dir", help="default OUT_DIR/TASK/report")
+    report.add_argument("--runs-csv", help="rebuild the table (and figure) from this runs.csv of an earlier report "
+                                           "instead of the logs")
     report.add_argument("--no-plots", action="store_true")
     return parser
 
@@ -318,8 +217,11 @@ def main(argv=None) -> int:
         parser.error(f"unknown --task {args.task} ({' '.join(glue.TASKS)})")
     if args.verb == "report":
         return cmd_report(args)
-    args.extra, args.seeds, args.dry_run = extra, sweep.parse_seeds(args.seeds), args.verb == "print"
-    args.command = ""
+    try:
+        args.seeds, args.launch = runs.parse_seeds(args.seeds), runs.LaunchOptions.from_args(args)
+    except argparse.ArgumentTypeError as e:
+        parser.error(str(e))
+    args.extra, args.dry_run = extra, args.verb == "print"
     # absolute: submitit's workers and train.sh may run elsewhere than this process's folder
     args.checkpoint, args.glue_bin, args.out_dir = map(os.path.abspath, (args.checkpoint, args.glue_bin, args.out_dir))
     if not os.path.isfile(args.checkpoint):

@@ -5,7 +5,7 @@
 #
 #   bash scripts/probing_synthetic.sh [OUT]      # default OUT: ./probing_synthetic_out
 #
-# Four tasks over one vocabulary and dictionary (fairseq_r3f/synthetic.py make_tasks), named as
+# Four tasks over one vocabulary and dictionary (r3f_experiments/data/synthetic.py make_tasks), named as
 # the GLUE tasks they stand in for: SST-2 = sentiment, QNLI = topic, QQP = length, RTE = first_cue.
 # A tiny RoBERTa is pre-trained with fairseq's masked LM on the synthetic corpus first; then
 # python -m r3f_experiments.probing drives scripts/glue/train.sh with the flags below (after `--`).

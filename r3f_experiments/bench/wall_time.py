@@ -2,7 +2,7 @@
 """Wall time to the best checkpoint over seeds, per method, on one task (the paper's Figure 1:
 training time for standard fine-tuning, R3F/R4F, SMART and FreeLB).
 
-Reads the runs of a seed sweep (``r3f_experiments.sweep``'s layout: OUT_DIR/TASK/METHOD/seedN/train.log,
+Reads the runs of a seed sweep (the seed sweep's layout: OUT_DIR/TASK/METHOD/seedN/train.log,
 fairseq ``--log-format json``), prints a table (per method: seeds, median [min, max] wall time to
 the best validation, its ratio to the baseline's median, median best metric) and writes a plot of
 every seed per method (PNG and SVG; matplotlib, Agg backend).
@@ -10,7 +10,7 @@ every seed per method (PNG and SVG; matplotlib, Agg backend).
     python -m r3f_experiments.sweep run --tasks SST-2 --methods std r3f r4f smart freelb --seeds 1-10
     python -m r3f_experiments.bench.wall_time --out-dir checkpoints/glue --task SST-2 --png sst2_wall.png
 
-"Wall time to best" is ``r3f_experiments.sweep``'s definition: fairseq's ``wall`` (seconds since the trainer
+"Wall time to best" is the seed sweep's definition (docs/glue.md): fairseq's ``wall`` (seconds since the trainer
 was built) at the last training record logged before the first validation that reached the
 run's best value of the task's metric (train.sh's --best-checkpoint-metric, or --metric).
 Only finished runs count, unless --include-unfinished.
@@ -21,22 +21,23 @@ import os
 import statistics
 import sys
 
-from .. import sweep  # log discovery, wall-time-to-best parsing, plots
+from .. import figures, results
+from ..fairseq_logs import LOG_NAME
 
 
 def wall_times(out_dir: str, task: str, methods=None, metric=None, include_unfinished=False):
-    """(column, {method: [sweep.Result per counted seed]}) for ``task``'s first metric column."""
-    found = sweep.discover(out_dir).get(task, {})
+    """(column, {method: [results.Result per counted seed]}) for ``task``'s first metric column."""
+    found = results.discover(out_dir).get(task, {})
     if methods:
         found = {m: seeds for m, seeds in found.items() if m in methods}
     if not found:
-        raise SystemExit(f"error: no {out_dir}/{task}/METHOD/seedN/{sweep.LOG_NAME}")
-    column = sweep.columns_for(task, {task: metric} if metric else {})[0]
-    rows = sweep.collect_all({task: found}, {task: [column]}, include_unfinished)
+        raise SystemExit(f"error: no {out_dir}/{task}/METHOD/seedN/{LOG_NAME}")
+    column = results.columns_for(task, {task: metric} if metric else {})[0]
+    rows = results.collect_all({task: found}, {task: [column]}, include_unfinished)
     for row in rows:
         if row.problem and row.problem != "unfinished (included)":
             print(f"[wall_time] {row.method} seed {row.seed} not counted: {row.problem}", file=sys.stderr)
-    return column, sweep.summarise(rows)[column.label]
+    return column, results.summarise(rows)[column.label]
 
 
 def table(column, per_method, baseline: str) -> str:
@@ -49,7 +50,7 @@ def table(column, per_method, baseline: str) -> str:
              "",
              f"| method | seeds | median wall to best (s) [min, max] | vs {baseline} | median best {column.name} |",
              "|---|---|---|---|---|"]
-    for method in sweep.ordered(per_method, sweep.METHODS):
+    for method in results.ordered(per_method, results.METHODS):
         results = per_method[method]
         ws = walls(results)
         if not ws:
@@ -76,7 +77,7 @@ def main(argv=None) -> str:
     column, per_method = wall_times(args.out_dir, args.task, args.methods, args.metric, args.include_unfinished)
     text = table(column, per_method, args.baseline)
     png = args.png or os.path.join(args.out_dir, args.task, "wall_time.png")
-    sweep.distributions(png, {column.label: per_method}, [column], lambda r: r.wall_to_best,
+    figures.distributions(png, {column.label: per_method}, [column], lambda r: r.wall_to_best,
                         "wall time to best checkpoint (s)")
     print(text)
     print(f"[wall_time] wrote {png}")

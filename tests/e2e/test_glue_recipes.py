@@ -163,11 +163,11 @@ def test_glue_yaml_runs(tmp_path, synthetic_data):
 
 
 def test_sweep_report_columns_follow_train_sh():
-    """scripts/sweep.py reports, per task, the metric and subsets train.sh selects checkpoints by."""
-    from r3f_experiments import sweep
-    for task in sweep.TASKS:
+    """The sweep's report reads, per task, the metric and subsets train.sh selects checkpoints by."""
+    from r3f_experiments import results
+    for task in results.TASKS:
         flags = dry_run(task, "std")
-        columns = sweep.columns_for(task, {})
+        columns = results.columns_for(task, {})
         assert {c.name for c in columns} == {flags["best_checkpoint_metric"]}, task
         assert [c.subset for c in columns] == flags["valid_subset"].split(","), task
 

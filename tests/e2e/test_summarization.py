@@ -282,7 +282,7 @@ def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
-    """fairseq's own data-parallel training (2 gloo CPU workers, as tests/test_distributed.py
+    """fairseq's own data-parallel training (2 gloo CPU workers, as tests/e2e/test_distributed.py
     starts them): the summed logging outputs reduce on every update and the run completes."""
     from tests.helpers import json_records, launch_workers
 

@@ -1,5 +1,5 @@
 """Probing for representational collapse (paper Sec. 4): the task sentence_prediction_probe and
-scripts/probing.py, run for real (train.sh -> fairseq-train) on tiny synthetic tasks that share
+r3f_experiments.probing, run for real (train.sh -> fairseq-train) on tiny synthetic tasks that share
 one dictionary. One driver run (a 3-stage R4F chain with a probe after every stage) feeds most
 tests; the gradient and checkpoint tests then use fairseq's Trainer in-process on its outputs."""
 
@@ -52,7 +52,7 @@ def glue_bin(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chain(glue_bin, tmp_path_factory):
-    """scripts/probing.py sequential: SST-2 -> QNLI -> RTE with R4F, probing SST-2 after each stage."""
+    """r3f_experiments.probing sequential: SST-2 -> QNLI -> RTE with R4F, probing SST-2 after each stage."""
     out = str(tmp_path_factory.mktemp("probing_out"))
     env = {"GLUE_BIN": glue_bin, "ROBERTA": "", "PRECISION": ""}
     stdout = drive("sequential", "--out-dir", out, "--methods", "r4f", "--chain", *CHAIN, "--save-probes",
@@ -190,13 +190,13 @@ def test_synthetic_tasks_share_one_dictionary_and_differ_in_labels(glue_bin):
         assert 0.3 < sum(labels) / len(labels) < 0.7
 
 
-def test_methods_follow_train_sh():
+def test_methods_come_from_the_glue_recipes():
     from r3f_experiments import probing as driver
+    from r3f_experiments.recipes import glue
     default = driver.resolve_methods(None)
-    assert {"std++", "r3f", "r4f"} <= set(default)
-    assert default == [m for m in driver.METHOD_CANDIDATES if driver.train_sh_accepts(m)]
-    assert driver.resolve_methods(["stdpp", "r4f"]) == ["std++", "r4f"]
-    with pytest.raises(SystemExit, match="does not accept method"):
+    assert default == driver.METHOD_CANDIDATES and set(default) <= set(glue.METHODS)
+    assert driver.resolve_methods(["stdpp", "r4f", "rdrop"]) == ["std++", "r4f", "rdrop"]
+    with pytest.raises(SystemExit, match="unknown method"):
         driver.resolve_methods(["nonsense"])
     stages = driver.plan_cyclic(["A", "B"], 3)
     assert [(s.cycle, s.position, s.task, s.probes) for s in stages if s.probes] == \

@@ -1,4 +1,4 @@
-"""scripts/sweep.py: a real seed sweep (tiny fairseq-train runs), then Table 2 and Figures 1-2.
+"""r3f_experiments.sweep: a real seed sweep (tiny fairseq-train runs), then Table 2 and Figures 1-2.
 
 The sweep (2 methods x 2 seeds on the synthetic task, 30 updates = 1.2 epochs, validation every
 10 updates and at the end of the epoch, on two subsets: `valid` and, standing in for MNLI's
@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-from r3f_experiments import sweep as sweep_py
+from r3f_experiments import fairseq_logs as log_files
+from r3f_experiments import results, runs
 from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, fairseq_logs
 
 SWEEP = [sys.executable, "-m", "r3f_experiments.sweep"]
@@ -198,18 +199,18 @@ def test_paired_verdicts():
     """A shift larger than the seed spread differs; a consistent one far below it does not; a
     noisy one is seed noise; one pair cannot be tested."""
     base = {1: 70.0, 2: 75.0, 3: 80.0, 4: 72.0, 5: 78.0}
-    assert sweep_py.paired_against({s: v + 9.0 + 0.1 * s for s, v in base.items()}, base).verdict().startswith("differs")
-    small = sweep_py.paired_against({s: v + 0.2 + 0.01 * s for s, v in base.items()}, base)
+    assert results.paired_against({s: v + 9.0 + 0.1 * s for s, v in base.items()}, base).verdict().startswith("differs")
+    small = results.paired_against({s: v + 0.2 + 0.01 * s for s, v in base.items()}, base)
     assert small.p < 0.05 and small.verdict().startswith("consistent, below the seed spread")
-    noisy = sweep_py.paired_against({1: 71.0, 2: 73.0, 3: 81.0, 4: 71.0, 5: 79.0}, base)
+    noisy = results.paired_against({1: 71.0, 2: 73.0, 3: 81.0, 4: 71.0, 5: 79.0}, base)
     assert noisy.verdict().startswith("within seed noise")
-    assert sweep_py.paired_against({1: 71.0}, base).verdict() == "n/a"
+    assert results.paired_against({1: 71.0}, base).verdict() == "n/a"
     # the same shift on every seed: certain (p = 0) but judged against the spread; no shift at all: p = 1
-    assert sweep_py.paired_against({s: v + 9.0 for s, v in base.items()}, base).verdict() == "differs (p = 0.000)"
-    assert sweep_py.paired_against({s: v + 1.0 for s, v in base.items()}, base).verdict().startswith("consistent")
-    assert sweep_py.paired_against(dict(base), base).verdict() == "within seed noise (p = 1.00)"
+    assert results.paired_against({s: v + 9.0 for s, v in base.items()}, base).verdict() == "differs (p = 0.000)"
+    assert results.paired_against({s: v + 1.0 for s, v in base.items()}, base).verdict().startswith("consistent")
+    assert results.paired_against(dict(base), base).verdict() == "within seed noise (p = 1.00)"
     # lower-is-better metrics: a lower loss is a positive difference
-    assert sweep_py.paired_against({1: 1.0, 2: 2.0}, {1: 2.0, 2: 3.5}, maximize=False).mean == pytest.approx(1.25)
+    assert results.paired_against({1: 1.0, 2: 2.0}, {1: 2.0, 2: 3.5}, maximize=False).mean == pytest.approx(1.25)
 
 
 @pytest.mark.slow
@@ -251,8 +252,8 @@ def test_unfinished_run_is_pending_and_not_counted(swept, tmp_path):
 @pytest.mark.parametrize("method", METHODS)
 def test_best_equals_fairseqs_own_best(swept, method):
     output = read_log(swept["out"], method, 1)
-    (column,) = sweep_py.columns_for(TASK, {})
-    result = sweep_py.collect(output, [column])[TASK]
+    (column,) = results.columns_for(TASK, {})
+    result = results.collect(output, [column])[TASK]
     valid = fairseq_logs(output)["valid"]
     assert result.validations == len(valid) == 4  # updates 10, 20, 25 (end of epoch), 30
     assert result.best == max(float(r["valid_accuracy"]) for r in valid)
@@ -263,10 +264,10 @@ def test_best_equals_fairseqs_own_best(swept, method):
 @pytest.mark.slow
 def test_second_valid_subset_and_other_metrics(swept):
     output = read_log(swept["out"], "r3f", 2)
-    assert set(sweep_py.fairseq_logs.parse_valid_subsets(output)) == {"valid", "valid1"}
-    columns = sweep_py.columns_for(TASK, sweep_py.parse_metric_overrides([f"{TASK}=accuracy,valid1:accuracy,mcc"]))
+    assert set(log_files.parse_valid_subsets(output)) == {"valid", "valid1"}
+    columns = results.columns_for(TASK, results.parse_metric_overrides([f"{TASK}=accuracy,valid1:accuracy,mcc"]))
     assert [(c.subset, c.name) for c in columns] == [("valid", "accuracy"), ("valid1", "accuracy"), ("valid", "mcc")]
-    results = sweep_py.collect(output, columns)
+    results = results.collect(output, columns)
     for col in columns:
         assert (results[col.label].best, results[col.label].best_update) == expected_best(output, col.subset, col.name)
     valid1 = subset_records(output, "valid1")
@@ -299,7 +300,7 @@ def test_wall_to_best_is_wall_of_last_training_record_before_it(swept):
         for seed in SEEDS:
             output = read_log(swept["out"], method, seed)
             _, update = expected_best(output)
-            result = sweep_py.collect(output, sweep_py.columns_for(TASK, {}))[TASK]
+            result = results.collect(output, results.columns_for(TASK, {}))[TASK]
             assert result.best_update == update
             assert result.wall_to_best == wall_before_validation(output, update)
             assert 0 < result.wall_to_best <= float(fairseq_logs(output)["train"][-1]["train_wall"])
@@ -308,35 +309,35 @@ def test_wall_to_best_is_wall_of_last_training_record_before_it(swept):
 @pytest.mark.slow
 def test_missing_metric_names_the_ones_logged(swept):
     output = read_log(swept["out"], "std", 1)
-    with pytest.raises(sweep_py.MetricMissing, match=r"no 'valid_f1'.*valid_accuracy.*--metric SYN="):
-        sweep_py.collect(output, sweep_py.columns_for(TASK, {TASK: "f1"}))
+    with pytest.raises(results.MetricMissing, match=r"no 'valid_f1'.*valid_accuracy.*--metric SYN="):
+        results.collect(output, results.columns_for(TASK, {TASK: "f1"}))
 
 
 # ------------------------------------------------------------------------- pure, fast --
 
 def test_seeds_and_default_columns():
-    assert sweep_py.parse_seeds(["1-3", "7", "2,9"]) == [1, 2, 3, 7, 9]
-    labels = {t: [(c.label, c.subset, c.name) for c in sweep_py.columns_for(t, {})] for t in ("MNLI", "CoLA", "RTE")}
+    assert runs.parse_seeds(["1-3", "7", "2,9"]) == [1, 2, 3, 7, 9]
+    labels = {t: [(c.label, c.subset, c.name) for c in results.columns_for(t, {})] for t in ("MNLI", "CoLA", "RTE")}
     assert labels == {"MNLI": [("MNLI-m", "valid", "accuracy"), ("MNLI-mm", "valid1", "accuracy")],
                       "CoLA": [("CoLA", "valid", "mcc")], "RTE": [("RTE", "valid", "accuracy")]}
-    assert not sweep_py.columns_for("X", {"X": "loss"})[0].maximize
+    assert not results.columns_for("X", {"X": "loss"})[0].maximize
 
 
 def test_command_template_is_checked_and_quoted(tmp_path):
     proc = subprocess.run([*SWEEP, "print", "--command", "train {nope}"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2 and "{task} {method} {seed} {save_dir} {log}" in proc.stderr
-    run = sweep_py.Run("SST-2", "std++", 3, str(tmp_path / "a b"))
-    assert shlex.split(sweep_py.format_command("x {task} {method} {seed} {save_dir} {log}", run)) == \
+    run = runs.Run("SST-2", "std++", 3, str(tmp_path / "a b"))
+    assert shlex.split(runs.format_command("x {task} {method} {seed} {save_dir} {log}", run)) == \
         ["x", "SST-2", "std++", "3", str(tmp_path / "a b"), str(tmp_path / "a b" / "train.log")]
 
 
 def test_old_logs_are_kept(tmp_path):
     log = tmp_path / "train.log"
-    assert sweep_py.keep_old_log(str(log)) is None
+    assert runs.keep_old_log(str(log)) is None
     for n in (1, 2):
         log.write_text(f"attempt {n}")
-        assert sweep_py.keep_old_log(str(log)) == f"{log}.{n}"
+        assert runs.keep_old_log(str(log)) == f"{log}.{n}"
     assert not log.exists() and (tmp_path / "train.log.2").read_text() == "attempt 2"
 
 
@@ -353,7 +354,7 @@ def test_run_needs_names_and_checks_them_against_train_sh(tmp_path):
     assert not os.listdir(tmp_path)  # nothing was started
     # print (a dry run) may still list the whole grid
     printed = sweep("print", "--out-dir", str(tmp_path)).splitlines()
-    assert len(printed) == len(sweep_py.TASKS) * len(sweep_py.METHODS) * 10
+    assert len(printed) == len(results.TASKS) * len(results.METHODS) * 10
 
 
 def test_jobs_run_through_submitit_and_a_failing_run_is_reported_failed(tmp_path, synthetic_data):
@@ -386,7 +387,7 @@ def test_fresh_start_instead_of_the_pretrained_model_is_not_counted(swept, tmp_p
     (fresh / "train.log").write_text(
         "2026-01-01 00:00:00 | INFO | fairseq.trainer | No existing checkpoint found /nope/model.pt\n"
         + read_log(swept["out"], "std", 1))
-    assert not sweep_py.is_finished(str(fresh / "train.log"))
+    assert not log_files.is_finished(str(fresh / "train.log"))
     proc = subprocess.run([*SWEEP, "report", "--out-dir", str(out), "--no-plots"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -405,9 +406,9 @@ def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
     (run / "train.log.1").write_text("".join(lines[:cut]))
     (run / "train.log").write_text(f"| INFO | fairseq.trainer | Loaded checkpoint {run}/checkpoint_last.pt (epoch 2 "
                                    "@ 10 updates)\n" + "".join(lines[cut:]))
-    assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") == whole.count("| valid | {")
+    assert log_files.run_output(str(run / "train.log")).count("| valid | {") == whole.count("| valid | {")
     (run / "train.log").write_text("".join(lines[cut:]))  # not a resume: the older log is not read
-    assert sweep_py.run_output(str(run / "train.log")).count("| valid | {") < whole.count("| valid | {")
+    assert log_files.run_output(str(run / "train.log")).count("| valid | {") < whole.count("| valid | {")
 
 
 def test_metrics_printed_as_null_are_left_out_of_the_records():

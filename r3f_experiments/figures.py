@@ -1,0 +1,185 @@
+"""Figures of the kit's reports, drawn with matplotlib (Agg backend), each written as PNG and SVG
+where a report cites it. One colour per method across every figure."""
+
+import os
+import statistics
+from typing import List, Sequence
+
+from .results import METHODS, Column, mean_by, ordered
+
+
+def _pyplot():
+    import logging
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import sets DEBUG logging
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# One colour per method in every panel and figure (matplotlib's tab10, in Table 2's order).
+METHOD_COLOURS = {"std": "tab:gray", "std++": "tab:brown", "rdrop": "tab:green", "r3f": "tab:blue",
+                  "r4f": "tab:purple", "r3f-rel": "tab:cyan", "smart": "tab:orange", "freelb": "tab:red"}
+BOX_FROM = 5  # seeds: a box plot from 5 on, below it the points and their median only
+
+
+def method_colour(method: str, others: List[str]) -> str:
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    spare = ["tab:olive", "tab:pink", "black", "gold"]
+    return spare[others.index(method) % len(spare)]
+
+
+def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: str) -> List[str]:
+    """One panel per column, a shared y axis; per method every seed as a point in the method's
+    colour, their median as a bar, and a box when there are BOX_FROM seeds or more; n under each
+    method's name. Written as PNG (200 dpi) and SVG; returns the paths. No title: the caption
+    belongs to the text around the figure."""
+    plt = _pyplot()
+
+    ncols = min(4, len(columns))
+    nrows = -(-len(columns) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    others = sorted({m for per in cells.values() for m in per} - set(METHOD_COLOURS))
+    for ax, col in zip(axes.flat, columns):
+        methods = ordered(cells.get(col.label, {}), METHODS)
+        ticks = []
+        for x, method in enumerate(methods, 1):
+            ys = [y for y in (value(r) for r in cells[col.label][method]) if y is not None]
+            colour = method_colour(method, others)
+            ticks.append(f"{method}\nn={len(ys)}")
+            if not ys:
+                continue
+            if len(ys) >= BOX_FROM:
+                ax.boxplot([ys], positions=[x], widths=0.55, showfliers=False, medianprops={"color": colour},
+                           boxprops={"color": colour}, whiskerprops={"color": colour}, capprops={"color": colour})
+            else:
+                ax.hlines(statistics.median(ys), x - 0.28, x + 0.28, color=colour, linewidth=2, zorder=4)
+            offsets = [0.16 * (i - (len(ys) - 1) / 2) / max(1, len(ys) - 1) for i in range(len(ys))]
+            ax.scatter([x + o for o in offsets], ys, s=16, color=colour, edgecolor="black", linewidth=0.4, zorder=5)
+        ax.set_xticks(range(1, len(methods) + 1))
+        ax.set_xticklabels(ticks, fontsize=8)
+        ax.set_xlim(0.4, len(methods) + 0.6)
+        ax.set_title(col.label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(columns):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    stem = os.path.splitext(path)[0]
+    fig.savefig(stem + ".png", dpi=200)
+    fig.savefig(stem + ".svg")
+    plt.close(fig)
+    return [stem + ".png", stem + ".svg"]
+
+
+
+# ---- the sigma sweep
+
+# One colour per variant family of the sigma sweep; R-Drop and standard as horizontal references.
+SIGMA_COLOURS = {"independent": "tab:blue", "same": "tab:orange", "rdrop": "tab:green", "std": "tab:gray"}
+
+
+def sigma_figure(records: List[dict], task: str, path_prefix: str) -> None:
+    """The sigma sweep: dev metric and noise_kl against sigma, each seed a point."""
+    plt = _pyplot()
+
+    fig, (acc_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 5))
+    sigmas = sorted({r["sigma"] for r in records if r["sigma"] is not None})
+    for family, same in (("independent", False), ("same", True)):
+        rows = [r for r in records if r["sigma"] is not None and r["variant"].endswith("-same") == same]
+        label = "R3F, independent dropout" if not same else "R3F, same dropout (noise only)"
+        counts = sorted({sum(r["sigma"] == s for r in rows) for s in {r["sigma"] for r in rows}})
+        n = "/".join(map(str, counts))
+        dodge = 1.08 if same else 1 / 1.08  # the two families side by side at each sigma (log axis)
+        acc_ax.scatter([r["sigma"] * dodge for r in rows], [r["best"] for r in rows], color=SIGMA_COLOURS[family], s=14,
+                       label=f"{label}, each seed (n={n} per sigma)")
+        means = [(s * dodge, statistics.fmean([r["best"] for r in rows if r["sigma"] == s]))
+                 for s in sigmas if any(r["sigma"] == s for r in rows)]
+        acc_ax.plot([s for s, _ in means], [m for _, m in means], color=SIGMA_COLOURS[family], linewidth=1)
+        kls = [(r["sigma"] * dodge, r["noise_kl"]) for r in rows if r["noise_kl"] and r["noise_kl"] > 0]
+        kl_ax.scatter([s for s, _ in kls], [k for _, k in kls], color=SIGMA_COLOURS[family], s=14, label=label)
+    for reference, label in (("rdrop", "R-Drop (no noise)"), ("std", "standard")):
+        best = [r["best"] for r in records if r["variant"] == reference]
+        if best:
+            acc_ax.axhline(statistics.fmean(best), color=SIGMA_COLOURS[reference], linestyle="--",
+                           label=f"{label}: mean, band [min, max] (n={len(best)})")
+            acc_ax.axhspan(min(best), max(best), color=SIGMA_COLOURS[reference], alpha=0.12)
+    rdrop_kl = [r["symm_kl"] for r in records if r["variant"] == "rdrop" and r["symm_kl"]]
+    if rdrop_kl and statistics.fmean(rdrop_kl) > 0:
+        kl_ax.axhline(statistics.fmean(rdrop_kl), color=SIGMA_COLOURS["rdrop"], linestyle="--",
+                      label="R-Drop's symm_kl (dropout disagreement)")
+    metric = records[0]["metric"] if records else "accuracy"
+    for ax in (acc_ax, kl_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("sigma / token-embedding RMS")
+    acc_ax.set_ylabel(f"best dev {metric} (%)")
+    if kl_ax.lines or kl_ax.collections:
+        kl_ax.set_yscale("log")  # noise_kl spans orders of magnitude; zeros (rounded away) are not drawn
+    kl_ax.set_ylabel("noise_kl (nats per sentence)")
+    for ax in (acc_ax, kl_ax):  # below the axes, where no point hides behind them
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+    acc_ax.set_title(f"{task}: dev metric")
+    kl_ax.set_title(f"{task}: KL made by the noise alone")
+    fig.tight_layout()
+    fig.savefig(path_prefix + ".png", dpi=200)
+    fig.savefig(path_prefix + ".svg")
+    plt.close(fig)
+
+
+
+# ---- probing
+
+def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], method_order: Sequence[str]) -> None:
+    """Figure 3 (bars per probed task), 4 (the source probe along the chain) or 5 (a panel per
+    task, probe after each cycle): mean probe accuracy over seeds."""
+    plt = _pyplot()
+
+    methods = ordered({r["method"] for r in records}, method_order)
+    if experiment == "cross-task":
+        tasks = list(stages[0].probes)
+        acc = mean_by(records, "method", "probe_task")
+        fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 3.5))
+        width = 0.8 / max(1, len(methods))
+        for i, m in enumerate(methods):
+            ax.bar([x + i * width for x in range(len(tasks))], [acc.get((m, t), 0.0) for t in tasks],
+                   width, label=m)
+        ax.set_xticks([x + width * (len(methods) - 1) / 2 for x in range(len(tasks))])
+        ax.set_xticklabels(tasks)
+        ax.set_title(f"Figure 3: probing after fine-tuning on {stages[0].task}")
+        axes = [ax]
+    elif experiment == "sequential":
+        acc = mean_by(records, "method", "position")
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for m in methods:
+            xs = [s.position for s in stages if (m, s.position) in acc]
+            ax.plot(xs, [acc[(m, x)] for x in xs], marker="o", label=m)
+        ax.set_xticks([s.position for s in stages])
+        ax.set_xticklabels([s.task for s in stages])
+        ax.set_xlabel("after fine-tuning on")
+        ax.set_title(f"Figure 4: {stages[0].probes[0]} probe along the chain")
+        axes = [ax]
+    else:
+        tasks = list(dict.fromkeys(t for s in stages for t in s.probes))
+        acc = mean_by(records, "method", "cycle", "probe_task")
+        fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3.2), squeeze=False)
+        axes = list(axes.flat)
+        for ax, t in zip(axes, tasks):
+            for m in methods:
+                xs = sorted(c for (mm, c, tt) in acc if mm == m and tt == t)
+                ax.plot(xs, [acc[(m, c, t)] for c in xs], marker="o", label=m)
+            ax.set_title(f"probe {t}")
+            ax.set_xticks(sorted({s.cycle for s in stages}))
+            ax.set_xlabel("cycle")
+        fig.suptitle("Figure 5: probes after each cycle")
+    axes[0].set_ylabel("probe accuracy (%)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
