@@ -32,6 +32,8 @@ import typing
 import numpy as np
 import torch
 
+from .patching import wrap_once
+
 
 # torch.load unpickles with weights_only=True by default from 2.6 on; the allow-list below only
 # protects anyone where that is the default.
@@ -108,19 +110,17 @@ def explain_unreadable_checkpoints() -> None:
     fails with its name and size instead of a bare ``EOFError`` (idempotent)."""
     from fairseq import checkpoint_utils
 
-    original = checkpoint_utils.load_checkpoint_to_cpu
-    if getattr(original, "_r3f_wrapped", False):
-        return
+    def wrapper(original):
+        def load_checkpoint_to_cpu(path, *args, **kwargs):
+            try:
+                return original(path, *args, **kwargs)
+            except (EOFError, RuntimeError, pickle.UnpicklingError) as e:
+                clearer = unreadable_checkpoint_error(path, e)
+                if clearer is e:
+                    raise
+                raise clearer from e
 
-    def load_checkpoint_to_cpu(path, *args, **kwargs):
-        try:
-            return original(path, *args, **kwargs)
-        except (EOFError, RuntimeError, pickle.UnpicklingError) as e:
-            clearer = unreadable_checkpoint_error(path, e)
-            if clearer is e:
-                raise
-            raise clearer from e
+        return load_checkpoint_to_cpu
 
-    load_checkpoint_to_cpu._r3f_wrapped = True
-    load_checkpoint_to_cpu.__doc__ = original.__doc__
-    checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu
+    wrap_once(checkpoint_utils, "load_checkpoint_to_cpu", wrapper,
+              "an empty or truncated checkpoint fails with its name and size")

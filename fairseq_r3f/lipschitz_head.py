@@ -21,6 +21,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .patching import wrap_once
+
 logger = logging.getLogger(__name__)
 
 def _linear_layers(head: nn.Module):
@@ -129,21 +131,17 @@ def _wrap_register_classification_head(model_cls) -> None:
     ``SentencePredictionTask.build_model`` and the ``upgrade_state_dict_named`` that
     ``load_model_ensemble`` / ``from_pretrained`` run when reloading a checkpoint.
     """
-    original = model_cls.register_classification_head
-    if getattr(original, "_r4f_wrapped", False):
-        return
+    def wrapper(original):
+        def register_classification_head(self, name, *args, **kwargs):
+            original(self, name, *args, **kwargs)
+            if getattr(self.args, "spectral_norm_classification_head", False):
+                make_head_lipschitz(self.classification_heads[name])
+                logger.info("R4F: spectral norm on every Linear of classification head %r", name)
 
-    def register_classification_head(self, name, *args, **kwargs):
-        original(self, name, *args, **kwargs)
-        if getattr(self.args, "spectral_norm_classification_head", False):
-            make_head_lipschitz(self.classification_heads[name])
-            logger.info(
-                "R4F: spectral norm on every Linear of classification head %r", name
-            )
+        return register_classification_head
 
-    register_classification_head._r4f_wrapped = True
-    register_classification_head.__doc__ = original.__doc__
-    model_cls.register_classification_head = register_classification_head
+    wrap_once(model_cls, "register_classification_head", wrapper,
+              "with --spectral-norm-classification-head every head registered is 1-Lipschitz (R4F)")
 
 
 def convert_checkpoint_heads(model: nn.Module, state_dict: dict, prefix: str = "") -> list:
@@ -187,20 +185,18 @@ def _wrap_upgrade_state_dict_named(model_cls) -> None:
     """Before fairseq's ``upgrade_state_dict_named`` (which runs on every checkpoint load:
     ``--restore-file``, ``--finetune-from-model``, resuming, ``load_model_ensemble``), convert heads
     between plain and R4F (``convert_checkpoint_heads``) and say so in the log."""
-    original = model_cls.upgrade_state_dict_named
-    if getattr(original, "_r4f_wrapped", False):
-        return
+    def wrapper(original):
+        def upgrade_state_dict_named(self, state_dict, name):
+            prefix = name + "." if name != "" else ""
+            for what in convert_checkpoint_heads(self, state_dict, prefix):
+                logger.warning("R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
+                               what, "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off")
+            return original(self, state_dict, name)
 
-    def upgrade_state_dict_named(self, state_dict, name):
-        prefix = name + "." if name != "" else ""
-        for what in convert_checkpoint_heads(self, state_dict, prefix):
-            logger.warning("R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
-                           what, "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off")
-        return original(self, state_dict, name)
+        return upgrade_state_dict_named
 
-    upgrade_state_dict_named._r4f_wrapped = True
-    upgrade_state_dict_named.__doc__ = original.__doc__
-    model_cls.upgrade_state_dict_named = upgrade_state_dict_named
+    wrap_once(model_cls, "upgrade_state_dict_named", wrapper,
+              "checkpoint heads convert between plain and R4F on every load")
 
 
 def install() -> None:

@@ -13,6 +13,8 @@ import os
 import re
 import sys
 
+from .patching import wrap_once
+
 # Every name the plugin registers with fairseq, by registry.
 PROVIDED = {
     "criterion": ("sentence_prediction_r3f", "label_smoothed_cross_entropy_r3f", "sentence_prediction_smart"),
@@ -67,23 +69,19 @@ def explain_clashes_of_later_user_dirs() -> None:
     plugin's names fails with a message naming both sides and the cure."""
     from fairseq import utils
 
-    original = utils.import_user_module
-    if getattr(original, "_r3f_wrapped", False):
-        return
+    def wrapper(original):
+        def import_user_module(args):
+            try:
+                return original(args)
+            except ValueError as e:
+                match = _DUPLICATE.search(str(e))
+                if match and any(match.group(2) in names for names in PROVIDED.values()):
+                    raise PluginClashError(
+                        f"--user-dir {getattr(args, 'user_dir', None)} registers the {match.group(1)} "
+                        f"{match.group(2)!r}, which fairseq-r3f (already loaded) provides. {CURE}") from e
+                raise
 
-    def import_user_module(args):
-        try:
-            return original(args)
-        except ValueError as e:
-            match = _DUPLICATE.search(str(e))
-            if match and any(match.group(2) in names for names in PROVIDED.values()):
-                raise PluginClashError(
-                    f"--user-dir {getattr(args, 'user_dir', None)} registers the {match.group(1)} "
-                    f"{match.group(2)!r}, which fairseq-r3f (already loaded) provides. {CURE}") from e
-            raise
+        return import_user_module  # fairseq's ``memo`` of loaded folders is carried over with its attributes
 
-    import_user_module._r3f_wrapped = True
-    import_user_module.__doc__ = original.__doc__
-    if hasattr(original, "memo"):
-        import_user_module.memo = original.memo
-    utils.import_user_module = import_user_module
+    wrap_once(utils, "import_user_module", wrapper,
+              "a later --user-dir registering one of the plugin's names fails naming both sides")

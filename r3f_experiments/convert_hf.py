@@ -287,14 +287,12 @@ def model_flags(config: dict) -> List[str]:
 
 def build_fairseq_model(out_dir: str, config: dict):
     """(cfg, model): fairseq's masked-LM RoBERTa as fairseq-train would build it on OUT_DIR/dict.txt."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from .fairseq_setup import build_from_flags
 
-    argv = [out_dir, "--task", "masked_lm", "--criterion", "masked_lm", *model_flags(config),
-            "--tokens-per-sample", str(max_positions(config)), "--cpu", "--seed", "1"]
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    task = tasks.setup_task(cfg.task)
-    return cfg, task.build_model(cfg.model)
+    built = build_from_flags([out_dir, "--task", "masked_lm", "--criterion", "masked_lm", *model_flags(config),
+                              "--tokens-per-sample", str(max_positions(config)), "--cpu", "--seed", "1"],
+                             criterion=False)
+    return built.cfg, built.model
 
 
 def convert(src_dir: str, out_dir: str) -> dict:

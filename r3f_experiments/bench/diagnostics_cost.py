@@ -18,24 +18,17 @@ import time
 import torch
 
 from ..data.synthetic import make_task
+from ..fairseq_setup import TINY_ROBERTA_FLAGS, build_from_flags
 from ..paths import plugin_dir
-
-TINY = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-        "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"]
 
 
 def build(data_dir: str, arch: str):
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    argv = [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", "2",
-            "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
-            "--criterion", "sentence_prediction_r3f", "--eps", "1e-5", "--r3f-diagnostics-interval", "1",
-            *(TINY if arch == "tiny" else ["--arch", arch])]
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    task = tasks.setup_task(cfg.task)
-    task.load_dataset("train")
-    return task, task.build_model(cfg.model).train(), task.build_criterion(cfg.criterion)
+    built = build_from_flags(
+        [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", "2",
+         "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
+         "--criterion", "sentence_prediction_r3f", "--eps", "1e-5", "--r3f-diagnostics-interval", "1",
+         *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch])], load_train=True)
+    return built.task, built.model.train(), built.criterion
 
 
 def step_seconds(criterion, model, sample, diagnose: bool) -> float:

@@ -24,24 +24,17 @@ import tempfile
 import torch
 
 from ..data.synthetic import make_task
+from ..fairseq_setup import TINY_ROBERTA_FLAGS, build_from_flags
 from ..paths import plugin_dir
-
-TINY = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-        "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"]
 
 
 def build(data_dir, arch, eps, device):
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    argv = [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction",
-            "--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
-            "--criterion", "sentence_prediction_r3f", "--eps", str(eps), "--r3f-diagnostics-interval", "1",
-            *(TINY if arch == "tiny" else ["--arch", arch])]
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model).to(device)
-    return task, model, task.build_criterion(cfg.criterion)
+    built = build_from_flags(
+        [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction",
+         "--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
+         "--criterion", "sentence_prediction_r3f", "--eps", str(eps), "--r3f-diagnostics-interval", "1",
+         *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch])])
+    return built.task, built.model.to(device), built.criterion
 
 
 def measure(task, model, criterion, device, precision, batches=4, batch_size=16):

@@ -33,21 +33,17 @@ HEAD = "noise_reach"
 
 def load_encoder(checkpoint: str, data_bin: str, num_classes: int):
     """(task, model) of the checkpoint's encoder plus a seeded classification head."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
     from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
 
     from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert
+    from ..fairseq_setup import build_from_flags
     from ..paths import plugin_dir
 
     separator = [] if converted_from_bert(checkpoint) else ["--separator-token", "2"]
     argv = [data_bin, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", str(num_classes),
             "--init-token", "0", *separator, "--criterion", "sentence_prediction",
             *checkpoint_model_flags(checkpoint), "--cpu"]
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
+    _, task, model, _ = build_from_flags(argv, criterion=False)
     allow_fairseq_checkpoints()
     state = torch.load(checkpoint, map_location="cpu")["model"]
     missing, _ = model.load_state_dict(state, strict=False)

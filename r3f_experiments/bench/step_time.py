@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 
+from ..fairseq_setup import build_from_flags
 from ..paths import plugin_dir
 
 CONFIGS = ("standard", "reference", "ours", "ours-two", "ours-stacked", "ours-one-sided")
@@ -245,20 +246,10 @@ class PeakMemory:
 
 
 def build_trainer(fairseq_argv: list):
-    import numpy as np
-    from fairseq import options, tasks, utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq.trainer import Trainer
 
-    parser = options.get_training_parser()
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, fairseq_argv))
-    # Seeded as fairseq-train seeds, so every config starts from the same weights.
-    np.random.seed(cfg.common.seed)
-    utils.set_torch_seed(cfg.common.seed)
-    task = tasks.setup_task(cfg.task)
-    task.load_dataset("train", combine=False, epoch=1)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
+    # seeded as fairseq-train seeds, so every config starts from the same weights
+    cfg, task, model, criterion = build_from_flags(fairseq_argv, load_train=True, seeded=True)
     return cfg, task, Trainer(cfg, task, model, criterion)
 
 

@@ -18,7 +18,7 @@ import sys
 from typing import Dict, List
 
 from . import glue, summarization, xnli
-from .glue import RecipeError
+from .run_spec import RecipeError
 
 
 def generated_configs() -> Dict[str, str]:

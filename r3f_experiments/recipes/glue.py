@@ -8,7 +8,8 @@ probing drivers read their tasks, methods and metrics from it.
 import os
 from typing import List, Optional, Sequence
 
-from .run_spec import REQUIRED, Setting, argv, flag, yaml_only, yaml_text
+from .run_spec import REQUIRED, RecipeError, Setting, argv, flag, yaml_text
+from .sentence_prediction import SentencePredictionRun, run_settings
 
 # ---- paper Table 5 (per task) ------------------------------------------------------------------
 TASKS = ["MNLI", "QQP", "RTE", "QNLI", "MRPC", "CoLA", "SST-2"]  # Table 2's column order
@@ -98,10 +99,6 @@ CONFIG_SPELLING = {"std++": "stdpp", "r3f-rel": "r3f_rel"}
 R3F_FAMILY = ("r3f", "r4f", "rdrop", "r3f-rel")
 
 
-class RecipeError(ValueError):
-    """An unknown task or method; the message names the accepted ones."""
-
-
 def check(task: str, method: str, preset: str = "paper") -> None:
     if preset not in PRESETS:
         raise RecipeError(f"unknown PRESET '{preset}' ({' '.join(PRESETS)})")
@@ -174,79 +171,6 @@ def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMB
             flag("--adv-norm-type", ADV_NORM_TYPE, "task")]
 
 
-def pretrained_settings(pretrained: Optional[str]) -> List[Setting]:
-    """Start from a pre-trained model with ``--finetune-from-model``: fairseq loads it (and resets
-    optimizer, scheduler, meters and data position) only when the save dir holds no
-    checkpoint_last.pt, so a rerun resumes where the killed run stopped; and it refuses a path that
-    does not exist (``--restore-file`` would start from random init). None or "" trains from the
-    model the flags describe (random init)."""
-    if not pretrained:
-        return []
-    return [flag("--finetune-from-model", pretrained, "checkpoint")]
-
-
-def classification_head_settings() -> List[Setting]:
-    """fairseq-hydra-train resolves the sentence_prediction task's interpolations of these two
-    before it imports common.user_dir, so a YAML config must spell them out."""
-    return [yaml_only("criterion", "classification_head_name", "sentence_classification_head"),
-            yaml_only("criterion", "regression_target", False)]
-
-
-def sentence_prediction_settings(
-    *, data: str, user_dir: str, pretrained: Optional[str], task_name: str, num_classes: int, arch: str,
-    dropout: str, methods: List[Setting], report: List[Setting], adam_betas: str, adam_eps: str,
-    weight_decay: str, lr: str, updates: int, warmup_percent: int, batch: List[Setting], seed: int,
-    save_dir: Optional[str], valid_subset: str, metric: str, precision: Sequence[str], yaml: bool,
-    separator_token: Optional[int] = 2, model: Sequence[Setting] = (), log_interval: int = 100,
-    schedule: Sequence[Setting] = (), max_positions: int = MAX_POSITIONS,
-) -> List[Setting]:
-    """A RoBERTa / XLM-R fine-tuning run (GLUE and XNLI share its shape), in command-line order.
-
-    ``precision``: the precision flags of the command (e.g. ["--amp"]). ``yaml``: add what only
-    the YAML config needs (``common.amp``: not --fp16, which rounds most of the sigma = 1e-5
-    noise away; the spelled-out head settings; the required ``task.data`` and ``user_dir``).
-    ``model``: model settings beyond ``--arch`` (sizes read from a checkpoint); ``schedule``:
-    validation and saving settings that differ from fairseq's defaults (the small preset).
-    """
-    r4f = any(s.flag == "--spectral-norm-classification-head" for s in methods)
-    out = [
-        yaml_only("common", "user_dir", user_dir) if yaml else None,
-        yaml_only("common", "amp", True) if yaml else None,
-        yaml_only("task", "data", data) if yaml else None,
-        *pretrained_settings(pretrained),
-        flag("--task", task_name, "task", "_name"), flag("--num-classes", num_classes, "task"),
-        flag("--init-token", 0, "task"),
-        # RoBERTa's <s> A </s></s> B </s>; None for a BERT converted with WordPiece: <s> A </s> B </s>
-        flag("--separator-token", separator_token, "task") if separator_token is not None else None,
-        flag("--max-positions", max_positions, "task"),
-        flag("--arch", arch, "model", "_name"), *model, flag("--dropout", dropout, "model"),
-        flag("--attention-dropout", dropout, "model"),
-        *methods,
-        *(classification_head_settings() if yaml else []),
-        *report,
-        yaml_only("model", "spectral_norm_classification_head", False) if yaml and not r4f else None,
-        flag("--optimizer", "adam", "optimizer", "_name"), flag("--adam-betas", adam_betas, "optimizer"),
-        flag("--adam-eps", adam_eps, "optimizer"), flag("--weight-decay", weight_decay, "optimizer"),
-        flag("--clip-norm", "0.0", "optimization"),
-        flag("--lr-scheduler", "polynomial_decay", "lr_scheduler", "_name"), flag("--lr", lr, "optimization"),
-        flag("--warmup-updates", updates * warmup_percent // 100, "lr_scheduler"),
-        flag("--total-num-update", updates, "lr_scheduler"), flag("--max-update", updates, "optimization"),
-        *batch,
-        flag("--required-batch-size-multiple", 1, "dataset"),
-        flag("--seed", seed, "common"),
-        flag("--save-dir", save_dir, "checkpoint") if save_dir else None,
-        flag("--no-epoch-checkpoints", True, "checkpoint"),
-        *schedule,
-        flag("--valid-subset", valid_subset, "dataset"),
-        flag("--best-checkpoint-metric", metric, "checkpoint"),
-        flag("--maximize-best-checkpoint-metric", True, "checkpoint"),
-        flag("--find-unused-parameters", True, "distributed_training"),
-        flag("--log-format", "json", "common"), flag("--log-interval", log_interval, "common"),
-        *(flag(p, True, "common") for p in precision),
-    ]
-    return [s for s in out if s is not None]
-
-
 def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
     """PRESET=small: (--arch, the other model settings, the separator token, --max-positions) of
     the checkpoint.
@@ -301,17 +225,17 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
                     flag("--no-save", True, "checkpoint"), flag("--num-workers", 0, "dataset")]
         if method in R3F_FAMILY:
             methods.append(flag("--r3f-diagnostics-interval", SMALL_DIAGNOSTICS_INTERVAL, "criterion"))
-    return sentence_prediction_settings(
+    return run_settings(SentencePredictionRun(
         data=data, user_dir=user_dir, pretrained=pretrained,
         task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
         num_classes=num_classes, arch=arch or "roberta_large", dropout=DROPOUT,
-        methods=methods, report=report,
+        methods=tuple(methods), report=tuple(report),
         adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=lr,
         updates=max_update(task, method, preset, updates), warmup_percent=WARMUP_PERCENT,
-        batch=[flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")],
+        batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")),
         seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=metric,
-        precision=precision, yaml=yaml, separator_token=separator_token, model=model, log_interval=log_interval,
-        schedule=schedule, max_positions=max_positions)
+        precision=tuple(precision), yaml=yaml, separator_token=separator_token, model=tuple(model),
+        log_interval=log_interval, schedule=tuple(schedule), max_positions=max_positions))
 
 
 def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:

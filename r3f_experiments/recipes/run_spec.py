@@ -72,3 +72,19 @@ def yaml_text(settings: Sequence[Setting], header: Sequence[str], list_keys=("lr
         if groups[group]:
             lines += ["", f"{group}:", *groups[group]]
     return "\n".join(lines) + "\n"
+
+
+class RecipeError(ValueError):
+    """An unknown task, dataset or method, or settings that do not go together; the message
+    names what is accepted."""
+
+
+def pretrained_settings(pretrained: Optional[str]) -> List[Setting]:
+    """Start from a pre-trained model with ``--finetune-from-model``: fairseq loads it (and resets
+    optimizer, scheduler, meters and data position) only when the save dir holds no
+    checkpoint_last.pt, so a rerun resumes where the killed run stopped; and it refuses a path that
+    does not exist (``--restore-file`` would start from random init). None or "" trains from the
+    model the flags describe (random init)."""
+    if not pretrained:
+        return []
+    return [flag("--finetune-from-model", pretrained, "checkpoint")]

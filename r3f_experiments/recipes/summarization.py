@@ -3,8 +3,7 @@ are written (``scripts/summarization/*`` and ``configs/summarization/*.yaml`` co
 
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from .glue import RecipeError, pretrained_settings
-from .run_spec import REQUIRED, Setting, argv, flag, yaml_only, yaml_text
+from .run_spec import REQUIRED, RecipeError, Setting, pretrained_settings, argv, flag, yaml_only, yaml_text
 
 # ---- paper Table 8 (shared by the three datasets) ----------------------------------------------
 LR = "3e-5"

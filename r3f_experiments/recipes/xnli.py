@@ -3,8 +3,9 @@ hyper-parameters are written (``scripts/xnli/train.sh`` and ``configs/xnli/*.yam
 
 from typing import List, Optional, Sequence
 
-from .glue import RecipeError, method_settings, sentence_prediction_settings
-from .run_spec import REQUIRED, Setting, argv, flag, yaml_text
+from .glue import method_settings
+from .run_spec import REQUIRED, RecipeError, Setting, argv, flag, yaml_text
+from .sentence_prediction import SentencePredictionRun, run_settings
 
 # ---- paper Table 9 ---------------------------------------------------------------------------
 LR = "3e-5"
@@ -33,13 +34,14 @@ def settings(method: str, *, data: str, user_dir: str, pretrained: Optional[str]
     selection on the English dev set only (zero-shot: no target-language data is used)."""
     if method not in METHODS:
         raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
-    return sentence_prediction_settings(
-        data=data, user_dir=user_dir, pretrained=pretrained, task_name="sentence_prediction",
-        num_classes=NUM_CLASSES, arch=arch, dropout=DROPOUT, methods=method_settings(None, method, r3f_lambda, noise_type), report=[],
+    return run_settings(SentencePredictionRun(
+        data=data, user_dir=user_dir, pretrained=pretrained, num_classes=NUM_CLASSES, arch=arch, dropout=DROPOUT,
+        methods=tuple(method_settings(None, method, r3f_lambda, noise_type)),
         adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=LR, updates=MAX_UPDATE,
         warmup_percent=WARMUP_PERCENT,
-        batch=[flag("--max-tokens", MAX_TOKENS, "dataset"), flag("--batch-size", MAX_SENTENCES, "dataset")],
-        seed=seed, save_dir=save_dir, valid_subset="valid", metric="accuracy", precision=precision, yaml=yaml)
+        batch=(flag("--max-tokens", MAX_TOKENS, "dataset"), flag("--batch-size", MAX_SENTENCES, "dataset")),
+        seed=seed, save_dir=save_dir, metric="accuracy", precision=tuple(precision), max_positions=MAX_POSITIONS,
+        yaml=yaml))
 
 
 def command(method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:

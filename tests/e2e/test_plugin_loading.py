@@ -42,7 +42,7 @@ try:
     import fairseq_r3f
 except ImportError as e:
     print("REFUSED:", e)
-print("R4F head installed:", getattr(RobertaModel.register_classification_head, "_r4f_wrapped", False))
+print("R4F head installed:", getattr(RobertaModel.register_classification_head, "_r3f_wrapped", False))
 print("allow-list installed:", argparse.Namespace in torch.serialization.get_safe_globals())
 """)
     assert proc.returncode == 0, proc.stderr[-3000:]

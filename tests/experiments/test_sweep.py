@@ -267,9 +267,9 @@ def test_second_valid_subset_and_other_metrics(swept):
     assert set(log_files.parse_valid_subsets(output)) == {"valid", "valid1"}
     columns = results.columns_for(TASK, results.parse_metric_overrides([f"{TASK}=accuracy,valid1:accuracy,mcc"]))
     assert [(c.subset, c.name) for c in columns] == [("valid", "accuracy"), ("valid1", "accuracy"), ("valid", "mcc")]
-    results = results.collect(output, columns)
+    best = results.collect(output, columns)
     for col in columns:
-        assert (results[col.label].best, results[col.label].best_update) == expected_best(output, col.subset, col.name)
+        assert (best[col.label].best, best[col.label].best_update) == expected_best(output, col.subset, col.name)
     valid1 = subset_records(output, "valid1")
     assert len(valid1) == 4 and all("valid1_best_accuracy" not in r for r in valid1)  # fairseq tracks subset 1 only
 

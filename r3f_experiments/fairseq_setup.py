@@ -1,0 +1,36 @@
+"""A fairseq task, model and criterion built from ``fairseq-train`` flags, in this process, as
+fairseq-train builds them (for the benchmarks and the converter). Imports fairseq only when called."""
+
+from typing import Any, NamedTuple, Optional, Sequence
+
+# a 2-layer, 64-dim RoBERTa: the benchmarks' "tiny" architecture
+TINY_ROBERTA_FLAGS = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
+                      "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"]
+
+
+class FairseqSetup(NamedTuple):
+    cfg: Any
+    task: Any
+    model: Any
+    criterion: Optional[Any]
+
+
+def build_from_flags(argv: Sequence[str], *, criterion: bool = True, load_train: bool = False,
+                     seeded: bool = False) -> FairseqSetup:
+    """``argv`` as fairseq-train's command line (DATA first). ``load_train``: the train split is
+    loaded before the model is built; ``seeded``: numpy and torch seeded from ``--seed`` first,
+    as fairseq-train does, so that every build starts from the same weights."""
+    from fairseq import options, tasks, utils
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), list(argv)))
+    if seeded:
+        import numpy as np
+
+        np.random.seed(cfg.common.seed)
+        utils.set_torch_seed(cfg.common.seed)
+    task = tasks.setup_task(cfg.task)
+    if load_train:
+        task.load_dataset("train", combine=False, epoch=1)
+    model = task.build_model(cfg.model)
+    return FairseqSetup(cfg, task, model, task.build_criterion(cfg.criterion) if criterion else None)
