@@ -4,7 +4,7 @@ setup(
     name="fairseq-r3f",
     version="0.1.0",
     description="R3F/R4F robust fine-tuning (Aghajanyan et al., ICLR 2021) as a fairseq plugin, "
-                "with the experiments that reproduce the paper",
+    "with the experiments that reproduce the paper",
     license="MIT",
     # fairseq_r3f: the plugin (what --user-dir loads); r3f_experiments: data preparation,
     # recipes' hyper-parameter tables, sweeps, probing, benchmarks and reports.
@@ -15,9 +15,19 @@ setup(
     # so that `pip install -e .` never tries to rebuild it in an isolated environment.
     # torch >= 2.6: torch.load defaults to weights_only=True, which the checkpoint allow-list
     # (fairseq_r3f/checkpoint_safety.py) relies on; older torch would unpickle anything.
-    install_requires=["torch>=2.6", "numpy", "omegaconf>=2.1", "hydra-core>=1.1", "sentencepiece", "matplotlib",
-                      "rouge-score", "safetensors", "tokenizers", "submitit"],
-    extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn"]},
+    install_requires=[
+        "torch>=2.6",
+        "numpy",
+        "omegaconf>=2.1",
+        "hydra-core>=1.1",
+        "sentencepiece",
+        "matplotlib",
+        "rouge-score",
+        "safetensors",
+        "tokenizers",
+        "submitit",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn", "ruff==0.17.5"]},
     entry_points={
         "console_scripts": [
             "r3f-convert-hf = r3f_experiments.convert_hf:main",

@@ -18,13 +18,12 @@ fairseq's encoders. Data preparation, recipes, sweeps and benchmarks live in the
 ``r3f_experiments`` package.
 """
 
-from .registration import explain_clashes_of_later_user_dirs, refuse_registered_names, refuse_repeated_user_dir
-
 from .checkpoint_safety import (  # noqa: E402
     allow_fairseq_checkpoints,
     explain_unreadable_checkpoints,
     require_weights_only_torch,
 )
+from .registration import explain_clashes_of_later_user_dirs, refuse_registered_names, refuse_repeated_user_dir
 
 # All or nothing: refuse before anything is patched or registered.
 require_weights_only_torch()
@@ -38,8 +37,10 @@ explain_unreadable_checkpoints()
 _install_lipschitz_head()
 explain_clashes_of_later_user_dirs()
 
-from . import criterions  # noqa: E402,F401
-from . import tasks  # noqa: E402,F401
-from . import wordpiece  # noqa: E402,F401  (registers --bpe wordpiece)
+from . import (  # noqa: E402  (registered after the checks above)
+    criterions,  # noqa: F401
+    tasks,  # noqa: F401
+    wordpiece,  # noqa: F401  (registers --bpe wordpiece)
+)
 
 __version__ = "0.1.0"

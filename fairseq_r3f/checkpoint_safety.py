@@ -34,7 +34,6 @@ import torch
 
 from .patching import wrap_once
 
-
 # torch.load unpickles with weights_only=True by default from 2.6 on; the allow-list below only
 # protects anyone where that is the default.
 MIN_TORCH = (2, 6)
@@ -48,7 +47,8 @@ def require_weights_only_torch(version: str = None) -> None:
     if (major, minor) < MIN_TORCH:
         raise ImportError(
             f"fairseq-r3f needs torch >= {'.'.join(map(str, MIN_TORCH))} (found {version}): older torch.load "
-            "unpickles any object a checkpoint holds, so a downloaded checkpoint could run code. Upgrade torch.")
+            "unpickles any object a checkpoint holds, so a downloaded checkpoint could run code. Upgrade torch."
+        )
 
 
 def fairseq_checkpoint_globals() -> list:
@@ -96,11 +96,17 @@ def unreadable_checkpoint_error(path: str, error: Exception) -> Exception:
     (empty, truncated, not a torch file); ``error`` itself otherwise (e.g. the weights-only refusal
     of a global that is not allowed, whose message already names it)."""
     message = str(error)
-    if isinstance(error, EOFError) or "PytorchStreamReader" in message or "zip archive" in message \
-            or "invalid load key" in message:
+    if (
+        isinstance(error, EOFError)
+        or "PytorchStreamReader" in message
+        or "zip archive" in message
+        or "invalid load key" in message
+    ):
         size = os.path.getsize(path) if os.path.isfile(path) else None
-        return ValueError(f"{path}: not a readable checkpoint ({size} bytes): the file is empty, truncated or "
-                          f"not written by torch.save ({type(error).__name__}: {message or 'end of file'})")
+        return ValueError(
+            f"{path}: not a readable checkpoint ({size} bytes): the file is empty, truncated or "
+            f"not written by torch.save ({type(error).__name__}: {message or 'end of file'})"
+        )
     return error
 
 
@@ -122,5 +128,9 @@ def explain_unreadable_checkpoints() -> None:
 
         return load_checkpoint_to_cpu
 
-    wrap_once(checkpoint_utils, "load_checkpoint_to_cpu", wrapper,
-              "an empty or truncated checkpoint fails with its name and size")
+    wrap_once(
+        checkpoint_utils,
+        "load_checkpoint_to_cpu",
+        wrapper,
+        "an empty or truncated checkpoint fails with its name and size",
+    )

@@ -25,6 +25,7 @@ from .patching import wrap_once
 
 logger = logging.getLogger(__name__)
 
+
 def _linear_layers(head: nn.Module):
     return [(name, m) for name, m in head.named_modules() if isinstance(m, nn.Linear)]
 
@@ -35,7 +36,7 @@ def effective_weight(linear: nn.Linear) -> torch.Tensor:
     Reading ``linear.weight`` in training mode would run a power iteration and change
     ``u`` and ``v``; saving a checkpoint must not change the training run.
     """
-    original = getattr(linear.parametrizations, "weight").original
+    original = linear.parametrizations.weight.original
     sn = linear.parametrizations.weight[0]
     sigma = torch.vdot(sn._u, torch.mv(original.flatten(1), sn._v))
     return original / sigma
@@ -43,9 +44,7 @@ def effective_weight(linear: nn.Linear) -> torch.Tensor:
 
 def is_lipschitz_head(head: nn.Module) -> bool:
     layers = _linear_layers(head)
-    return bool(layers) and all(
-        parametrize.is_parametrized(m, "weight") for _, m in layers
-    )
+    return bool(layers) and all(parametrize.is_parametrized(m, "weight") for _, m in layers)
 
 
 def _state_dict_post_hook(module, state_dict, prefix, local_metadata):
@@ -131,6 +130,7 @@ def _wrap_register_classification_head(model_cls) -> None:
     ``SentencePredictionTask.build_model`` and the ``upgrade_state_dict_named`` that
     ``load_model_ensemble`` / ``from_pretrained`` run when reloading a checkpoint.
     """
+
     def wrapper(original):
         def register_classification_head(self, name, *args, **kwargs):
             original(self, name, *args, **kwargs)
@@ -140,8 +140,12 @@ def _wrap_register_classification_head(model_cls) -> None:
 
         return register_classification_head
 
-    wrap_once(model_cls, "register_classification_head", wrapper,
-              "with --spectral-norm-classification-head every head registered is 1-Lipschitz (R4F)")
+    wrap_once(
+        model_cls,
+        "register_classification_head",
+        wrapper,
+        "with --spectral-norm-classification-head every head registered is 1-Lipschitz (R4F)",
+    )
 
 
 def convert_checkpoint_heads(model: nn.Module, state_dict: dict, prefix: str = "") -> list:
@@ -173,8 +177,10 @@ def convert_checkpoint_heads(model: nn.Module, state_dict: dict, prefix: str = "
                 converted.append(f"{head_name}.{name}: plain weight loaded, spectrally normalised")
             elif not lipschitz and original in state_dict:
                 if plain not in state_dict:
-                    raise ValueError(f"{original}: an R4F head without its effective weight {plain}; restore it "
-                                     "with --spectral-norm-classification-head")
+                    raise ValueError(
+                        f"{original}: an R4F head without its effective weight {plain}; restore it "
+                        "with --spectral-norm-classification-head"
+                    )
                 for key in (original, *vectors):
                     state_dict.pop(key, None)
                 converted.append(f"{head_name}.{name}: R4F head loaded as its effective weight W / sigma")
@@ -185,18 +191,23 @@ def _wrap_upgrade_state_dict_named(model_cls) -> None:
     """Before fairseq's ``upgrade_state_dict_named`` (which runs on every checkpoint load:
     ``--restore-file``, ``--finetune-from-model``, resuming, ``load_model_ensemble``), convert heads
     between plain and R4F (``convert_checkpoint_heads``) and say so in the log."""
+
     def wrapper(original):
         def upgrade_state_dict_named(self, state_dict, name):
             prefix = name + "." if name != "" else ""
             for what in convert_checkpoint_heads(self, state_dict, prefix):
-                logger.warning("R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
-                               what, "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off")
+                logger.warning(
+                    "R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
+                    what,
+                    "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off",
+                )
             return original(self, state_dict, name)
 
         return upgrade_state_dict_named
 
-    wrap_once(model_cls, "upgrade_state_dict_named", wrapper,
-              "checkpoint heads convert between plain and R4F on every load")
+    wrap_once(
+        model_cls, "upgrade_state_dict_named", wrapper, "checkpoint heads convert between plain and R4F on every load"
+    )
 
 
 def install() -> None:

@@ -52,9 +52,7 @@ def perturbed_token_embeddings(
 
     def pre_hook(module, args, kwargs):
         if len(args) > 3:
-            raise TypeError(
-                "perturbed_token_embeddings needs token_embeddings passed by keyword"
-            )
+            raise TypeError("perturbed_token_embeddings needs token_embeddings passed by keyword")
         embeddings = kwargs.get("token_embeddings")
         if embeddings is None:
             src_tokens = args[0] if args else kwargs["src_tokens"]
@@ -83,8 +81,15 @@ class EmbeddingNoise:
     multiplied by eps x RMS when the embeddings are seen. ``applied`` is the z last added.
     """
 
-    def __init__(self, shape, eps: float, noise_type: str, device: torch.device, relative: bool = False,
-                 keep: Optional[torch.Tensor] = None):
+    def __init__(
+        self,
+        shape,
+        eps: float,
+        noise_type: str,
+        device: torch.device,
+        relative: bool = False,
+        keep: Optional[torch.Tensor] = None,
+    ):
         self.eps, self.noise_type, self.relative, self.keep = eps, noise_type, relative, keep
         self.z = self.applied = None
         if noise_type != "none":
@@ -114,9 +119,7 @@ class EmbeddingNoise:
 
 
 @contextmanager
-def perturbed_decoder_embeddings(
-    decoder: nn.Module, perturb: Callable[[torch.Tensor], torch.Tensor]
-) -> Iterator[None]:
+def perturbed_decoder_embeddings(decoder: nn.Module, perturb: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
     """Within the block, the decoder's token embeddings pass through ``perturb``.
 
     fairseq's decoder takes no ``token_embeddings`` argument, so the perturbation goes on
@@ -216,7 +219,7 @@ class EmbeddingBlockProbe:
         if len(self.records) == 2:
             (clean_in, clean_out), (_, noised_out) = self.records
         else:
-            (both_in, both_out), = self.records
+            ((both_in, both_out),) = self.records
             n = both_in.size(0) // 2
             clean_in, clean_out, noised_out = both_in[:n], both_out[:n], both_out[n:]
         with torch.no_grad():

@@ -21,8 +21,10 @@ PROVIDED = {
     "task": ("sentence_prediction_adv", "sentence_prediction_probe"),
     "bpe": ("wordpiece",),
 }
-CURE = ("fairseq-r3f provides these names itself: load one of the two, e.g. drop the reference's "
-        "--user-dir (fairseq/examples/rxf/rxf_src) when fine-tuning with fairseq-r3f.")
+CURE = (
+    "fairseq-r3f provides these names itself: load one of the two, e.g. drop the reference's "
+    "--user-dir (fairseq/examples/rxf/rxf_src) when fine-tuning with fairseq-r3f."
+)
 
 
 class PluginClashError(ImportError):
@@ -48,7 +50,8 @@ def refuse_registered_names() -> None:
                 where = getattr(module, "__file__", None) or owner.__module__
                 raise PluginClashError(
                     f"fairseq-r3f cannot be loaded: the {kind} {name!r} is already registered by "
-                    f"{owner.__module__} ({where}). {CURE}")
+                    f"{owner.__module__} ({where}). {CURE}"
+                )
 
 
 def refuse_repeated_user_dir(argv=None) -> None:
@@ -57,8 +60,10 @@ def refuse_repeated_user_dir(argv=None) -> None:
     dirs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--user-dir"]
     dirs += [a.split("=", 1)[1] for a in argv if a.startswith("--user-dir=")]
     if len({os.path.abspath(d) for d in dirs}) > 1:
-        raise ValueError(f"--user-dir is given {len(dirs)} times ({', '.join(dirs)}): fairseq loads only the "
-                         "last one. Pass a single --user-dir.")
+        raise ValueError(
+            f"--user-dir is given {len(dirs)} times ({', '.join(dirs)}): fairseq loads only the "
+            "last one. Pass a single --user-dir."
+        )
 
 
 _DUPLICATE = re.compile(r"Cannot register duplicate (\w+) \(([^)]+)\)")
@@ -78,10 +83,15 @@ def explain_clashes_of_later_user_dirs() -> None:
                 if match and any(match.group(2) in names for names in PROVIDED.values()):
                     raise PluginClashError(
                         f"--user-dir {getattr(args, 'user_dir', None)} registers the {match.group(1)} "
-                        f"{match.group(2)!r}, which fairseq-r3f (already loaded) provides. {CURE}") from e
+                        f"{match.group(2)!r}, which fairseq-r3f (already loaded) provides. {CURE}"
+                    ) from e
                 raise
 
         return import_user_module  # fairseq's ``memo`` of loaded folders is carried over with its attributes
 
-    wrap_once(utils, "import_user_module", wrapper,
-              "a later --user-dir registering one of the plugin's names fails naming both sides")
+    wrap_once(
+        utils,
+        "import_user_module",
+        wrapper,
+        "a later --user-dir registering one of the plugin's names fails naming both sides",
+    )

@@ -48,8 +48,10 @@ class WordPiece:
                     lowercase = json.load(f).get("do_lower_case", True)
             self.tokenizer = BertWordPieceTokenizer(vocab_txt, lowercase=lowercase)
         else:
-            raise FileNotFoundError(f"{folder}: neither tokenizer.json nor vocab.txt (a WordPiece folder is the "
-                                    "output of python -m r3f_experiments.convert_hf or a Hugging Face BERT folder)")
+            raise FileNotFoundError(
+                f"{folder}: neither tokenizer.json nor vocab.txt (a WordPiece folder is the "
+                "output of python -m r3f_experiments.convert_hf or a Hugging Face BERT folder)"
+            )
 
     def tokens(self, texts: List[str]) -> List[List[str]]:
         """WordPiece token strings of each text, without special tokens."""
@@ -62,8 +64,12 @@ class WordPiece:
 
 @dataclass
 class WordPieceBPEConfig(FairseqDataclass):
-    wordpiece_dir: str = field(default="", metadata={
-        "help": "folder with tokenizer.json or vocab.txt (the output of python -m r3f_experiments.convert_hf)"})
+    wordpiece_dir: str = field(
+        default="",
+        metadata={
+            "help": "folder with tokenizer.json or vocab.txt (the output of python -m r3f_experiments.convert_hf)"
+        },
+    )
 
 
 @register_bpe("wordpiece", dataclass=WordPieceBPEConfig)
@@ -83,4 +89,3 @@ class WordPieceBPE:
 
     def is_beginning_of_word(self, x: str) -> bool:
         return not x.startswith("##")
-

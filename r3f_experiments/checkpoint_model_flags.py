@@ -12,8 +12,14 @@ import argparse
 import os
 import sys
 
-ENCODER_FIELDS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
-                  "encoder_attention_heads", "max_positions", "activation_fn")
+ENCODER_FIELDS = (
+    "encoder_layers",
+    "encoder_embed_dim",
+    "encoder_ffn_embed_dim",
+    "encoder_attention_heads",
+    "max_positions",
+    "activation_fn",
+)
 
 
 def checkpoint_model_flags(path: str) -> list:
@@ -55,9 +61,10 @@ def converted_from_bert(path: str) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.checkpoint_model_flags",
-                                     description="Print the fairseq-train model flags that rebuild the encoder "
-                                                 "stored in a checkpoint.")
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.checkpoint_model_flags",
+        description="Print the fairseq-train model flags that rebuild the encoder stored in a checkpoint.",
+    )
     parser.add_argument("checkpoint", help="a fairseq checkpoint (model.pt)")
     args = parser.parse_args(argv)
     try:

@@ -61,8 +61,13 @@ POSITION_OFFSET = 2  # fairseq's learned positions start at padding_idx (1) + 1
 # Hugging Face hidden_act -> fairseq --activation-fn (same function, same formula)
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_accurate", "gelu_pytorch_tanh": "gelu_accurate", "relu": "relu"}
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-DEFAULT_BERT_SPECIALS = {"cls_token": "[CLS]", "pad_token": "[PAD]", "sep_token": "[SEP]",
-                         "unk_token": "[UNK]", "mask_token": "[MASK]"}
+DEFAULT_BERT_SPECIALS = {
+    "cls_token": "[CLS]",
+    "pad_token": "[PAD]",
+    "sep_token": "[SEP]",
+    "unk_token": "[UNK]",
+    "mask_token": "[MASK]",
+}
 
 
 class UnsupportedCheckpoint(ValueError):
@@ -88,16 +93,21 @@ def check_supported(config: dict, where: str = "config.json") -> None:
     """Raise UnsupportedCheckpoint naming the first setting fairseq's RoBERTa cannot reproduce."""
     model_type = config.get("model_type")
     if model_type not in ("bert", "roberta"):
-        raise UnsupportedCheckpoint(f"{where}: model_type {model_type!r} is not supported; only BERT- and "
-                                    "RoBERTa-family checkpoints (model_type 'bert' or 'roberta') are converted")
+        raise UnsupportedCheckpoint(
+            f"{where}: model_type {model_type!r} is not supported; only BERT- and "
+            "RoBERTa-family checkpoints (model_type 'bert' or 'roberta') are converted"
+        )
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
-        raise UnsupportedCheckpoint(f"{where}: position_embedding_type {position_type!r} is not supported: fairseq's "
-                                    "RoBERTa has learned absolute positions only ('absolute')")
+        raise UnsupportedCheckpoint(
+            f"{where}: position_embedding_type {position_type!r} is not supported: fairseq's "
+            "RoBERTa has learned absolute positions only ('absolute')"
+        )
     act = config.get("hidden_act", "gelu")
     if act not in ACTIVATIONS:
-        raise UnsupportedCheckpoint(f"{where}: hidden_act {act!r} is not supported (fairseq activations for: "
-                                    f"{', '.join(sorted(ACTIVATIONS))})")
+        raise UnsupportedCheckpoint(
+            f"{where}: hidden_act {act!r} is not supported (fairseq activations for: {', '.join(sorted(ACTIVATIONS))})"
+        )
     for flag in ("is_decoder", "add_cross_attention"):
         if config.get(flag):
             raise UnsupportedCheckpoint(f"{where}: {flag} is true; only encoders are converted")
@@ -121,13 +131,15 @@ def load_weights(src_dir: str) -> Dict[str, torch.Tensor]:
         weights = load_file(safetensors_path)
     elif os.path.isfile(bin_path):
         weights = torch.load(bin_path, map_location="cpu", weights_only=True)
-    elif any(os.path.isfile(os.path.join(src_dir, n)) for n in ("model.safetensors.index.json",
-                                                                  "pytorch_model.bin.index.json")):
+    elif any(
+        os.path.isfile(os.path.join(src_dir, n))
+        for n in ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+    ):
         raise UnsupportedCheckpoint(f"{src_dir}: sharded checkpoints are not supported")
     else:
         raise FileNotFoundError(f"{src_dir}: neither model.safetensors nor pytorch_model.bin")
     prefixes = ("bert.", "roberta.")
-    return {next((k[len(p):] for p in prefixes if k.startswith(p)), k): v for k, v in weights.items()}
+    return {next((k[len(p) :] for p in prefixes if k.startswith(p)), k): v for k, v in weights.items()}
 
 
 def read_vocab(src_dir: str) -> List[str]:
@@ -197,8 +209,9 @@ def roberta_vocabulary(src_dir: str, config: dict) -> Tuple[List[int], List[str]
     return list(range(n)), [str(i) for i in range(len(FAIRSEQ_SPECIALS), n - 1)]
 
 
-def convert_state_dict(weights: Dict[str, torch.Tensor], config: dict,
-                       row_order: List[int]) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+def convert_state_dict(
+    weights: Dict[str, torch.Tensor], config: dict, row_order: List[int]
+) -> Tuple[Dict[str, torch.Tensor], List[str]]:
     """fairseq RoBERTa tensors (``encoder.*`` names) from BERT tensors; also the source names left out.
 
     ``row_order[i]`` is the source row of fairseq vocabulary row i (``vocabulary_order``)."""
@@ -246,11 +259,14 @@ def convert_state_dict(weights: Dict[str, torch.Tensor], config: dict,
             for param in ("weight", "bias"):
                 out[f"{enc}layers.{layer}.{ours}.{param}"] = take(f"encoder.layer.{layer}.{theirs}.{param}")
     if f"encoder.layer.{config['num_hidden_layers']}.output.dense.weight" in weights:
-        raise UnsupportedCheckpoint(f"the checkpoint has more layers than num_hidden_layers "
-                                    f"({config['num_hidden_layers']})")
+        raise UnsupportedCheckpoint(
+            f"the checkpoint has more layers than num_hidden_layers ({config['num_hidden_layers']})"
+        )
     # masked-LM head (BertForMaskedLM / BertForPreTraining, RobertaForMaskedLM)
-    for head, dense, norm in (("cls.predictions.", "transform.dense", "transform.LayerNorm"),
-                              ("lm_head.", "dense", "layer_norm")):
+    for head, dense, norm in (
+        ("cls.predictions.", "transform.dense", "transform.LayerNorm"),
+        ("lm_head.", "dense", "layer_norm"),
+    ):
         if head + dense + ".weight" in weights:
             out["encoder.lm_head.dense.weight"] = take(f"{head}{dense}.weight")
             out["encoder.lm_head.dense.bias"] = take(f"{head}{dense}.bias")
@@ -274,31 +290,54 @@ def max_positions(config: dict) -> int:
 
 def model_flags(config: dict) -> List[str]:
     """fairseq-train flags describing the converted model (``roberta_base`` with the source's sizes)."""
-    return ["--arch", "roberta_base",
-            "--encoder-layers", str(config["num_hidden_layers"]),
-            "--encoder-embed-dim", str(config["hidden_size"]),
-            "--encoder-ffn-embed-dim", str(config["intermediate_size"]),
-            "--encoder-attention-heads", str(config["num_attention_heads"]),
-            "--max-positions", str(max_positions(config)),
-            "--activation-fn", ACTIVATIONS[config.get("hidden_act", "gelu")],
-            "--dropout", str(config.get("hidden_dropout_prob", 0.1)),
-            "--attention-dropout", str(config.get("attention_probs_dropout_prob", 0.1))]
+    return [
+        "--arch",
+        "roberta_base",
+        "--encoder-layers",
+        str(config["num_hidden_layers"]),
+        "--encoder-embed-dim",
+        str(config["hidden_size"]),
+        "--encoder-ffn-embed-dim",
+        str(config["intermediate_size"]),
+        "--encoder-attention-heads",
+        str(config["num_attention_heads"]),
+        "--max-positions",
+        str(max_positions(config)),
+        "--activation-fn",
+        ACTIVATIONS[config.get("hidden_act", "gelu")],
+        "--dropout",
+        str(config.get("hidden_dropout_prob", 0.1)),
+        "--attention-dropout",
+        str(config.get("attention_probs_dropout_prob", 0.1)),
+    ]
 
 
 def build_fairseq_model(out_dir: str, config: dict):
     """(cfg, model): fairseq's masked-LM RoBERTa as fairseq-train would build it on OUT_DIR/dict.txt."""
     from .fairseq_setup import build_from_flags
 
-    built = build_from_flags([out_dir, "--task", "masked_lm", "--criterion", "masked_lm", *model_flags(config),
-                              "--tokens-per-sample", str(max_positions(config)), "--cpu", "--seed", "1"],
-                             criterion=False)
+    built = build_from_flags(
+        [
+            out_dir,
+            "--task",
+            "masked_lm",
+            "--criterion",
+            "masked_lm",
+            *model_flags(config),
+            "--tokens-per-sample",
+            str(max_positions(config)),
+            "--cpu",
+            "--seed",
+            "1",
+        ],
+        criterion=False,
+    )
     return built.cfg, built.model
 
 
 def convert(src_dir: str, out_dir: str) -> dict:
     """Write OUT_DIR/{model.pt, dict.txt, conversion.json} and the tokenizer files; returns the report."""
     import torch  # here, not at the top: --help and the data checks start without it
-
     from omegaconf import OmegaConf
 
     from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
@@ -310,8 +349,9 @@ def convert(src_dir: str, out_dir: str) -> dict:
     else:
         vocab = read_vocab(src_dir)
         if len(vocab) != config["vocab_size"]:
-            raise UnsupportedCheckpoint(f"vocab.txt has {len(vocab)} tokens but config.json vocab_size is "
-                                        f"{config['vocab_size']}")
+            raise UnsupportedCheckpoint(
+                f"vocab.txt has {len(vocab)} tokens but config.json vocab_size is {config['vocab_size']}"
+            )
         row_order, symbols = vocabulary_order(vocab, special_tokens(src_dir))
     weights = load_weights(src_dir)
     state, left_out = convert_state_dict(weights, config, row_order)
@@ -325,27 +365,43 @@ def convert(src_dir: str, out_dir: str) -> dict:
     state["encoder.lm_head.weight"] = state["encoder.sentence_encoder.embed_tokens.weight"]  # tied
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state) - {"encoder.sentence_encoder.version"})
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and state[k].shape != v.shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or mismatched:
-        raise UnsupportedCheckpoint(f"the converted tensors do not fit fairseq's model: missing {missing}, "
-                                    f"shape mismatches {mismatched}")
+        raise UnsupportedCheckpoint(
+            f"the converted tensors do not fit fairseq's model: missing {missing}, shape mismatches {mismatched}"
+        )
     model.load_state_dict(state, strict=False)
     saved_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     # RobertaModel.from_pretrained asks for GPT-2's BPE files (downloaded) unless the checkpoint
     # names its own: WordPiece (fairseq_r3f.wordpiece registers it with fairseq), or the source's
     # GPT-2 BPE files copied beside model.pt
     out = os.path.abspath(out_dir)
-    saved_cfg["bpe"] = ({"_name": "gpt2", "gpt2_encoder_json": os.path.join(out, "encoder.json"),
-                         "gpt2_vocab_bpe": os.path.join(out, "vocab.bpe")} if roberta
-                        else {"_name": "wordpiece", "wordpiece_dir": out})
+    saved_cfg["bpe"] = (
+        {
+            "_name": "gpt2",
+            "gpt2_encoder_json": os.path.join(out, "encoder.json"),
+            "gpt2_vocab_bpe": os.path.join(out, "vocab.bpe"),
+        }
+        if roberta
+        else {"_name": "wordpiece", "wordpiece_dir": out}
+    )
     checkpoint = {
         "args": None,
         "cfg": saved_cfg,
         "model": model.state_dict(),
         "criterion": None,
-        "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "none",
-                               "lr_scheduler_state": {"best": None}, "num_updates": 0}],
+        "optimizer_history": [
+            {
+                "criterion_name": "MaskedLmLoss",
+                "optimizer_name": "none",
+                "lr_scheduler_state": {"best": None},
+                "num_updates": 0,
+            }
+        ],
         "task_state": {},
         "extra_state": {"train_iterator": {"epoch": 1, "iterations_in_epoch": 0}, "previous_training_time": 0},
     }
@@ -365,7 +421,8 @@ def convert(src_dir: str, out_dir: str) -> dict:
         "source_layer_norm_eps": config.get("layer_norm_eps", 1e-12),
         "fairseq_layer_norm_eps": 1e-5,
         "vocabulary": {"rows": len(row_order), "placeholder_symbols": sum(s.startswith("madeupword") for s in symbols)},
-        "masked_lm_head": "converted" if any(k.startswith(("cls.predictions.", "lm_head.")) for k in weights)
+        "masked_lm_head": "converted"
+        if any(k.startswith(("cls.predictions.", "lm_head.")) for k in weights)
         else "fairseq initial",
         "left_out": left_out,
     }
@@ -376,7 +433,9 @@ def convert(src_dir: str, out_dir: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m r3f_experiments.convert_hf", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src_dir", help="Hugging Face folder: config.json, model.safetensors/pytorch_model.bin, vocab.txt")
+    parser.add_argument(
+        "src_dir", help="Hugging Face folder: config.json, model.safetensors/pytorch_model.bin, vocab.txt"
+    )
     parser.add_argument("out_dir", help="where model.pt, dict.txt and the tokenizer files go")
     args = parser.parse_args(argv)
     try:
@@ -384,8 +443,10 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {os.path.join(args.out_dir, 'model.pt')} and dict.txt ({report['vocabulary']['rows']} rows); "
-          f"left out: {', '.join(report['left_out']) or 'nothing'}")
+    print(
+        f"wrote {os.path.join(args.out_dir, 'model.pt')} and dict.txt ({report['vocabulary']['rows']} rows); "
+        f"left out: {', '.join(report['left_out']) or 'nothing'}"
+    )
     print("fairseq-train model flags: " + " ".join(report["fairseq_model_flags"]))
     return 0
 

@@ -5,7 +5,7 @@ import argparse
 import json
 import statistics
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from . import results
 from .fairseq_logs import LOG_NAME, run_output
@@ -20,10 +20,12 @@ def task_table(rows: List[results.RunRow]) -> List[str]:
         if row.result is not None:
             by_method.setdefault(row.method, []).append(row)
     bests = {m: {r.seed: r.result.best for r in rs} for m, rs in by_method.items()}
-    lines = [f"### {column.label}: dev {column.name}" + ("" if column.subset == "valid" else f" ({column.subset})"),
-             "",
-             "| method | n | min / median / max | mean +- std | vs std (paired over seeds) | s / update | noise_kl |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {column.label}: dev {column.name}" + ("" if column.subset == "valid" else f" ({column.subset})"),
+        "",
+        "| method | n | min / median / max | mean +- std | vs std (paired over seeds) | s / update | noise_kl |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for method in results.ordered(by_method, results.METHODS):
         values = sorted(bests[method].values())
         mean, std = results.mean_std(values)
@@ -35,10 +37,12 @@ def task_table(rows: List[results.RunRow]) -> List[str]:
         outputs = [run_output(r.log) for r in by_method[method]]
         per_update = [s for s in map(seconds_per_update, outputs) if s is not None]
         kls = [k for k in (diagnosed_means(o)["noise_kl"] for o in outputs) if k is not None]
-        lines.append(f"| {method} | {len(values)} | {values[0]:.1f} / {statistics.median(values):.1f} / "
-                     f"{values[-1]:.1f} | {mean:.1f} +- {fmt(std, 1)} | {versus} | "
-                     f"{fmt(statistics.median(per_update) if per_update else None, 2)} | "
-                     f"{f'{statistics.fmean(kls):.2g}' if kls else '-'} |")
+        lines.append(
+            f"| {method} | {len(values)} | {values[0]:.1f} / {statistics.median(values):.1f} / "
+            f"{values[-1]:.1f} | {mean:.1f} +- {fmt(std, 1)} | {versus} | "
+            f"{fmt(statistics.median(per_update) if per_update else None, 2)} | "
+            f"{f'{statistics.fmean(kls):.2g}' if kls else '-'} |"
+        )
     not_counted = sorted({f"{r.method} seed {r.seed} ({r.problem})" for r in rows if r.result is None})
     if not_counted:
         lines += ["", "Not counted: " + ", ".join(not_counted) + "."]
@@ -48,10 +52,16 @@ def task_table(rows: List[results.RunRow]) -> List[str]:
 def noise_reach_lines(path: str) -> List[str]:
     with open(path) as f:
         rows = json.load(f)
-    parts = [f"sigma {r['eps']:g}{' x RMS' if r['noise_scale'] == 'relative' else ''}: this plugin "
-             f"{r['ours']:.2g}, reference {r['reference']:.2g}" for r in rows]
-    return ["Noise reaching the encoder (noise_kl per sentence, dropout off, "
-            "python -m r3f_experiments.bench.noise_reach): " + "; ".join(parts) + ".", ""]
+    parts = [
+        f"sigma {r['eps']:g}{' x RMS' if r['noise_scale'] == 'relative' else ''}: this plugin "
+        f"{r['ours']:.2g}, reference {r['reference']:.2g}"
+        for r in rows
+    ]
+    return [
+        "Noise reaching the encoder (noise_kl per sentence, dropout off, "
+        "python -m r3f_experiments.bench.noise_reach): " + "; ".join(parts) + ".",
+        "",
+    ]
 
 
 def main(argv=None) -> str:

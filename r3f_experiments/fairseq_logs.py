@@ -51,9 +51,7 @@ def parse_valid_subsets(output: str) -> Dict[str, List[dict]]:
         for key in record:
             subset = key[: -len("_loss")] if key.endswith("_loss") else None
             # fairseq-train's records carry <subset>_num_updates, fairseq-validate's do not
-            if subset and subset != "train" and (
-                f"{subset}_num_updates" in record or f"{subset}_bsz" in record
-            ):
+            if subset and subset != "train" and (f"{subset}_num_updates" in record or f"{subset}_bsz" in record):
                 subsets.setdefault(subset, []).append(record)
                 break
     return subsets

@@ -4,8 +4,18 @@ fairseq-train builds them (for the benchmarks and the converter). Imports fairse
 from typing import Any, NamedTuple, Optional, Sequence
 
 # a 2-layer, 64-dim RoBERTa: the benchmarks' "tiny" architecture
-TINY_ROBERTA_FLAGS = ["--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-                      "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2"]
+TINY_ROBERTA_FLAGS = [
+    "--arch",
+    "roberta_base",
+    "--encoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+]
 
 
 class FairseqSetup(NamedTuple):
@@ -15,8 +25,9 @@ class FairseqSetup(NamedTuple):
     criterion: Optional[Any]
 
 
-def build_from_flags(argv: Sequence[str], *, criterion: bool = True, load_train: bool = False,
-                     seeded: bool = False) -> FairseqSetup:
+def build_from_flags(
+    argv: Sequence[str], *, criterion: bool = True, load_train: bool = False, seeded: bool = False
+) -> FairseqSetup:
     """``argv`` as fairseq-train's command line (DATA first). ``load_train``: the train split is
     loaded before the model is built; ``seeded``: numpy and torch seeded from ``--seed`` first,
     as fairseq-train does, so that every build starts from the same weights."""

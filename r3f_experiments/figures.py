@@ -21,8 +21,16 @@ def _pyplot():
 
 
 # One colour per method in every panel and figure (matplotlib's tab10, in Table 2's order).
-METHOD_COLOURS = {"std": "tab:gray", "std++": "tab:brown", "rdrop": "tab:green", "r3f": "tab:blue",
-                  "r4f": "tab:purple", "r3f-rel": "tab:cyan", "smart": "tab:orange", "freelb": "tab:red"}
+METHOD_COLOURS = {
+    "std": "tab:gray",
+    "std++": "tab:brown",
+    "rdrop": "tab:green",
+    "r3f": "tab:blue",
+    "r4f": "tab:purple",
+    "r3f-rel": "tab:cyan",
+    "smart": "tab:orange",
+    "freelb": "tab:red",
+}
 BOX_FROM = 5  # seeds: a box plot from 5 on, below it the points and their median only
 
 
@@ -54,8 +62,16 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
             if not ys:
                 continue
             if len(ys) >= BOX_FROM:
-                ax.boxplot([ys], positions=[x], widths=0.55, showfliers=False, medianprops={"color": colour},
-                           boxprops={"color": colour}, whiskerprops={"color": colour}, capprops={"color": colour})
+                ax.boxplot(
+                    [ys],
+                    positions=[x],
+                    widths=0.55,
+                    showfliers=False,
+                    medianprops={"color": colour},
+                    boxprops={"color": colour},
+                    whiskerprops={"color": colour},
+                    capprops={"color": colour},
+                )
             else:
                 ax.hlines(statistics.median(ys), x - 0.28, x + 0.28, color=colour, linewidth=2, zorder=4)
             offsets = [0.16 * (i - (len(ys) - 1) / 2) / max(1, len(ys) - 1) for i in range(len(ys))]
@@ -67,7 +83,7 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
         ax.grid(axis="y", alpha=0.3)
     for row in axes:
         row[0].set_ylabel(ylabel)
-    for ax in list(axes.flat)[len(columns):]:
+    for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     fig.tight_layout()
     stem = os.path.splitext(path)[0]
@@ -75,7 +91,6 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
     fig.savefig(stem + ".svg")
     plt.close(fig)
     return [stem + ".png", stem + ".svg"]
-
 
 
 # ---- the sigma sweep
@@ -96,23 +111,39 @@ def sigma_figure(records: List[dict], task: str, path_prefix: str) -> None:
         counts = sorted({sum(r["sigma"] == s for r in rows) for s in {r["sigma"] for r in rows}})
         n = "/".join(map(str, counts))
         dodge = 1.08 if same else 1 / 1.08  # the two families side by side at each sigma (log axis)
-        acc_ax.scatter([r["sigma"] * dodge for r in rows], [r["best"] for r in rows], color=SIGMA_COLOURS[family], s=14,
-                       label=f"{label}, each seed (n={n} per sigma)")
-        means = [(s * dodge, statistics.fmean([r["best"] for r in rows if r["sigma"] == s]))
-                 for s in sigmas if any(r["sigma"] == s for r in rows)]
+        acc_ax.scatter(
+            [r["sigma"] * dodge for r in rows],
+            [r["best"] for r in rows],
+            color=SIGMA_COLOURS[family],
+            s=14,
+            label=f"{label}, each seed (n={n} per sigma)",
+        )
+        means = [
+            (s * dodge, statistics.fmean([r["best"] for r in rows if r["sigma"] == s]))
+            for s in sigmas
+            if any(r["sigma"] == s for r in rows)
+        ]
         acc_ax.plot([s for s, _ in means], [m for _, m in means], color=SIGMA_COLOURS[family], linewidth=1)
         kls = [(r["sigma"] * dodge, r["noise_kl"]) for r in rows if r["noise_kl"] and r["noise_kl"] > 0]
         kl_ax.scatter([s for s, _ in kls], [k for _, k in kls], color=SIGMA_COLOURS[family], s=14, label=label)
     for reference, label in (("rdrop", "R-Drop (no noise)"), ("std", "standard")):
         best = [r["best"] for r in records if r["variant"] == reference]
         if best:
-            acc_ax.axhline(statistics.fmean(best), color=SIGMA_COLOURS[reference], linestyle="--",
-                           label=f"{label}: mean, band [min, max] (n={len(best)})")
+            acc_ax.axhline(
+                statistics.fmean(best),
+                color=SIGMA_COLOURS[reference],
+                linestyle="--",
+                label=f"{label}: mean, band [min, max] (n={len(best)})",
+            )
             acc_ax.axhspan(min(best), max(best), color=SIGMA_COLOURS[reference], alpha=0.12)
     rdrop_kl = [r["symm_kl"] for r in records if r["variant"] == "rdrop" and r["symm_kl"]]
     if rdrop_kl and statistics.fmean(rdrop_kl) > 0:
-        kl_ax.axhline(statistics.fmean(rdrop_kl), color=SIGMA_COLOURS["rdrop"], linestyle="--",
-                      label="R-Drop's symm_kl (dropout disagreement)")
+        kl_ax.axhline(
+            statistics.fmean(rdrop_kl),
+            color=SIGMA_COLOURS["rdrop"],
+            linestyle="--",
+            label="R-Drop's symm_kl (dropout disagreement)",
+        )
     metric = records[0]["metric"] if records else "accuracy"
     for ax in (acc_ax, kl_ax):
         ax.set_xscale("log")
@@ -131,8 +162,8 @@ def sigma_figure(records: List[dict], task: str, path_prefix: str) -> None:
     plt.close(fig)
 
 
-
 # ---- probing
+
 
 def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], method_order: Sequence[str]) -> None:
     """Figure 3 (bars per probed task), 4 (the source probe along the chain) or 5 (a panel per
@@ -146,8 +177,7 @@ def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], 
         fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 3.5))
         width = 0.8 / max(1, len(methods))
         for i, m in enumerate(methods):
-            ax.bar([x + i * width for x in range(len(tasks))], [acc.get((m, t), 0.0) for t in tasks],
-                   width, label=m)
+            ax.bar([x + i * width for x in range(len(tasks))], [acc.get((m, t), 0.0) for t in tasks], width, label=m)
         ax.set_xticks([x + width * (len(methods) - 1) / 2 for x in range(len(tasks))])
         ax.set_xticklabels(tasks)
         ax.set_title(f"Figure 3: probing after fine-tuning on {stages[0].task}")
@@ -181,5 +211,3 @@ def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], 
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-

@@ -23,6 +23,8 @@ def recipe(*parts: str) -> str:
     """Path of a shell recipe under ``scripts/``, checked to exist."""
     path = os.path.join(repo_root(), "scripts", *parts)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such recipe (r3f_experiments runs from a checkout of "
-                                "fairseq-r3f, installed with bash scripts/setup.sh)")
+        raise FileNotFoundError(
+            f"{path}: no such recipe (r3f_experiments runs from a checkout of "
+            "fairseq-r3f, installed with bash scripts/setup.sh)"
+        )
     return path

@@ -19,16 +19,16 @@ from .recipes import glue
 from .results import Column, MetricMissing, collect, mean_by, ordered
 
 # ---- experiment design: paper Sec. 4 (Figures 3-5) --------------------------------------------
-SOURCE = "SST-2"                                            # Figures 3-5 start from SST-2
-CROSS_TASK_PROBES = ["MNLI", "QNLI", "QQP", "RTE", "MRPC", "CoLA"]   # Figure 3
-CHAIN = ["SST-2", "QNLI", "QQP", "RTE"]                     # Figures 4 and 5
-CYCLES = 3                                                  # Figure 5
-METHOD_CANDIDATES = ["std++", "r3f", "r4f", "smart"]       # the default methods
-METHOD_ALIASES = {"stdpp": "std++"}                         # the spelling of configs/glue
-PROBE_RECIPE = "std"            # the probe trains with train.sh's plain sentence_prediction recipe
+SOURCE = "SST-2"  # Figures 3-5 start from SST-2
+CROSS_TASK_PROBES = ["MNLI", "QNLI", "QQP", "RTE", "MRPC", "CoLA"]  # Figure 3
+CHAIN = ["SST-2", "QNLI", "QQP", "RTE"]  # Figures 4 and 5
+CYCLES = 3  # Figure 5
+METHOD_CANDIDATES = ["std++", "r3f", "r4f", "smart"]  # the default methods
+METHOD_ALIASES = {"stdpp": "std++"}  # the spelling of configs/glue
+PROBE_RECIPE = "std"  # the probe trains with train.sh's plain sentence_prediction recipe
 # Only checkpoint_best.pt of a stage is read again, and a probe's result is its log.
 FINETUNE_FLAGS = ["--no-last-checkpoints", "--no-save-optimizer-state"]
-PROBE_FLAGS = ["--no-save"]     # dropped by --save-probes
+PROBE_FLAGS = ["--no-save"]  # dropped by --save-probes
 # -------------------------------------------------------------------------------------------------
 
 TRAIN_SH = recipe("glue", "train.sh")
@@ -40,10 +40,11 @@ START = "start.pt"
 
 class Stage(NamedTuple):
     """One fine-tuning stage of a chain and the tasks probed after it."""
-    name: str          # directory name
+
+    name: str  # directory name
     task: str
     cycle: int
-    position: int      # 1-based, over the whole chain
+    position: int  # 1-based, over the whole chain
     probes: tuple
 
 
@@ -66,17 +67,20 @@ def plan_cyclic(chain: Sequence[str], cycles: int) -> List[Stage]:
 
 # ------------------------------------------------------------------------------------ methods --
 
+
 def resolve_methods(requested: Optional[Sequence[str]]) -> List[str]:
     """The methods to run, as the GLUE recipes name them (configs/glue's spelling accepted)."""
     methods = [METHOD_ALIASES.get(m, m) for m in requested or METHOD_CANDIDATES]
     unknown = [m for m in methods if m not in glue.METHODS]
     if unknown:
-        raise SystemExit(f"error: unknown method(s) {', '.join(unknown)}; scripts/glue/train.sh takes "
-                         f"{' '.join(glue.METHODS)}")
+        raise SystemExit(
+            f"error: unknown method(s) {', '.join(unknown)}; scripts/glue/train.sh takes {' '.join(glue.METHODS)}"
+        )
     return methods
 
 
 # ---------------------------------------------------------------------------------------- run --
+
 
 def finished(log: str, needs: Optional[str] = None) -> bool:
     return is_finished(log) and (needs is None or os.path.isfile(needs))
@@ -105,8 +109,18 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
                 strip_heads(start, env["ROBERTA"])
             t0 = time.monotonic()
             print(f"{tag} {stage.name}: fine-tuning {stage.task} from {start or 'scratch'}", flush=True)
-            argv = ["bash", TRAIN_SH, stage.task, method, str(seed), stage_dir, "--",
-                    *FINETUNE_FLAGS, *args.extra, *args.finetune_flags]
+            argv = [
+                "bash",
+                TRAIN_SH,
+                stage.task,
+                method,
+                str(seed),
+                stage_dir,
+                "--",
+                *FINETUNE_FLAGS,
+                *args.extra,
+                *args.finetune_flags,
+            ]
             rc = runs.run_logged(argv, stage_dir, env, header=True)
             if rc != 0 or not finished(os.path.join(stage_dir, LOG), best):
                 print(f"{tag} {stage.name}: FAILED (exit {rc}); see {stage_dir}/{LOG}", flush=True)
@@ -119,9 +133,22 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
             probe_dir = os.path.join(stage_dir, f"probe-{task}")
             if finished(os.path.join(probe_dir, LOG)):
                 continue
-            argv = ["bash", TRAIN_SH, task, PROBE_RECIPE, str(seed), probe_dir, "--",
-                    "--task", "sentence_prediction_probe", "--probe-checkpoint", best,
-                    *([] if args.save_probes else PROBE_FLAGS), *args.extra, *args.probe_flags]
+            argv = [
+                "bash",
+                TRAIN_SH,
+                task,
+                PROBE_RECIPE,
+                str(seed),
+                probe_dir,
+                "--",
+                "--task",
+                "sentence_prediction_probe",
+                "--probe-checkpoint",
+                best,
+                *([] if args.save_probes else PROBE_FLAGS),
+                *args.extra,
+                *args.probe_flags,
+            ]
             t0 = time.monotonic()
             rc = runs.run_logged(argv, probe_dir, {"ROBERTA": ""}, header=True)
             if rc != 0 or not finished(os.path.join(probe_dir, LOG)):
@@ -157,6 +184,7 @@ def cmd_experiment(args) -> int:
 
 # ------------------------------------------------------------------------------------- report --
 
+
 def probe_score(log: str, task: str) -> Optional[Dict[str, float]]:
     """Best validation accuracy of a finished probe run and the update it was reached at."""
     if not finished(log):
@@ -181,9 +209,19 @@ def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
                     log = os.path.join(exp_dir, method, seed_dir, stage.name, f"probe-{task}", LOG)
                     score = probe_score(log, task)
                     if score is not None:
-                        records.append({"method": method, "seed": int(seed_dir[4:]), "stage": stage.name,
-                                        "position": stage.position, "cycle": stage.cycle,
-                                        "stage_task": stage.task, "probe_task": task, **score, "log": log})
+                        records.append(
+                            {
+                                "method": method,
+                                "seed": int(seed_dir[4:]),
+                                "stage": stage.name,
+                                "position": stage.position,
+                                "cycle": stage.cycle,
+                                "stage_task": stage.task,
+                                "probe_task": task,
+                                **score,
+                                "log": log,
+                            }
+                        )
     return records
 
 
@@ -196,20 +234,32 @@ def summarise(records: Sequence[dict], source: str) -> List[dict]:
         mine = {(p, t): a for (m, p, t), a in per_probe.items() if m == method}
         src = [a for (p, t), a in sorted(mine.items()) if t == source]
         first, last = (src[0], src[-1]) if len(src) >= 2 else (None, None)
-        rows.append({"method": method, "mean_probe_accuracy": statistics.mean(mine.values()),
-                     "probes": len(mine), "seeds": len({r["seed"] for r in records if r["method"] == method}),
-                     "source_first": first, "source_last": last,
-                     "source_drop": None if first is None else first - last})
+        rows.append(
+            {
+                "method": method,
+                "mean_probe_accuracy": statistics.mean(mine.values()),
+                "probes": len(mine),
+                "seeds": len({r["seed"] for r in records if r["method"] == method}),
+                "source_first": first,
+                "source_last": last,
+                "source_drop": None if first is None else first - last,
+            }
+        )
     return rows
 
 
 def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict]) -> str:
     f1 = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-    lines = [f"## Probing, {experiment} ({EXPERIMENTS[experiment]}): probe accuracy (%), mean over seeds\n\n",
-             f"| method | mean probe accuracy | probes | seeds | {source} probe first | {source} probe last "
-             f"| {source} drop |\n|---|---|---|---|---|---|---|\n"]
-    lines += [f"| {r['method']} | {f1(r['mean_probe_accuracy'])} | {r['probes']} | {r['seeds']} | "
-              f"{f1(r['source_first'])} | {f1(r['source_last'])} | {f1(r['source_drop'])} |\n" for r in rows]
+    lines = [
+        f"## Probing, {experiment} ({EXPERIMENTS[experiment]}): probe accuracy (%), mean over seeds\n\n",
+        f"| method | mean probe accuracy | probes | seeds | {source} probe first | {source} probe last "
+        f"| {source} drop |\n|---|---|---|---|---|---|---|\n",
+    ]
+    lines += [
+        f"| {r['method']} | {f1(r['mean_probe_accuracy'])} | {r['probes']} | {r['seeds']} | "
+        f"{f1(r['source_first'])} | {f1(r['source_last'])} | {f1(r['source_drop'])} |\n"
+        for r in rows
+    ]
     text = "".join(lines)
     with open(path, "w") as f:
         f.write(text)
@@ -234,16 +284,19 @@ def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
     figure = os.path.join(exp_dir, EXPERIMENTS[experiment] + ".png")
     if records and not no_plots:
         figures.probing_figure(figure, experiment, stages, records, METHOD_CANDIDATES)
-    print(text + f"[probing] wrote {exp_dir}/report.json, report.tsv, summary.md"
-          + ("" if no_plots or not records else f", {os.path.basename(figure)}"), flush=True)
+    print(
+        text
+        + f"[probing] wrote {exp_dir}/report.json, report.tsv, summary.md"
+        + ("" if no_plots or not records else f", {os.path.basename(figure)}"),
+        flush=True,
+    )
     return text
 
 
 def cmd_report(args) -> int:
     found = [e for e in EXPERIMENTS if os.path.isfile(os.path.join(args.out_dir, e, "plan.json"))]
     if not found:
-        print(f"error: no {args.out_dir}/EXPERIMENT/plan.json (EXPERIMENT: {', '.join(EXPERIMENTS)})",
-              file=sys.stderr)
+        print(f"error: no {args.out_dir}/EXPERIMENT/plan.json (EXPERIMENT: {', '.join(EXPERIMENTS)})", file=sys.stderr)
         return 1
     for e in found:
         report(os.path.join(args.out_dir, e), args.no_plots)
@@ -252,15 +305,19 @@ def cmd_report(args) -> int:
 
 # ---------------------------------------------------------------------------------------- CLI --
 
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.probing", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.probing",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="experiment", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out-dir", default="checkpoints/probing")
     common.add_argument("--no-plots", action="store_true", help="no PNG (no matplotlib needed)")
     exp = argparse.ArgumentParser(add_help=False, parents=[common])
-    exp.add_argument("--methods", nargs="+",
-                     help=f"GLUE recipe methods (default: {' '.join(METHOD_CANDIDATES)})")
+    exp.add_argument("--methods", nargs="+", help=f"GLUE recipe methods (default: {' '.join(METHOD_CANDIDATES)})")
     exp.add_argument("--seeds", nargs="+", default=["1"], help="N, FIRST-LAST or a list (default 1)")
     exp.add_argument("--finetune-flags", default="", help="extra fairseq-train flags of the fine-tuning stages")
     exp.add_argument("--probe-flags", default="", help="extra fairseq-train flags of the probes")
@@ -281,8 +338,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:
-        extra = argv[argv.index("--") + 1:]
-        argv = argv[:argv.index("--")]
+        extra = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.experiment == "report":

@@ -14,7 +14,7 @@ from . import fairseq_logs
 from .fairseq_logs import LOG_NAME, finished_output, fresh_start_problem, run_output
 from .recipes import glue
 
-TASKS = glue.TASKS                    # Table 2's column order
+TASKS = glue.TASKS  # Table 2's column order
 METHODS = list(glue.METHODS)
 BASELINE = "std"
 # fairseq's GLUE preprocessing binarises MNLI dev_matched as valid, dev_mismatched as valid1
@@ -32,6 +32,7 @@ DEFAULT_METRICS = {task: _default_metric(task) for task in glue.TASKS}
 
 class Column(NamedTuple):
     """One column of a table: a task's metric on one validation subset."""
+
     task: str
     subset: str
     name: str
@@ -118,8 +119,7 @@ def wall_before(update: int, logs: Dict[str, List[dict]]) -> Optional[float]:
     logs the epoch record; so train_inner at update <= U and epoch records at update < U
     precede the validation at U."""
     points = [(int(r["num_updates"]), float(r["wall"])) for r in logs["train_inner"] if "wall" in r]
-    points += [(int(r["train_num_updates"]) + 0.5, float(r["train_wall"]))
-               for r in logs["train"] if "train_wall" in r]
+    points += [(int(r["train_num_updates"]) + 0.5, float(r["train_wall"])) for r in logs["train"] if "train_wall" in r]
     before = [p for p in points if p[0] <= update]
     if before:
         return max(before)[1]
@@ -137,8 +137,10 @@ def collect(output: str, columns: Sequence[Column]) -> Dict[str, Result]:
         values = [(float(r[col.key]), int(r[f"{col.subset}_num_updates"])) for r in records if col.key in r]
         if not values:
             available = sorted({k for rs in subsets.values() for r in rs for k in r if k != "epoch"})
-            raise MetricMissing(f"no '{col.key}' in the validation records (found: {', '.join(available) or 'none'}); "
-                                f"pick one with --metric {col.task}=[SUBSET:]NAME")
+            raise MetricMissing(
+                f"no '{col.key}' in the validation records (found: {', '.join(available) or 'none'}); "
+                f"pick one with --metric {col.task}=[SUBSET:]NAME"
+            )
         pick = max if col.maximize else min
         best = pick(v for v, _ in values)
         update = next(u for v, u in values if v == best)  # the first validation to reach it
@@ -194,8 +196,22 @@ def seed_bests(rows: Sequence[RunRow]) -> Dict[str, Dict[str, Dict[int, float]]]
 
 # ---- runs.csv: the rows of a report, so that it can be rebuilt without the logs -----------------
 
-RUNS_CSV_FIELDS = ["task", "column", "subset", "metric", "method", "seed", "best", "best_update",
-                   "wall_to_best", "validations", "finished", "counted", "problem", "log"]
+RUNS_CSV_FIELDS = [
+    "task",
+    "column",
+    "subset",
+    "metric",
+    "method",
+    "seed",
+    "best",
+    "best_update",
+    "wall_to_best",
+    "validations",
+    "finished",
+    "counted",
+    "problem",
+    "log",
+]
 
 
 def write_runs_csv(path: str, rows: Sequence[RunRow], out_dir: str) -> None:
@@ -205,11 +221,24 @@ def write_runs_csv(path: str, rows: Sequence[RunRow], out_dir: str) -> None:
         w.writerow(RUNS_CSV_FIELDS)
         for r in rows:
             res = r.result
-            w.writerow([r.column.task, r.column.label, r.column.subset, r.column.name, r.method, r.seed,
-                        "" if res is None else res.best, "" if res is None else res.best_update,
-                        "" if res is None or res.wall_to_best is None else res.wall_to_best,
-                        "" if res is None else res.validations, r.finished, res is not None, r.problem,
-                        os.path.relpath(r.log, out_dir)])
+            w.writerow(
+                [
+                    r.column.task,
+                    r.column.label,
+                    r.column.subset,
+                    r.column.name,
+                    r.method,
+                    r.seed,
+                    "" if res is None else res.best,
+                    "" if res is None else res.best_update,
+                    "" if res is None or res.wall_to_best is None else res.wall_to_best,
+                    "" if res is None else res.validations,
+                    r.finished,
+                    res is not None,
+                    r.problem,
+                    os.path.relpath(r.log, out_dir),
+                ]
+            )
 
 
 def read_runs_csv(path: str, out_dir: str) -> List[RunRow]:
@@ -222,14 +251,28 @@ def read_runs_csv(path: str, out_dir: str) -> List[RunRow]:
         for r in reader:
             result = None
             if r["counted"] == "True":
-                result = Result(float(r["best"]), int(r["best_update"]),
-                                float(r["wall_to_best"]) if r["wall_to_best"] else None, int(r["validations"]))
-            rows.append(RunRow(Column(r["task"], r["subset"], r["metric"], r["column"]), r["method"], int(r["seed"]),
-                               os.path.join(out_dir, r["log"]), r["finished"] == "True", result, r["problem"]))
+                result = Result(
+                    float(r["best"]),
+                    int(r["best_update"]),
+                    float(r["wall_to_best"]) if r["wall_to_best"] else None,
+                    int(r["validations"]),
+                )
+            rows.append(
+                RunRow(
+                    Column(r["task"], r["subset"], r["metric"], r["column"]),
+                    r["method"],
+                    int(r["seed"]),
+                    os.path.join(out_dir, r["log"]),
+                    r["finished"] == "True",
+                    result,
+                    r["problem"],
+                )
+            )
     return rows
 
 
 # ---- statistics over seeds -----------------------------------------------------------------------
+
 
 def fmt(value: Optional[float], decimals: int) -> str:
     return "-" if value is None else f"{value:.{decimals}f}"
@@ -247,15 +290,21 @@ def cell_stats(results: Sequence[Result], maximize: bool = True):
     if not results:
         return None, None, None, 0
     walls = [r.wall_to_best for r in results if r.wall_to_best is not None]
-    return ((max if maximize else min)(r.best for r in results), statistics.median(r.best for r in results),
-            statistics.median(walls) if walls else None, len(results))
+    return (
+        (max if maximize else min)(r.best for r in results),
+        statistics.median(r.best for r in results),
+        statistics.median(walls) if walls else None,
+        len(results),
+    )
 
 
 def table_rows(cells, columns: Sequence[Column]):
     """[(method, {label: (best, median, wall, n)})] in method order."""
     methods = ordered({m for per in cells.values() for m in per}, METHODS)
-    return [(method, {col.label: cell_stats(cells.get(col.label, {}).get(method, []), col.maximize)
-                      for col in columns}) for method in methods]
+    return [
+        (method, {col.label: cell_stats(cells.get(col.label, {}).get(method, []), col.maximize) for col in columns})
+        for method in methods
+    ]
 
 
 class Paired(NamedTuple):
@@ -263,6 +312,7 @@ class Paired(NamedTuple):
     baseline, signed so that positive is better), their mean, the two-sided p-value of a paired
     t-test (None below 2 pairs), and the seed spread: the larger of the two methods' standard
     deviations over those seeds."""
+
     n: int
     mean: Optional[float]
     low: Optional[float]
@@ -271,7 +321,7 @@ class Paired(NamedTuple):
     spread: Optional[float] = None
 
     def verdict(self, alpha: float = 0.05) -> str:
-        """"differs" only when the test says so and the mean difference exceeds the seed spread:
+        """ "differs" only when the test says so and the mean difference exceeds the seed spread:
         with a few seeds sharing their data order, a consistent shift far smaller than the spread
         (e.g. from another random stream of dropout) passes a t-test without being an effect."""
         if self.p is None:
@@ -303,14 +353,16 @@ def paired_against(by_seed: Dict[int, float], baseline_by_seed: Dict[int, float]
 
 # ---- training-record measurements of one run ------------------------------------------------------
 
+
 def diagnosed_means(output: str) -> Dict[str, Optional[float]]:
     """Mean noise_kl, symm_kl, noise_to_embed and embed_rms over the run's training records that
     carry them (the log-interval records; the epoch records when the run logged no interval)."""
     logs = fairseq_logs.parse_json_logs(output)
     out = {}
     for key in ("noise_kl", "symm_kl", "noise_to_embed", "embed_rms"):
-        values = [float(r[key]) for r in logs["train_inner"] if key in r] or \
-            [float(r[f"train_{key}"]) for r in logs["train"] if f"train_{key}" in r]
+        values = [float(r[key]) for r in logs["train_inner"] if key in r] or [
+            float(r[f"train_{key}"]) for r in logs["train"] if f"train_{key}" in r
+        ]
         out[key] = statistics.fmean(values) if values else None
     return out
 
@@ -318,8 +370,11 @@ def diagnosed_means(output: str) -> Dict[str, Optional[float]]:
 def seconds_per_update(output: str) -> Optional[float]:
     """Wall time per update between the run's first and last training records (start-up and
     the time before the first record left out)."""
-    points = [(int(r["num_updates"]), float(r["wall"]))
-              for r in fairseq_logs.parse_json_logs(output)["train_inner"] if "wall" in r]
+    points = [
+        (int(r["num_updates"]), float(r["wall"]))
+        for r in fairseq_logs.parse_json_logs(output)["train_inner"]
+        if "wall" in r
+    ]
     if len(points) < 2 or points[-1][0] == points[0][0]:
         return None
     return (points[-1][1] - points[0][1]) / (points[-1][0] - points[0][0])

@@ -57,8 +57,7 @@ def score_pairs(
 
     if len(hypotheses) != len(references):
         raise RougeInputError(
-            f"{len(hypotheses)} hypotheses but {len(references)} references: the files "
-            "must be aligned line by line"
+            f"{len(hypotheses)} hypotheses but {len(references)} references: the files must be aligned line by line"
         )
     if not hypotheses:
         raise RougeInputError("nothing to score: no hypothesis/reference pairs")
@@ -88,8 +87,10 @@ def score_files(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.rouge",
-                                     description="ROUGE F-measures of a hypothesis file against a reference file")
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.rouge",
+        description="ROUGE F-measures of a hypothesis file against a reference file",
+    )
     parser.add_argument("hypotheses")
     parser.add_argument("references")
     parser.add_argument("--lsum", action="store_true", help="also rougeLsum (sentence-split)")

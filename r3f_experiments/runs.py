@@ -47,9 +47,15 @@ class LaunchOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LaunchOptions":
         """The options that ``add_launch_arguments`` declared."""
-        options = cls(jobs=args.jobs, cluster=args.cluster, partition=args.partition,
-                      gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
-                      timeout_min=args.timeout_min, poll_seconds=args.poll_seconds)
+        options = cls(
+            jobs=args.jobs,
+            cluster=args.cluster,
+            partition=args.partition,
+            gpus_per_node=args.gpus_per_node,
+            cpus_per_task=args.cpus_per_task,
+            timeout_min=args.timeout_min,
+            poll_seconds=args.poll_seconds,
+        )
         if options.jobs < 1:
             raise argparse.ArgumentTypeError(f"--jobs must be >= 1, got {options.jobs}")
         return options
@@ -58,11 +64,19 @@ class LaunchOptions:
 def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     """The launch options of every driver, declared here once (read back by ``LaunchOptions.from_args``)."""
     d = LaunchOptions()
-    parser.add_argument("--jobs", type=int, default=d.jobs,
-                        help="runs at a time: > 1 runs them through submitit's local executor (default 1: "
-                             "one after another, in this process); with --cluster slurm, the most in the queue")
-    parser.add_argument("--cluster", choices=["local", "slurm"], default=d.cluster,
-                        help="slurm: submit the runs with submitit's SLURM executor")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=d.jobs,
+        help="runs at a time: > 1 runs them through submitit's local executor (default 1: "
+        "one after another, in this process); with --cluster slurm, the most in the queue",
+    )
+    parser.add_argument(
+        "--cluster",
+        choices=["local", "slurm"],
+        default=d.cluster,
+        help="slurm: submit the runs with submitit's SLURM executor",
+    )
     parser.add_argument("--partition", help="SLURM partition")
     parser.add_argument("--gpus-per-node", type=int, default=d.gpus_per_node, help="SLURM: GPUs per run (default 1)")
     parser.add_argument("--cpus-per-task", type=int, default=d.cpus_per_task, help="SLURM: CPUs per run (default 10)")
@@ -91,8 +105,9 @@ def plan(out_dir: str, tasks: Sequence[str], methods: Sequence[str], seeds: Sequ
 def format_command(template: str, run: Run) -> str:
     """The run's own template (or ``template``) with the run's fields substituted, shell-quoted."""
     q = shlex.quote
-    return (run.command or template).format(task=q(run.task), method=q(run.method), seed=run.seed,
-                                            save_dir=q(run.save_dir), log=q(run.log))
+    return (run.command or template).format(
+        task=q(run.task), method=q(run.method), seed=run.seed, save_dir=q(run.save_dir), log=q(run.log)
+    )
 
 
 def scheduler_line(template: str, run: Run) -> str:
@@ -112,8 +127,7 @@ def keep_old_log(log_path: str) -> Optional[str]:
     return f"{log_path}.{n}"
 
 
-def run_logged(argv: Sequence[str], save_dir: str, env: Optional[Dict[str, str]] = None,
-               header: bool = False) -> int:
+def run_logged(argv: Sequence[str], save_dir: str, env: Optional[Dict[str, str]] = None, header: bool = False) -> int:
     """``argv`` with stdout + stderr into SAVE_DIR/train.log (an old log kept as train.log.N);
     ``header``: the command as the log's first line."""
     os.makedirs(save_dir, exist_ok=True)
@@ -123,8 +137,13 @@ def run_logged(argv: Sequence[str], save_dir: str, env: Optional[Dict[str, str]]
         if header:
             f.write("# " + shlex.join(argv) + "\n")
             f.flush()
-        return subprocess.run(list(argv), stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env=None if env is None else {**os.environ, **env}).returncode
+        return subprocess.run(
+            list(argv),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=None if env is None else {**os.environ, **env},
+        ).returncode
 
 
 def run_one(template: str, run: Run) -> str:
@@ -152,9 +171,13 @@ def make_executor(options: LaunchOptions, folder: str):
 
     if options.cluster == "slurm":
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        executor.update_parameters(timeout_min=options.timeout_min, gpus_per_node=options.gpus_per_node,
-                                   cpus_per_task=options.cpus_per_task, name="r3f_sweep",
-                                   **({"slurm_partition": options.partition} if options.partition else {}))
+        executor.update_parameters(
+            timeout_min=options.timeout_min,
+            gpus_per_node=options.gpus_per_node,
+            cpus_per_task=options.cpus_per_task,
+            name="r3f_sweep",
+            **({"slurm_partition": options.partition} if options.partition else {}),
+        )
     else:
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=options.timeout_min)
@@ -173,8 +196,9 @@ def _name(run: Run) -> str:
     return f"{run.task} {run.method} seed {run.seed}"
 
 
-def launch_submitit(runs: Sequence[Run], template: str, options: LaunchOptions, folder: str,
-                    tag: str = "sweep") -> List[Run]:
+def launch_submitit(
+    runs: Sequence[Run], template: str, options: LaunchOptions, folder: str, tag: str = "sweep"
+) -> List[Run]:
     """At most ``options.jobs`` runs at a time through submitit (job files in ``folder``);
     returns the failed runs, with a progress line at every change."""
     executor = make_executor(options, os.path.join(folder, "%j"))
@@ -233,8 +257,9 @@ def run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: 
             todo.append(run)
     skipped = len(runs) - len(todo)
     how = f"submitit, {options.cluster}, " if options.through_submitit else ""
-    print(f"[{tag}] {len(runs)} runs: {skipped} finished, {len(todo)} to run ({how}{options.jobs} at a time)",
-          flush=True)
+    print(
+        f"[{tag}] {len(runs)} runs: {skipped} finished, {len(todo)} to run ({how}{options.jobs} at a time)", flush=True
+    )
     if options.through_submitit:
         failed = launch_submitit(todo, template, options, folder, tag)
     else:

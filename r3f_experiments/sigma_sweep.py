@@ -42,8 +42,11 @@ def schedule_flags(args) -> List[str]:
     """Where the sweep departs from PRESET=small (its updates go through MAX_UPDATE, which moves
     warm-up and decay with them): the options given, and a train record at every diagnosed step."""
     given = [("--lr", args.lr), ("--batch-size", args.batch_size), ("--validate-interval-updates", args.valid_every)]
-    return ["--log-interval", str(DIAGNOSTICS_INTERVAL),
-            *(word for name, value in given if value is not None for word in (name, str(value)))]
+    return [
+        "--log-interval",
+        str(DIAGNOSTICS_INTERVAL),
+        *(word for name, value in given if value is not None for word in (name, str(value))),
+    ]
 
 
 def plan(args) -> List[runs.Run]:
@@ -76,6 +79,7 @@ def cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------------------- report --
 
+
 def read_runs(out_dir: str, task: str) -> List[dict]:
     """One record per finished run: variant, seed, best dev metric, diagnostics, wall time."""
     column = columns_for(task, {})[0]
@@ -88,9 +92,18 @@ def read_runs(out_dir: str, task: str) -> List[dict]:
                 continue
             output = fairseq_logs.run_output(log)
             result = collect(output, [column])[column.label]
-            records.append({"variant": variant, "sigma": sigma_of(variant), "seed": int(seed_dir[4:]),
-                            "metric": column.name, "best": result.best, "best_update": result.best_update,
-                            "seconds": fairseq_logs.training_seconds(output), **diagnosed_means(output)})
+            records.append(
+                {
+                    "variant": variant,
+                    "sigma": sigma_of(variant),
+                    "seed": int(seed_dir[4:]),
+                    "metric": column.name,
+                    "best": result.best,
+                    "best_update": result.best_update,
+                    "seconds": fairseq_logs.training_seconds(output),
+                    **diagnosed_means(output),
+                }
+            )
     return records
 
 
@@ -110,10 +123,13 @@ def _fmt(value, digits=2):
 
 def table(records: List[dict], task: str, order: Sequence[str]) -> str:
     metric = records[0]["metric"] if records else "accuracy"
-    lines = [f"## {task}: dev {metric} against sigma (relative to the token-embedding RMS)", "",
-             "| variant | sigma / RMS | n | median [min, max] | mean +- std | vs R-Drop | vs standard "
-             "| noise_kl | symm_kl | train s (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {task}: dev {metric} against sigma (relative to the token-embedding RMS)",
+        "",
+        "| variant | sigma / RMS | n | median [min, max] | mean +- std | vs R-Drop | vs standard "
+        "| noise_kl | symm_kl | train s (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for variant in order:
         rows = [r for r in records if r["variant"] == variant]
         if not rows:
@@ -126,27 +142,43 @@ def table(records: List[dict], task: str, order: Sequence[str]) -> str:
             values = [r[key] for r in rows if r[key] is not None]
             return statistics.fmean(values) if values else None
 
-        lines.append(f"| {variant} | {rows[0]['sigma'] if rows[0]['sigma'] is not None else '-'} | {len(rows)} "
-                     f"| {spread} | {mean} | {_paired(records, variant, 'rdrop')} | {_paired(records, variant, 'std')} "
-                     f"| {_fmt(mean_of('noise_kl'), 2)} | {_fmt(mean_of('symm_kl'), 2)} "
-                     f"| {statistics.median(r['seconds'] for r in rows):.0f} |")
-    lines += ["", "noise_kl: the symmetric KL the noise alone makes (diagnostic passes with the same dropout "
-              "masks), mean over the run's diagnosed steps, per sentence; symm_kl: the trained KL term. "
-              "vs R-Drop / vs standard: mean paired difference over seeds [min, max]; \"differs\" only when "
-              "a two-sided paired t-test gives p < 0.05 and the mean difference exceeds the larger of the two "
-              "variants' standard deviations over seeds."]
+        lines.append(
+            f"| {variant} | {rows[0]['sigma'] if rows[0]['sigma'] is not None else '-'} | {len(rows)} "
+            f"| {spread} | {mean} | {_paired(records, variant, 'rdrop')} | {_paired(records, variant, 'std')} "
+            f"| {_fmt(mean_of('noise_kl'), 2)} | {_fmt(mean_of('symm_kl'), 2)} "
+            f"| {statistics.median(r['seconds'] for r in rows):.0f} |"
+        )
+    lines += [
+        "",
+        "noise_kl: the symmetric KL the noise alone makes (diagnostic passes with the same dropout "
+        "masks), mean over the run's diagnosed steps, per sentence; symm_kl: the trained KL term. "
+        'vs R-Drop / vs standard: mean paired difference over seeds [min, max]; "differs" only when '
+        "a two-sided paired t-test gives p < 0.05 and the mean difference exceeds the larger of the two "
+        "variants' standard deviations over seeds.",
+    ]
     return "\n".join(lines) + "\n"
 
 
-RUNS_CSV_TYPES = {"sigma": float, "seed": int, "best": float, "best_update": int, "seconds": float,
-                  "noise_kl": float, "symm_kl": float, "noise_to_embed": float, "embed_rms": float}
+RUNS_CSV_TYPES = {
+    "sigma": float,
+    "seed": int,
+    "best": float,
+    "best_update": int,
+    "seconds": float,
+    "noise_kl": float,
+    "symm_kl": float,
+    "noise_to_embed": float,
+    "embed_rms": float,
+}
 
 
 def read_runs_csv(path: str) -> List[dict]:
     """The records of an earlier report's runs.csv (empty cells: None)."""
     with open(path, newline="") as f:
-        return [{k: (RUNS_CSV_TYPES[k](v) if v else None) if k in RUNS_CSV_TYPES else v for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [
+            {k: (RUNS_CSV_TYPES[k](v) if v else None) if k in RUNS_CSV_TYPES else v for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def cmd_report(args) -> int:
@@ -169,14 +201,20 @@ def cmd_report(args) -> int:
     if not args.no_plots:
         figures.sigma_figure(records, args.task, os.path.join(report_dir, "figure"))
     print(text)
-    print(f"[sigma_sweep] wrote {report_dir}/table.md" + ("" if args.runs_csv else ", runs.csv")
-          + ("" if args.no_plots else ", figure.png, figure.svg"))
+    print(
+        f"[sigma_sweep] wrote {report_dir}/table.md"
+        + ("" if args.runs_csv else ", runs.csv")
+        + ("" if args.no_plots else ", figure.png, figure.svg")
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.sigma_sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.sigma_sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="verb", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--out-dir", default="sigma_sweep")
@@ -186,31 +224,40 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--glue-bin", default="glue_bin", help="folder holding TASK-bin (scripts/glue/prepare.sh)")
     grid.add_argument("--seeds", nargs="+", default=["1-3"])
     grid.add_argument("--sigmas", nargs="+", default=list(SIGMAS), help="relative sigmas (fractions of the RMS)")
-    grid.add_argument("--dropout-modes", nargs="+", choices=DROPOUT_MODES, default=list(DROPOUT_MODES),
-                      help="R3F variants per sigma: independent dropout masks (rel<SIGMA>) and/or the same masks "
-                           "in both passes (rel<SIGMA>-same)")
+    grid.add_argument(
+        "--dropout-modes",
+        nargs="+",
+        choices=DROPOUT_MODES,
+        default=list(DROPOUT_MODES),
+        help="R3F variants per sigma: independent dropout masks (rel<SIGMA>) and/or the same masks "
+        "in both passes (rel<SIGMA>-same)",
+    )
     preset = "default: PRESET=small's"
     grid.add_argument("--max-update", type=int, help=f"updates per run ({preset}, {glue.SMALL_MAX_UPDATE})")
     grid.add_argument("--lr", help=f"peak learning rate ({preset}, {glue.SMALL_LR})")
     grid.add_argument("--batch-size", type=int, help=f"sentences per update ({preset}, {glue.SMALL_BATCH_SIZE})")
-    grid.add_argument("--valid-every", type=int,
-                      help=f"validate every N updates ({preset}, {glue.SMALL_VALIDATE_INTERVAL_UPDATES})")
-    grid.add_argument("--precision", default="", help='precision flags for train.sh (default "": fp32; "--amp" on a GPU)')
+    grid.add_argument(
+        "--valid-every", type=int, help=f"validate every N updates ({preset}, {glue.SMALL_VALIDATE_INTERVAL_UPDATES})"
+    )
+    grid.add_argument(
+        "--precision", default="", help='precision flags for train.sh (default "": fp32; "--amp" on a GPU)'
+    )
     runs.add_launch_arguments(grid)
     sub.add_parser("run", parents=[grid], help="run the missing runs")
     sub.add_parser("print", parents=[grid], help="print one command line per pending run")
     report = sub.add_parser("report", parents=[common], help="table and figure from the logs")
     report.add_argument("--report-dir", help="default OUT_DIR/TASK/report")
-    report.add_argument("--runs-csv", help="rebuild the table (and figure) from this runs.csv of an earlier report "
-                                           "instead of the logs")
+    report.add_argument(
+        "--runs-csv", help="rebuild the table (and figure) from this runs.csv of an earlier report instead of the logs"
+    )
     report.add_argument("--no-plots", action="store_true")
     return parser
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    argv = argv[:argv.index("--")] if "--" in argv else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.task not in glue.TASKS:

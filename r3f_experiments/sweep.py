@@ -12,10 +12,27 @@ from typing import Sequence
 
 from . import figures, runs
 from .paths import recipe
-from .recipes import glue
-from .results import (BASELINE, METHODS, TASKS, Column, MetricMissing, Paired, collect_all, columns_for,  # noqa: F401
-                      discover, fmt, mean_std, ordered, paired_against, parse_metric_overrides, read_runs_csv,
-                      seed_bests, summarise, table_rows, write_runs_csv)
+from .results import (  # noqa: F401
+    BASELINE,
+    METHODS,
+    TASKS,
+    Column,
+    MetricMissing,
+    Paired,
+    collect_all,
+    columns_for,
+    discover,
+    fmt,
+    mean_std,
+    ordered,
+    paired_against,
+    parse_metric_overrides,
+    read_runs_csv,
+    seed_bests,
+    summarise,
+    table_rows,
+    write_runs_csv,
+)
 
 DEFAULT_COMMAND = "bash " + shlex.quote(recipe("glue", "train.sh")) + " {task} {method} {seed} {save_dir}"
 LOG_NAME = runs.LOG_NAME
@@ -37,17 +54,21 @@ def check_names(args) -> None:
     the recipes know: a typo would otherwise fail once per seed, its reason in each log."""
     if args.tasks is None or args.methods is None:
         if not args.dry_run:
-            raise SweepError("name the runs: --tasks (e.g. RTE MRPC) and --methods (e.g. std r3f); all of "
-                             f"{len(TASKS)} tasks x {len(METHODS)} methods x 10 seeds would be "
-                             f"{len(TASKS) * len(METHODS) * 10} runs")
+            raise SweepError(
+                "name the runs: --tasks (e.g. RTE MRPC) and --methods (e.g. std r3f); all of "
+                f"{len(TASKS)} tasks x {len(METHODS)} methods x 10 seeds would be "
+                f"{len(TASKS) * len(METHODS) * 10} runs"
+            )
         args.tasks, args.methods = args.tasks or TASKS, args.methods or METHODS
     if args.command == DEFAULT_COMMAND:
         for what, names, known in (("task", args.tasks, TASKS), ("method", args.methods, METHODS)):
             unknown = [n for n in names if n not in known and not (what == "task" and small_preset_task(n))]
             if unknown:
-                raise SweepError(f"unknown {what}(s) {' '.join(unknown)}; scripts/glue/train.sh takes "
-                                 f"{' '.join(known)}" + (" (and, with PRESET=small, any TASK whose GLUE_BIN/TASK-bin "
-                                                         "exists)" if what == "task" else ""))
+                raise SweepError(
+                    f"unknown {what}(s) {' '.join(unknown)}; scripts/glue/train.sh takes "
+                    f"{' '.join(known)}"
+                    + (" (and, with PRESET=small, any TASK whose GLUE_BIN/TASK-bin exists)" if what == "task" else "")
+                )
 
 
 def cmd_run(args) -> int:
@@ -61,17 +82,22 @@ def cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------------- report --
 
+
 def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, bests=None, captions=()) -> str:
     """table2.md: best / median (the paper's Table 2), mean +- std, each method against std paired
     over seeds, wall time to best, seeds per cell, and the figures' captions."""
     labels = [c.label for c in columns]
     bests = bests or {}
     header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-    lines = ["## Table 2: GLUE dev, best / median over seeds\n\n",
-             "Metric per column: " + ", ".join(f"{c.label} = {c.subset} {c.name}" for c in columns) + ".\n\n",
-             header]
-    lines += ["| " + m + " | " + " | ".join(f"{fmt(s[c][0], decimals)} / {fmt(s[c][1], decimals)}" for c in labels)
-              + " |\n" for m, s in rows]
+    lines = [
+        "## Table 2: GLUE dev, best / median over seeds\n\n",
+        "Metric per column: " + ", ".join(f"{c.label} = {c.subset} {c.name}" for c in columns) + ".\n\n",
+        header,
+    ]
+    lines += [
+        "| " + m + " | " + " | ".join(f"{fmt(s[c][0], decimals)} / {fmt(s[c][1], decimals)}" for c in labels) + " |\n"
+        for m, s in rows
+    ]
     lines += ["\n## Mean +- standard deviation over seeds\n\n", header]
     for method, _ in rows:
         cells = []
@@ -79,12 +105,15 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
             mean, std = mean_std(list(bests.get(c, {}).get(method, {}).values()))
             cells.append("-" if mean is None else f"{mean:.{decimals}f} +- {fmt(std, decimals)}")
         lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
-    lines += [f"\n## Against {BASELINE}: paired over seeds\n\n",
-              f"Per column: mean of the per-seed differences (method - {BASELINE}, on the seeds both ran; "
-              "positive = better) [min, max], and a two-sided paired t-test over those seeds: \"differs\" "
-              "when p < 0.05 and the mean difference exceeds the seed spread (the larger of the two methods' "
-              "standard deviations), \"consistent, below the seed spread\" when only the test passes, else "
-              "\"within seed noise\".\n\n", header]
+    lines += [
+        f"\n## Against {BASELINE}: paired over seeds\n\n",
+        f"Per column: mean of the per-seed differences (method - {BASELINE}, on the seeds both ran; "
+        'positive = better) [min, max], and a two-sided paired t-test over those seeds: "differs" '
+        "when p < 0.05 and the mean difference exceeds the seed spread (the larger of the two methods' "
+        'standard deviations), "consistent, below the seed spread" when only the test passes, else '
+        '"within seed noise".\n\n',
+        header,
+    ]
     for method, _ in rows:
         if method == BASELINE:
             continue
@@ -95,9 +124,12 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
                 cells.append("-")
                 continue
             d = paired_against(per[method], per[BASELINE], col.maximize)
-            cells.append("-" if d.mean is None else
-                         f"{d.mean:+.{decimals + 1}f} [{d.low:+.{decimals + 1}f}, {d.high:+.{decimals + 1}f}], n={d.n}, "
-                         f"{d.verdict()}")
+            cells.append(
+                "-"
+                if d.mean is None
+                else f"{d.mean:+.{decimals + 1}f} [{d.low:+.{decimals + 1}f}, {d.high:+.{decimals + 1}f}], n={d.n}, "
+                f"{d.verdict()}"
+            )
         lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
     lines += ["\n## Wall time to best checkpoint, median over seeds (s)\n\n", header]
     lines += ["| " + m + " | " + " | ".join(fmt(s[c][2], 0) for c in labels) + " |\n" for m, s in rows]
@@ -114,25 +146,42 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
 def write_table_csv(path: str, rows, columns: Sequence[Column], bests) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method"] + [f"{c.label} {what}" for c in columns
-                                 for what in ("best", "median", "median wall to best (s)", "seeds", "mean", "std",
-                                              f"mean difference to {BASELINE}", "paired t-test p")])
+        w.writerow(
+            ["method"]
+            + [
+                f"{c.label} {what}"
+                for c in columns
+                for what in (
+                    "best",
+                    "median",
+                    "median wall to best (s)",
+                    "seeds",
+                    "mean",
+                    "std",
+                    f"mean difference to {BASELINE}",
+                    "paired t-test p",
+                )
+            ]
+        )
         for method, stats in rows:
             values = []
             for c in columns:
                 per = bests.get(c.label, {})
                 mean, std = mean_std(list(per.get(method, {}).values()))
-                paired = (paired_against(per[method], per[BASELINE], c.maximize)
-                          if method != BASELINE and method in per and BASELINE in per else Paired(0, None, None, None, None))
+                paired = (
+                    paired_against(per[method], per[BASELINE], c.maximize)
+                    if method != BASELINE and method in per and BASELINE in per
+                    else Paired(0, None, None, None, None)
+                )
                 values += [*stats[c.label], mean, std, paired.mean, paired.p]
             w.writerow([method] + ["" if v is None else round(v, 6) for v in values])
 
 
 FIGURE_CAPTIONS = {
     "figure1": "Figure 1: wall time from the start of training to the first validation that reached the run's "
-               "best, per seed (s); one panel per column, {box}; n per method under its name.",
+    "best, per seed (s); one panel per column, {box}; n per method under its name.",
     "figure2": "Figure 2: best dev metric per seed, one panel per column (the task's metric, in %), {box}; n per "
-               "method under its name.",
+    "method under its name.",
 }
 
 
@@ -162,8 +211,9 @@ def cmd_report(args) -> int:
         return 1
     for row in rows:
         if row.problem and row.problem != "unfinished (included)":
-            print(f"[report] {row.column.label} {row.method} seed {row.seed} not counted: {row.problem}",
-                  file=sys.stderr)
+            print(
+                f"[report] {row.column.label} {row.method} seed {row.seed} not counted: {row.problem}", file=sys.stderr
+            )
     cells = summarise(rows)
     table = table_rows(cells, columns)
     bests = seed_bests(rows)
@@ -177,10 +227,16 @@ def cmd_report(args) -> int:
             print("error: figures need matplotlib (pip install matplotlib), or pass --no-plots", file=sys.stderr)
             return 1
         metrics = ", ".join(sorted({c.name for c in columns}))
-        figures.distributions(os.path.join(report_dir, "figure1.png"), cells, columns, lambda r: r.wall_to_best,
-                              "wall time to best checkpoint (s)")
-        figures.distributions(os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.best,
-                              f"best dev metric (%: {metrics})")
+        figures.distributions(
+            os.path.join(report_dir, "figure1.png"),
+            cells,
+            columns,
+            lambda r: r.wall_to_best,
+            "wall time to best checkpoint (s)",
+        )
+        figures.distributions(
+            os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.best, f"best dev metric (%: {metrics})"
+        )
         box = f"boxes where a method has {figures.BOX_FROM} seeds or more, else the median as a bar"
         captions = [(f"{name}.png / .svg", caption.format(box=box)) for name, caption in FIGURE_CAPTIONS.items()]
     text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals, bests, captions)
@@ -188,25 +244,33 @@ def cmd_report(args) -> int:
     if not args.runs_csv:
         write_runs_csv(os.path.join(report_dir, "runs.csv"), rows, args.out_dir)
     print(text)
-    print(f"[report] wrote {report_dir}/table2.md, table2.csv" + ("" if args.runs_csv else ", runs.csv")
-          + ("" if args.no_plots else ", figure1.png/.svg, figure2.png/.svg"))
+    print(
+        f"[report] wrote {report_dir}/table2.md, table2.csv"
+        + ("" if args.runs_csv else ", runs.csv")
+        + ("" if args.no_plots else ", figure1.png/.svg, figure2.png/.svg")
+    )
     return 0
 
 
 # ------------------------------------------------------------------------------------ CLI --
+
 
 def check_template(template: str) -> str:
     try:
         runs.format_command(template, runs.Run("T", "m", 1, "d"))
     except (KeyError, IndexError, ValueError) as e:
         raise argparse.ArgumentTypeError(
-            f"bad --command template ({e!r}): fields are {{task}} {{method}} {{seed}} {{save_dir}} {{log}}")
+            f"bad --command template ({e!r}): fields are {{task}} {{method}} {{seed}} {{save_dir}} {{log}}"
+        ) from e
     return template
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command_name", required=True)
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--out-dir", default="checkpoints/glue", help="runs go to OUT_DIR/TASK/METHOD/seedSEED")
@@ -214,8 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--tasks", nargs="+", help=f"required for run ({' '.join(TASKS)})")
     sweep.add_argument("--methods", nargs="+", help=f"required for run ({' '.join(METHODS)})")
     sweep.add_argument("--seeds", nargs="+", default=["1-10"], help="seeds: N, FIRST-LAST or a list (default 1-10)")
-    sweep.add_argument("--command", type=check_template, default=DEFAULT_COMMAND,
-                       help="bash command template; fields {task} {method} {seed} {save_dir} {log}")
+    sweep.add_argument(
+        "--command",
+        type=check_template,
+        default=DEFAULT_COMMAND,
+        help="bash command template; fields {task} {method} {seed} {save_dir} {log}",
+    )
     sweep.add_argument("--all", action="store_true", help="with --dry-run: print finished runs too")
     runs.add_launch_arguments(sweep)
     run = sub.add_parser("run", parents=[sweep], help="run the sweep")
@@ -223,14 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("print", parents=[sweep], help="= run --dry-run")
     report = sub.add_parser("report", parents=[out], help="Table 2 and Figures 1-2 from the logs")
     report.add_argument("--report-dir", help="default OUT_DIR/report")
-    report.add_argument("--metric", action="append", default=[],
-                        help="TASK=[SUBSET:]NAME[,...], e.g. CoLA=mcc, MNLI=accuracy,valid1:accuracy")
+    report.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        help="TASK=[SUBSET:]NAME[,...], e.g. CoLA=mcc, MNLI=accuracy,valid1:accuracy",
+    )
     report.add_argument("--tasks", nargs="+", help="only these tasks (default: every task found)")
     report.add_argument("--methods", nargs="+", help="only these methods (default: every method found)")
-    report.add_argument("--include-unfinished", action="store_true",
-                        help="count runs without fairseq's 'done training' line (best so far)")
-    report.add_argument("--runs-csv", help="rebuild the tables from this runs.csv of an earlier report instead of "
-                                           "the logs (its metrics and counted runs as they were)")
+    report.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="count runs without fairseq's 'done training' line (best so far)",
+    )
+    report.add_argument(
+        "--runs-csv",
+        help="rebuild the tables from this runs.csv of an earlier report instead of "
+        "the logs (its metrics and counted runs as they were)",
+    )
     report.add_argument("--decimals", type=int, default=1)
     report.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")
     return parser
@@ -247,8 +325,10 @@ def main(argv=None) -> int:
             return cmd_run(args)
         parse_metric_overrides(args.metric)
         if args.runs_csv and (args.metric or args.include_unfinished):
-            raise SweepError("--runs-csv holds the metrics and counted runs of its report: --metric and "
-                             "--include-unfinished apply to logs only")
+            raise SweepError(
+                "--runs-csv holds the metrics and counted runs of its report: --metric and "
+                "--include-unfinished apply to logs only"
+            )
     except (argparse.ArgumentTypeError, SweepError) as e:
         parser.error(str(e))
     return cmd_report(args)

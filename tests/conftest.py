@@ -45,8 +45,9 @@ def tiny_bpe(tmp_path_factory):
     with open(folder / "dict.txt", "w", encoding="utf-8") as f:
         f.writelines(f"{i} {1000 - i}\n" for i in range(len(encoder)))
     # keys: the environment variables the GLUE and summarization prepare scripts read
-    return {"BPE_ENCODER": str(folder / "encoder.json"), "BPE_VOCAB": str(folder / "vocab.bpe"),
-            "ROBERTA_DICT": str(folder / "dict.txt"),
-            "BART_DICT": str(folder / "dict.txt")}
-
-
+    return {
+        "BPE_ENCODER": str(folder / "encoder.json"),
+        "BPE_VOCAB": str(folder / "vocab.bpe"),
+        "ROBERTA_DICT": str(folder / "dict.txt"),
+        "BART_DICT": str(folder / "dict.txt"),
+    }

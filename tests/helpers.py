@@ -15,37 +15,82 @@ USER_DIR = os.path.join(REPO, "fairseq_r3f")
 
 # 2 layers, 64 dims: small enough for every test to train on CPU in seconds.
 ROBERTA_DIMS = [
-    "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
+    "--arch",
+    "roberta_base",
+    "--encoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
 ]
 TINY_ROBERTA = [*ROBERTA_DIMS, "--init-token", "0", "--separator-token", "2"]
 TINY_BART = [
-    "--arch", "bart_base", "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--arch",
+    "bart_base",
+    "--encoder-layers",
+    "2",
+    "--decoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--decoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
     "--add-prev-output-tokens",
 ]
 CLASSIFICATION = [
-    "--task", "sentence_prediction", "--num-classes", "2", "--max-positions", "64",
-    "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-3",
-    "--batch-size", "16", "--cpu", "--num-workers", "0", "--seed", "1",
-    "--log-format", "json", "--log-interval", "5", "--no-epoch-checkpoints",
+    "--task",
+    "sentence_prediction",
+    "--num-classes",
+    "2",
+    "--max-positions",
+    "64",
+    "--optimizer",
+    "adam",
+    "--adam-betas",
+    "(0.9,0.98)",
+    "--lr",
+    "1e-3",
+    "--batch-size",
+    "16",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--log-format",
+    "json",
+    "--log-interval",
+    "5",
+    "--no-epoch-checkpoints",
 ]
 
 
-def run_fairseq(tool: str, *args: str, cwd=None, timeout: int = 600, check: bool = True,
-                env=None) -> subprocess.CompletedProcess:
+def run_fairseq(
+    tool: str, *args: str, cwd=None, timeout: int = 600, check: bool = True, env=None
+) -> subprocess.CompletedProcess:
     """Run a fairseq console script (fairseq-train, fairseq-hydra-train, ...)."""
     exe = os.path.join(os.path.dirname(sys.executable), tool)
     proc = subprocess.run(
-        [exe, *args], cwd=cwd, timeout=timeout, capture_output=True, text=True,
+        [exe, *args],
+        cwd=cwd,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
     if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
 
 
@@ -71,22 +116,26 @@ def valid_batch(task, split: str = "valid", size: int = 8):
     return dataset.collater([dataset[i] for i in range(size)])
 
 
-
 def checkpoint_body():
     """The non-configuration part of a fairseq checkpoint (weights, extra state, history)."""
     import torch
 
-    return {"model": {"w": torch.ones(2, 2)}, "extra_state": {"epoch": 3},
-            "optimizer_history": [{"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam",
-                                   "best_loss": 2.0, "num_updates": 500000}]}
+    return {
+        "model": {"w": torch.ones(2, 2)},
+        "extra_state": {"epoch": 3},
+        "optimizer_history": [
+            {"criterion_name": "MaskedLmLoss", "optimizer_name": "FairseqAdam", "best_loss": 2.0, "num_updates": 500000}
+        ],
+    }
 
 
 def published_style_checkpoint(path, **extra):
     """Like the released RoBERTa/XLM-R/BART model.pt: weights plus an argparse.Namespace."""
     import torch
 
-    args = argparse.Namespace(arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1,
-                              max_positions=512, fp16=True, seed=1)
+    args = argparse.Namespace(
+        arch="roberta_large", lr=[1e-5], adam_betas="(0.9, 0.98)", dropout=0.1, max_positions=512, fp16=True, seed=1
+    )
     torch.save({"args": args, **checkpoint_body(), **extra}, path)
 
 
@@ -96,8 +145,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2,
-                   timeout: int = 600) -> list:
+def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2, timeout: int = 600) -> list:
     """Run ``tool`` as ``world_size`` gloo workers on this machine; returns each rank's log.
 
     One process per rank with an explicit ``--distributed-rank`` (see module docstring
@@ -110,13 +158,29 @@ def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2,
     for rank in range(world_size):
         path = os.path.join(out_dir, f"rank{rank}.log")
         with open(path, "w") as log:
-            procs.append(subprocess.Popen(
-                [exe, *args, "--distributed-world-size", str(world_size),
-                 "--distributed-rank", str(rank), "--distributed-init-method", init,
-                 "--distributed-no-spawn", "--distributed-backend", "gloo",
-                 "--ddp-backend", "legacy_ddp"],
-                stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        exe,
+                        *args,
+                        "--distributed-world-size",
+                        str(world_size),
+                        "--distributed-rank",
+                        str(rank),
+                        "--distributed-init-method",
+                        init,
+                        "--distributed-no-spawn",
+                        "--distributed-backend",
+                        "gloo",
+                        "--ddp-backend",
+                        "legacy_ddp",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=env,
+                )
+            )
         paths.append(path)
     try:
         codes = [p.wait(timeout=timeout) for p in procs]
@@ -127,8 +191,7 @@ def launch_workers(tool: str, args: list, out_dir: str, world_size: int = 2,
                 p.wait()
     logs = [open(p).read() for p in paths]
     if any(codes):
-        tails = "\n".join(f"--- rank {r} (exit {c}) ---\n{log[-5000:]}"
-                          for r, (c, log) in enumerate(zip(codes, logs)))
+        tails = "\n".join(f"--- rank {r} (exit {c}) ---\n{log[-5000:]}" for r, (c, log) in enumerate(zip(codes, logs)))
         raise AssertionError(f"{tool} with {world_size} workers failed:\n{tails}")
     return logs
 

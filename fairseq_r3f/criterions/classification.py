@@ -23,8 +23,8 @@ from fairseq.logging import metrics
 
 from ..method.divergence import symmetric_kl
 from ..perturb import find_token_encoder
-from .r3f_noise import reduce_noise_diagnostics
 from .classification_metrics import confusion_counts, confusion_matrix, f1_score, matthews_corrcoef
+from .r3f_noise import reduce_noise_diagnostics
 
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 
@@ -82,8 +82,8 @@ class ConsistencyClassificationCriterion(FairseqCriterion):
         super().__init__(task)
         if cfg.regression_target:
             raise ValueError(
-                f"--criterion {cfg._name or type(self).__name__} does not support --regression-target: the symmetric KL "
-                "is defined between class distributions, and the paper excludes STS-B. Use "
+                f"--criterion {cfg._name or type(self).__name__} does not support --regression-target: the "
+                "symmetric KL is defined between class distributions, and the paper excludes STS-B. Use "
                 "--criterion sentence_prediction for regression tasks."
             )
         self.kl_weight = kl_weight
@@ -131,9 +131,7 @@ class ConsistencyClassificationCriterion(FairseqCriterion):
         targets = model.get_targets(sample, [logits]).view(-1)
         sample_size = targets.numel()
 
-        task_loss = F.nll_loss(
-            F.log_softmax(logits, dim=-1, dtype=torch.float32), targets, reduction="sum"
-        )
+        task_loss = F.nll_loss(F.log_softmax(logits, dim=-1, dtype=torch.float32), targets, reduction="sum")
         loss = task_loss
         preds = logits.detach().argmax(dim=-1)
         logging_output = {
@@ -187,9 +185,7 @@ class ConsistencyClassificationCriterion(FairseqCriterion):
             metrics.log_derived(
                 "mcc",
                 lambda meters: round(
-                    100 * matthews_corrcoef(
-                        confusion_matrix({k: meters[k].sum for k in keys}, num_classes)
-                    ),
+                    100 * matthews_corrcoef(confusion_matrix({k: meters[k].sum for k in keys}, num_classes)),
                     2,
                 ),
             )

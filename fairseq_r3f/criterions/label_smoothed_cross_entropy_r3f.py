@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-
 from fairseq.criterions import register_criterion
 from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
@@ -110,9 +109,14 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
 
         nsentences = sample["target"].size(0)
         diagnostics = self.noise_diagnostics(
-            run, lambda clean, noised: self._outputs_symm_kl(model, clean, noised, sample), noise, probe,
-            net_input["src_tokens"], nsentences=nsentences,
-            kl_weight=nsentences if self.sentence_avg else sample["ntokens"])
+            run,
+            lambda clean, noised: self._outputs_symm_kl(model, clean, noised, sample),
+            noise,
+            probe,
+            net_input["src_tokens"],
+            nsentences=nsentences,
+            kl_weight=nsentences if self.sentence_avg else sample["ntokens"],
+        )
         return net_output, noised_output, diagnostics
 
     def _outputs_symm_kl(self, model, clean_output, noised_output, sample):
@@ -125,7 +129,7 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         ``lprobs`` are the clean pass's log-probabilities as the task loss took them."""
         noised_logits = noised_output[0]
         if self.ignore_prefix_size > 0:
-            noised_logits = noised_logits[:, self.ignore_prefix_size:]
+            noised_logits = noised_logits[:, self.ignore_prefix_size :]
         noised_logits = noised_logits.reshape(-1, noised_logits.size(-1))[keep]
         noised_lprobs = F.log_softmax(noised_logits, dim=-1, dtype=torch.float32)
         return symmetric_kl_of_log_probs(lprobs[keep].float(), noised_lprobs).sum()

@@ -32,8 +32,14 @@ CARRIED_WARNING = 0.9
 # ("_diag_carried_sentences"), and noise_kl over its own unit ("_diag_kl_weight": sentences for
 # classification, target tokens for summarization, as symm_kl).
 PER_SENTENCE = ("embed_rms", "noise_to_embed")
-DIAGNOSTIC_KEYS = ("_diag_sentences", *PER_SENTENCE, "_diag_carried_sentences", "noise_carried",
-                   "_diag_kl_weight", "noise_kl")
+DIAGNOSTIC_KEYS = (
+    "_diag_sentences",
+    *PER_SENTENCE,
+    "_diag_carried_sentences",
+    "noise_carried",
+    "_diag_kl_weight",
+    "noise_kl",
+)
 
 
 @dataclass
@@ -42,8 +48,10 @@ class R3FNoiseConfig(FairseqDataclass):
 
     eps: float = field(
         default=1e-5,
-        metadata={"help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps "
-                          "(with --noise-scale relative: a fraction of the token embeddings' RMS)"},
+        metadata={
+            "help": "noise scale sigma: uniform noise in [-eps, eps], normal noise with std eps "
+            "(with --noise-scale relative: a fraction of the token embeddings' RMS)"
+        },
     )
     r3f_lambda: float = field(
         default=1.0,
@@ -58,15 +66,19 @@ class R3FNoiseConfig(FairseqDataclass):
     )
     noise_scale: ChoiceEnum(NOISE_SCALES) = field(
         default="absolute",
-        metadata={"help": "absolute: sigma = --eps (the paper); relative: sigma = --eps x the RMS of the "
-                          "batch's token embeddings (non-pad positions), so --eps means the same for every "
-                          "checkpoint's embedding scale"},
+        metadata={
+            "help": "absolute: sigma = --eps (the paper); relative: sigma = --eps x the RMS of the "
+            "batch's token embeddings (non-pad positions), so --eps means the same for every "
+            "checkpoint's embedding scale"
+        },
     )
     r3f_diagnostics_interval: int = field(
         default=100,
-        metadata={"help": "every N training steps (and at the first) log noise_kl (the KL the noise alone "
-                          "makes: same dropout masks, no gradient), embed_rms, noise_to_embed (sigma / RMS) "
-                          "and noise_carried, and check the precision; 0 = never"},
+        metadata={
+            "help": "every N training steps (and at the first) log noise_kl (the KL the noise alone "
+            "makes: same dropout masks, no gradient), embed_rms, noise_to_embed (sigma / RMS) "
+            "and noise_carried, and check the precision; 0 = never"
+        },
     )
 
 
@@ -84,9 +96,7 @@ class R3FNoiseMixin:
         if cfg.r3f_lambda < 0:
             raise ValueError(f"--r3f-lambda must be >= 0, got {cfg.r3f_lambda}")
         if str(cfg.noise_type) not in NOISE_TYPES + ("none",):
-            raise ValueError(
-                f"--noise-type must be one of {', '.join(NOISE_TYPES)}, none; got {cfg.noise_type!r}"
-            )
+            raise ValueError(f"--noise-type must be one of {', '.join(NOISE_TYPES)}, none; got {cfg.noise_type!r}")
         if str(cfg.noise_scale) not in NOISE_SCALES:
             raise ValueError(f"--noise-scale must be one of {', '.join(NOISE_SCALES)}; got {cfg.noise_scale!r}")
         if cfg.r3f_diagnostics_interval < 0:
@@ -107,8 +117,14 @@ class R3FNoiseMixin:
         """z for the encoder's token embeddings of ``src_tokens`` (Eq. 3)."""
         weight = self._encoder.embed_tokens.weight
         keep = src_tokens.ne(self._encoder.padding_idx)
-        return EmbeddingNoise((*src_tokens.shape, weight.size(-1)), self.noise_eps, self.noise_type,
-                              weight.device, relative=self.relative_noise, keep=keep)
+        return EmbeddingNoise(
+            (*src_tokens.shape, weight.size(-1)),
+            self.noise_eps,
+            self.noise_type,
+            weight.device,
+            relative=self.relative_noise,
+            keep=keep,
+        )
 
     def diagnostics_due(self) -> bool:
         """Counts a training step; True at the first and every ``diagnostics_interval``-th."""
@@ -170,17 +186,24 @@ class R3FNoiseMixin:
                 "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer at training "
                 "step %d (embeddings in %s round it away, or the embeddings have grown). Use --amp "
                 "instead of --fp16 (fp32 embeddings and LayerNorm), or a larger --eps.",
-                100 * fraction, self.noise_eps, self._training_steps, dtype,
+                100 * fraction,
+                self.noise_eps,
+                self._training_steps,
+                dtype,
             )
         elif not lost and self._noise_lost:
-            logger.info("R3F: the noise reaches the encoder again (%.0f%% at training step %d)",
-                        100 * fraction, self._training_steps)
+            logger.info(
+                "R3F: the noise reaches the encoder again (%.0f%% at training step %d)",
+                100 * fraction,
+                self._training_steps,
+            )
         self._noise_lost = lost
 
 
 def reduce_noise_diagnostics(logging_outputs) -> None:
     """Log the diagnostics of the steps in ``logging_outputs`` that had them (summed over
     workers and steps, then averaged); nothing when none had."""
+
     def total(key):
         return sum(log.get(key, 0) for log in logging_outputs)
 

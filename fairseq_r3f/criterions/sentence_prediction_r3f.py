@@ -93,8 +93,7 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
             )
         if cfg.r3f_same_dropout and str(cfg.noise_type) == "none":
             raise ValueError(
-                "--r3f-same-dropout with --noise-type none makes both passes identical: the KL "
-                "is 0 by construction"
+                "--r3f-same-dropout with --noise-type none makes both passes identical: the KL is 0 by construction"
             )
         self.init_r3f_noise(cfg)
         self.one_sided = cfg.r3f_one_sided
@@ -116,9 +115,13 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
             self.stack_passes = stack_by_default(src_tokens.device)
         if not self._passes_logged:
             self._passes_logged = True
-            logger.info("R3F passes: %s (--r3f-passes %s, %s device%s)",
-                        "stacked (one batch of 2n)" if self.stack_passes else "two", self.passes_flag,
-                        src_tokens.device.type, "; --r3f-passes two|stacked to choose" if self.passes_flag == "auto" else "")
+            logger.info(
+                "R3F passes: %s (--r3f-passes %s, %s device%s)",
+                "stacked (one batch of 2n)" if self.stack_passes else "two",
+                self.passes_flag,
+                src_tokens.device.type,
+                "; --r3f-passes two|stacked to choose" if self.passes_flag == "auto" else "",
+            )
         noised = self.draw_noise(src_tokens)
         due = self.diagnostics_due()
         probe = self.embedding_probe(noised, due)
@@ -126,11 +129,8 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
         with probe or contextlib.nullcontext():
             if self.stack_passes:
                 n = src_tokens.size(0)
-                stacked = {k: torch.cat([v, v]) if torch.is_tensor(v) else v
-                           for k, v in sample["net_input"].items()}
-                with perturbed_token_embeddings(
-                    self._encoder, lambda e: torch.cat([e[:n], noised(e[n:])])
-                ):
+                stacked = {k: torch.cat([v, v]) if torch.is_tensor(v) else v for k, v in sample["net_input"].items()}
+                with perturbed_token_embeddings(self._encoder, lambda e: torch.cat([e[:n], noised(e[n:])])):
                     both = self.classify(model, {"net_input": stacked})
                 logits, noised_logits = both[:n], both[n:]
             else:
@@ -149,6 +149,12 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
                 return self.classify(model, sample)
 
         diagnostics = self.noise_diagnostics(
-            run, lambda p, q: symmetric_kl(p, q).sum(), noised, probe, src_tokens,
-            nsentences=src_tokens.size(0), kl_weight=src_tokens.size(0))
+            run,
+            lambda p, q: symmetric_kl(p, q).sum(),
+            noised,
+            probe,
+            src_tokens,
+            nsentences=src_tokens.size(0),
+            kl_weight=src_tokens.size(0),
+        )
         return logits, noised_logits, diagnostics

@@ -56,30 +56,30 @@ NOISE_PLACES = ("embedding-output", "token-embeddings")
 class SentencePredictionSmartConfig(ClassificationHeadConfig):
     smart_lambda: float = field(
         default=1.0,
-        metadata={"help": "weight lambda_s of the symmetric KL regulariser (MT-DNN's adv_alpha, "
-                          "default 1; 0 = standard fine-tuning)"},
+        metadata={
+            "help": "weight lambda_s of the symmetric KL regulariser (MT-DNN's adv_alpha, "
+            "default 1; 0 = standard fine-tuning)"
+        },
     )
     smart_steps: int = field(
         default=1,
-        metadata={"help": "ascent steps K on the noise (MT-DNN's adv_k); a step costs a forward "
-                          "and a backward pass"},
+        metadata={"help": "ascent steps K on the noise (MT-DNN's adv_k); a step costs a forward and a backward pass"},
     )
-    smart_step_size: float = field(
-        default=1e-3, metadata={"help": "ascent step size eta (MT-DNN's adv_step_size)"}
-    )
+    smart_step_size: float = field(default=1e-3, metadata={"help": "ascent step size eta (MT-DNN's adv_step_size)"})
     smart_noise_std: float = field(
         default=1e-5,
         metadata={"help": "std sigma of the initial noise N(0, sigma^2) (MT-DNN's adv_noise_var)"},
     )
     smart_noise_at: ChoiceEnum(NOISE_PLACES) = field(
         default="embedding-output",
-        metadata={"help": "where the noise goes: the embedding block's output (unit scale, as "
-                          "MT-DNN) or the raw token embeddings (as R3F)"},
+        metadata={
+            "help": "where the noise goes: the embedding block's output (unit scale, as "
+            "MT-DNN) or the raw token embeddings (as R3F)"
+        },
     )
     smart_norm_type: ChoiceEnum(NORM_TYPES) = field(
         default="linf",
-        metadata={"help": "per-token normalisation of the stepped noise (MT-DNN's adv_p_norm: "
-                          "inf by default)"},
+        metadata={"help": "per-token normalisation of the stepped noise (MT-DNN's adv_p_norm: inf by default)"},
     )
 
 
@@ -96,8 +96,10 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
             (cfg.smart_steps >= 0, f"--smart-steps must be >= 0, got {cfg.smart_steps}"),
             (cfg.smart_step_size > 0, f"--smart-step-size must be > 0, got {cfg.smart_step_size}"),
             (cfg.smart_noise_std > 0, f"--smart-noise-std must be > 0, got {cfg.smart_noise_std}"),
-            (str(cfg.smart_noise_at) in NOISE_PLACES,
-             f"--smart-noise-at must be one of {', '.join(NOISE_PLACES)}, got {cfg.smart_noise_at!r}"),
+            (
+                str(cfg.smart_noise_at) in NOISE_PLACES,
+                f"--smart-noise-at must be one of {', '.join(NOISE_PLACES)}, got {cfg.smart_noise_at!r}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -107,8 +109,9 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
         self.step_size = cfg.smart_step_size
         self.noise_std = cfg.smart_noise_std
         self.norm_type = str(cfg.smart_norm_type)
-        self.perturbed = (perturbed_embedding_output if str(cfg.smart_noise_at) == "embedding-output"
-                          else perturbed_token_embeddings)
+        self.perturbed = (
+            perturbed_embedding_output if str(cfg.smart_noise_at) == "embedding-output" else perturbed_token_embeddings
+        )
 
     def perturbed_passes(self, model, sample):
         """Clean logits, adversarial logits, and no extra logging entries."""
@@ -119,8 +122,9 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
         # Pads carry no noise: fairseq zeroes pad rows after the embedding LayerNorm anyway,
         # and a zero row stays zero under the per-token normalisation.
         mask = token_mask(src_tokens, self._encoder.padding_idx)
-        noise = sample_embedding_noise((*src_tokens.shape, weight.size(-1)), self.noise_std,
-                                       "normal", weight.device) * mask
+        noise = (
+            sample_embedding_noise((*src_tokens.shape, weight.size(-1)), self.noise_std, "normal", weight.device) * mask
+        )
         for _ in range(self.steps):
             noise.requires_grad_()
             # e detached: the ascent needs the gradient w.r.t. the noise only

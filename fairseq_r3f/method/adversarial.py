@@ -56,8 +56,9 @@ def normalize_per_token(vector: torch.Tensor, norm_type: str, eps: float = SMART
     return vector / (scale + eps)
 
 
-def smart_ascent_step(noise: torch.Tensor, grad: torch.Tensor, step_size: float, norm_type: str,
-                      mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def smart_ascent_step(
+    noise: torch.Tensor, grad: torch.Tensor, step_size: float, norm_type: str, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """One SMART ascent step on the noise: normalize_per_token(noise + step_size * grad).
 
     Jiang et al. 2020, Alg. 1 lines 6-7 (g = grad of l_s w.r.t. the noise; eta = step size),
@@ -77,8 +78,9 @@ def _per_example_norm(x: torch.Tensor, norm_type: str) -> torch.Tensor:
     return torch.linalg.vector_norm(x.flatten(1).float(), ord=ord_, dim=1).view(-1, 1, 1)
 
 
-def freelb_init(shape, mask: torch.Tensor, init_mag: float, norm_type: str,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def freelb_init(
+    shape, mask: torch.Tensor, init_mag: float, norm_type: str, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """FreeLB's random start delta_0 (Zhu et al. 2020, Alg. 1 line 4), fp32, zero at pads.
 
     ``l2``: U(-1, 1) per entry, scaled by init_mag / sqrt(n_tokens * dim) per example (so its
@@ -97,8 +99,9 @@ def freelb_init(shape, mask: torch.Tensor, init_mag: float, norm_type: str,
     return delta * init_mag
 
 
-def freelb_ascent_step(delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, norm_type: str,
-                       max_norm: float) -> torch.Tensor:
+def freelb_ascent_step(
+    delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, norm_type: str, max_norm: float
+) -> torch.Tensor:
     """delta_t = Pi(delta_{t-1} + adv_lr * g / ||g||) (Zhu et al. 2020, Alg. 1 lines 9-10).
 
     Norms are per example over the whole sequence, as FreeLB's code takes them. Projection

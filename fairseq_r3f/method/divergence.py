@@ -16,8 +16,7 @@ def symmetric_kl(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor
     """
     if logits_p.shape != logits_q.shape:
         raise ValueError(
-            f"symmetric_kl needs logits of equal shape, got {tuple(logits_p.shape)} "
-            f"and {tuple(logits_q.shape)}"
+            f"symmetric_kl needs logits of equal shape, got {tuple(logits_p.shape)} and {tuple(logits_q.shape)}"
         )
     log_p = F.log_softmax(logits_p, dim=-1, dtype=torch.float32)
     log_q = F.log_softmax(logits_q, dim=-1, dtype=torch.float32)
@@ -29,4 +28,3 @@ def symmetric_kl_of_log_probs(log_p: torch.Tensor, log_q: torch.Tensor) -> torch
     caller that already holds one side's log-softmax: over a 50k-word vocabulary it is the
     costly part, and the summarization criterion's task loss has computed the clean side's."""
     return ((log_p.exp() - log_q.exp()) * (log_p - log_q)).sum(dim=-1)
-

@@ -51,9 +51,7 @@ def add_embedding_noise(
     embeddings, so its noised pass does not train the embedding table.
     """
     compute_dtype = torch.promote_types(embeddings.dtype, torch.float32)
-    noise = sample_embedding_noise(
-        embeddings.shape, eps, noise_type, embeddings.device, compute_dtype, generator
-    )
+    noise = sample_embedding_noise(embeddings.shape, eps, noise_type, embeddings.device, compute_dtype, generator)
     return add_noise(embeddings, noise)
 
 

@@ -12,6 +12,7 @@ RoBERTa's own heads read), without dropout or activation: logits = W h_<s> + b.
 
 import logging
 import types
+
 import torch
 from torch import nn
 
@@ -78,8 +79,15 @@ def _describe_model(state: dict) -> str:
     if model_cfg is None:
         return "an unknown architecture"
     get = model_cfg.get if hasattr(model_cfg, "get") else lambda k: getattr(model_cfg, k, None)
-    keys = ("arch", "_name", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim",
-            "encoder_attention_heads", "max_positions")
+    keys = (
+        "arch",
+        "_name",
+        "encoder_layers",
+        "encoder_embed_dim",
+        "encoder_ffn_embed_dim",
+        "encoder_attention_heads",
+        "max_positions",
+    )
     return ", ".join(f"{k}={get(k)}" for k in keys if get(k) is not None)
 
 
@@ -111,9 +119,9 @@ def load_encoder(model: nn.Module, checkpoint_path: str, model_cfg=None) -> None
         raise ValueError(
             f"--probe-checkpoint {checkpoint_path}: its encoder does not fit the model built from "
             f"this run's flags (the checkpoint holds {_describe_model(state)}); pass the same "
-            f"--arch and encoder sizes it was trained with.\n{e}") from e
-    logger.info("probe: loaded the encoder of %s (%d classification-head tensors discarded)",
-                checkpoint_path, dropped)
+            f"--arch and encoder sizes it was trained with.\n{e}"
+        ) from e
+    logger.info("probe: loaded the encoder of %s (%d classification-head tensors discarded)", checkpoint_path, dropped)
 
 
 def strip_classification_heads(src: str, dst: str) -> str:
@@ -143,4 +151,5 @@ def check_roberta(model: nn.Module) -> None:
     if not isinstance(model, RobertaModel):
         raise ValueError(
             f"sentence_prediction_probe probes the <s> representation of a RoBERTa-family encoder "
-            f"(roberta_*, xlmr_*); got {type(model).__name__}")
+            f"(roberta_*, xlmr_*); got {type(model).__name__}"
+        )

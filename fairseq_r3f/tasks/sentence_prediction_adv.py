@@ -33,14 +33,21 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
-from fairseq.dataclass import ChoiceEnum
 
 from ..config_checks import refuse_non_finite
-from ..method.adversarial import NORM_TYPES, check_norm_type, freelb_ascent_step, freelb_init, local_gradients, token_mask
+from ..method.adversarial import (
+    NORM_TYPES,
+    check_norm_type,
+    freelb_ascent_step,
+    freelb_init,
+    local_gradients,
+    token_mask,
+)
 from ..method.noise import add_noise
 from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
 
@@ -49,27 +56,32 @@ from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
 class SentencePredictionAdvConfig(SentencePredictionConfig):
     adv_steps: int = field(
         default=2,
-        metadata={"help": "FreeLB ascent steps K: K + 1 forward/backward passes per step "
-                          "(the FreeLB fork's --adv-steps); 0 = standard training"},
+        metadata={
+            "help": "FreeLB ascent steps K: K + 1 forward/backward passes per step "
+            "(the FreeLB fork's --adv-steps); 0 = standard training"
+        },
     )
     adv_lr: float = field(default=1e-1, metadata={"help": "ascent step size on delta (FreeLB's --adv-lr)"})
     adv_init_mag: float = field(
         default=1e-1,
-        metadata={"help": "magnitude of the random start delta_0 (FreeLB's --rand-init-mag); "
-                          "l2: per-example norm ~ init_mag / sqrt(3), linf: U(-init_mag, init_mag)"},
+        metadata={
+            "help": "magnitude of the random start delta_0 (FreeLB's --rand-init-mag); "
+            "l2: per-example norm ~ init_mag / sqrt(3), linf: U(-init_mag, init_mag)"
+        },
     )
     adv_max_norm: float = field(
         default=3e-1,
-        metadata={"help": "projection radius of delta per example (FreeLB's --max-norm); "
-                          "<= 0: no projection"},
+        metadata={"help": "projection radius of delta per example (FreeLB's --max-norm); <= 0: no projection"},
     )
     adv_norm_type: ChoiceEnum(NORM_TYPES) = field(
         default="l2", metadata={"help": "norm of the ascent step and projection (FreeLB's --norm-method)"}
     )
     adv_fresh_dropout: bool = field(
         default=False,
-        metadata={"help": "new dropout masks in every pass (default: all K + 1 passes reuse "
-                          "the first pass's masks, as FreeLB's published runs)"},
+        metadata={
+            "help": "new dropout masks in every pass (default: all K + 1 passes reuse "
+            "the first pass's masks, as FreeLB's published runs)"
+        },
     )
 
 
@@ -81,9 +93,11 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             (cfg.adv_steps >= 0, f"--adv-steps must be >= 0, got {cfg.adv_steps}"),
             (cfg.adv_lr > 0, f"--adv-lr must be > 0, got {cfg.adv_lr}"),
             (cfg.adv_init_mag >= 0, f"--adv-init-mag must be >= 0, got {cfg.adv_init_mag}"),
-            (not cfg.regression_target,
-             "--task sentence_prediction_adv: FreeLB with --regression-target is not supported "
-             "(not tested); use --task sentence_prediction"),
+            (
+                not cfg.regression_target,
+                "--task sentence_prediction_adv: FreeLB with --regression-target is not supported "
+                "(not tested); use --task sentence_prediction",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -100,8 +114,9 @@ class SentencePredictionAdvTask(SentencePredictionTask):
         encoder = find_token_encoder(model)
         src_tokens = sample["net_input"]["src_tokens"]
         mask = token_mask(src_tokens, encoder.padding_idx)
-        delta = freelb_init((*src_tokens.shape, encoder.embed_tokens.embedding_dim), mask,
-                            cfg.adv_init_mag, str(cfg.adv_norm_type))
+        delta = freelb_init(
+            (*src_tokens.shape, encoder.embed_tokens.embedding_dim), mask, cfg.adv_init_mag, str(cfg.adv_norm_type)
+        )
         dropout = None if cfg.adv_fresh_dropout else RngState.capture(src_tokens.device)
         passes = cfg.adv_steps + 1
         adv_loss, first = 0.0, None
@@ -111,9 +126,12 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             if dropout is not None and step > 0:
                 dropout.restore()
             # inner passes accumulate locally; the last pass's backward all-reduces the sum
-            with (contextlib.nullcontext() if last else local_gradients(model)):
-                with torch.autograd.profiler.record_function("forward"), _autocast(optimizer), \
-                        perturbed_token_embeddings(encoder, lambda e: add_noise(e, delta)):
+            with contextlib.nullcontext() if last else local_gradients(model):
+                with (
+                    torch.autograd.profiler.record_function("forward"),
+                    _autocast(optimizer),
+                    perturbed_token_embeddings(encoder, lambda e: add_noise(e, delta)),
+                ):
                     loss, sample_size, logging_output = criterion(model, sample)
                 if ignore_grad:
                     loss *= 0
@@ -122,8 +140,9 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             adv_loss = adv_loss + logging_output["loss"] / passes
             first = first or logging_output
             if not last:
-                delta = freelb_ascent_step(delta.detach(), delta.grad, cfg.adv_lr,
-                                           str(cfg.adv_norm_type), cfg.adv_max_norm)
+                delta = freelb_ascent_step(
+                    delta.detach(), delta.grad, cfg.adv_lr, str(cfg.adv_norm_type), cfg.adv_max_norm
+                )
         # Metrics (loss, accuracy, ...) are the first pass's, x + delta_0 (near-clean);
         # adv_loss is the mean loss over the passes, the objective FreeLB minimises.
         return loss, sample_size, {**first, "adv_loss": adv_loss}

@@ -32,30 +32,35 @@ logger = logging.getLogger(__name__)
 class SentencePredictionProbeConfig(SentencePredictionConfig):
     probe_checkpoint: str = field(
         default="",
-        metadata={"help": "checkpoint whose encoder is probed: loaded, frozen and kept in eval mode "
-                          "(dropout off); its classification heads are discarded and a new linear "
-                          "layer on <s> is the only thing trained"},
+        metadata={
+            "help": "checkpoint whose encoder is probed: loaded, frozen and kept in eval mode "
+            "(dropout off); its classification heads are discarded and a new linear "
+            "layer on <s> is the only thing trained"
+        },
     )
 
 
 @register_task("sentence_prediction_probe", dataclass=SentencePredictionProbeConfig)
 class SentencePredictionProbeTask(SentencePredictionTask):
-
     @classmethod
     def setup_task(cls, cfg, **kwargs):
         if not kwargs.get("from_checkpoint", False):
             if not cfg.probe_checkpoint:
-                raise ValueError("--task sentence_prediction_probe needs --probe-checkpoint PATH "
-                                 "(the checkpoint whose encoder is probed)")
+                raise ValueError(
+                    "--task sentence_prediction_probe needs --probe-checkpoint PATH "
+                    "(the checkpoint whose encoder is probed)"
+                )
             if not os.path.isfile(cfg.probe_checkpoint):
                 raise FileNotFoundError(f"--probe-checkpoint {cfg.probe_checkpoint}: no such file")
         return super().setup_task(cfg, **kwargs)
 
     def build_model(self, cfg, from_checkpoint=False):
         if getattr(cfg, "spectral_norm_classification_head", False):
-            raise ValueError("sentence_prediction_probe trains a plain linear probe: drop "
-                             "--spectral-norm-classification-head (an R4F checkpoint is probed without "
-                             "it; its head is discarded)")
+            raise ValueError(
+                "sentence_prediction_probe trains a plain linear probe: drop "
+                "--spectral-norm-classification-head (an R4F checkpoint is probed without "
+                "it; its head is discarded)"
+            )
         model = super().build_model(cfg, from_checkpoint)
         check_roberta(model)
         head = LinearProbeHead(model.args.encoder_embed_dim, self.cfg.num_classes)

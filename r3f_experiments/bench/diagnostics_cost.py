@@ -24,10 +24,30 @@ from ..paths import plugin_dir
 
 def build(data_dir: str, arch: str):
     built = build_from_flags(
-        [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", "2",
-         "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
-         "--criterion", "sentence_prediction_r3f", "--eps", "1e-5", "--r3f-diagnostics-interval", "1",
-         *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch])], load_train=True)
+        [
+            data_dir,
+            "--user-dir",
+            plugin_dir(),
+            "--task",
+            "sentence_prediction",
+            "--num-classes",
+            "2",
+            "--init-token",
+            "0",
+            "--separator-token",
+            "2",
+            "--max-positions",
+            "512",
+            "--criterion",
+            "sentence_prediction_r3f",
+            "--eps",
+            "1e-5",
+            "--r3f-diagnostics-interval",
+            "1",
+            *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch]),
+        ],
+        load_train=True,
+    )
     return built.task, built.model.train(), built.criterion
 
 
@@ -41,8 +61,9 @@ def step_seconds(criterion, model, sample, diagnose: bool) -> float:
 
 
 def main(argv=None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.bench.diagnostics_cost",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.bench.diagnostics_cost", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--arch", default="tiny", choices=["tiny", "roberta_base"])
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -51,8 +72,7 @@ def main(argv=None) -> str:
     torch.set_num_threads(1)
     torch.manual_seed(1)
     with tempfile.TemporaryDirectory() as tmp:
-        task, model, criterion = build(make_task(os.path.join(tmp, "data"), n_train=256, n_valid=16, seed=1),
-                                       opts.arch)
+        task, model, criterion = build(make_task(os.path.join(tmp, "data"), n_train=256, n_valid=16, seed=1), opts.arch)
         dataset = task.dataset("train")
         sample = dataset.collater([dataset[i] for i in range(opts.batch_size)])
         for diagnose in (True, False):  # warm-up
@@ -64,13 +84,15 @@ def main(argv=None) -> str:
             ratios.append(times[True] / times[False])
             plain.append(times[False])
     median = statistics.median(ratios)
-    text = (f"{opts.arch}, batch {opts.batch_size}, {len(sample['net_input']['src_tokens'][0])} tokens, 1 thread, "
-            f"{opts.pairs} interleaved pairs\n"
-            f"plain step (CPU time): median {statistics.median(plain) * 1000:.1f} ms\n"
-            f"diagnosed / plain step: median {median:.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]\n"
-            f"overhead at --r3f-diagnostics-interval {opts.interval}: {100 * (median - 1) / opts.interval:.2f}% "
-            f"[{100 * (min(ratios) - 1) / opts.interval:.2f}, {100 * (max(ratios) - 1) / opts.interval:.2f}] "
-            "of the step time")
+    text = (
+        f"{opts.arch}, batch {opts.batch_size}, {len(sample['net_input']['src_tokens'][0])} tokens, 1 thread, "
+        f"{opts.pairs} interleaved pairs\n"
+        f"plain step (CPU time): median {statistics.median(plain) * 1000:.1f} ms\n"
+        f"diagnosed / plain step: median {median:.2f}x [{min(ratios):.2f}, {max(ratios):.2f}]\n"
+        f"overhead at --r3f-diagnostics-interval {opts.interval}: {100 * (median - 1) / opts.interval:.2f}% "
+        f"[{100 * (min(ratios) - 1) / opts.interval:.2f}, {100 * (max(ratios) - 1) / opts.interval:.2f}] "
+        "of the step time"
+    )
     print(text)
     return text
 

@@ -30,25 +30,51 @@ from ..paths import plugin_dir
 
 def build(data_dir, arch, eps, device):
     built = build_from_flags(
-        [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction",
-         "--num-classes", "2", "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
-         "--criterion", "sentence_prediction_r3f", "--eps", str(eps), "--r3f-diagnostics-interval", "1",
-         *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch])])
+        [
+            data_dir,
+            "--user-dir",
+            plugin_dir(),
+            "--task",
+            "sentence_prediction",
+            "--num-classes",
+            "2",
+            "--init-token",
+            "0",
+            "--separator-token",
+            "2",
+            "--max-positions",
+            "512",
+            "--criterion",
+            "sentence_prediction_r3f",
+            "--eps",
+            str(eps),
+            "--r3f-diagnostics-interval",
+            "1",
+            *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch]),
+        ]
+    )
     return built.task, built.model.to(device), built.criterion
 
 
 def measure(task, model, criterion, device, precision, batches=4, batch_size=16):
     dtype = torch.float16 if precision == "fp16" else torch.float32
     model = model.to(dtype).train()
-    autocast = (torch.autocast(device.type, dtype=torch.float16) if precision == "autocast"
-                else contextlib.nullcontext())
+    autocast = torch.autocast(device.type, dtype=torch.float16) if precision == "autocast" else contextlib.nullcontext()
     dataset = task.dataset("valid")
     carried, sentences = 0.0, 0
     with autocast, torch.no_grad():
         for b in range(batches):
             sample = dataset.collater([dataset[i] for i in range(b * batch_size, (b + 1) * batch_size)])
-            sample = {k: ({kk: vv.to(device) for kk, vv in v.items()} if isinstance(v, dict) else
-                          v.to(device) if torch.is_tensor(v) else v) for k, v in sample.items()}
+            sample = {
+                k: (
+                    {kk: vv.to(device) for kk, vv in v.items()}
+                    if isinstance(v, dict)
+                    else v.to(device)
+                    if torch.is_tensor(v)
+                    else v
+                )
+                for k, v in sample.items()
+            }
             _, size, log = criterion(model, sample)
             carried += log["noise_carried"].item()
             sentences += size
@@ -59,8 +85,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="tiny", choices=["tiny", "roberta_base", "roberta_large"])
     parser.add_argument("--eps", type=float, default=1e-5)
-    parser.add_argument("--embedding-std", type=float, nargs="+", default=[0.02, 0.05, 0.1],
-                        help="token-embedding scales to measure at")
+    parser.add_argument(
+        "--embedding-std", type=float, nargs="+", default=[0.02, 0.05, 0.1], help="token-embedding scales to measure at"
+    )
     opts = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(1)

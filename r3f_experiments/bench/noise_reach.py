@@ -40,9 +40,22 @@ def load_encoder(checkpoint: str, data_bin: str, num_classes: int):
     from ..paths import plugin_dir
 
     separator = [] if converted_from_bert(checkpoint) else ["--separator-token", "2"]
-    argv = [data_bin, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", str(num_classes),
-            "--init-token", "0", *separator, "--criterion", "sentence_prediction",
-            *checkpoint_model_flags(checkpoint), "--cpu"]
+    argv = [
+        data_bin,
+        "--user-dir",
+        plugin_dir(),
+        "--task",
+        "sentence_prediction",
+        "--num-classes",
+        str(num_classes),
+        "--init-token",
+        "0",
+        *separator,
+        "--criterion",
+        "sentence_prediction",
+        *checkpoint_model_flags(checkpoint),
+        "--cpu",
+    ]
     _, task, model, _ = build_from_flags(argv, criterion=False)
     allow_fairseq_checkpoints()
     state = torch.load(checkpoint, map_location="cpu")["model"]
@@ -75,15 +88,17 @@ def noise_kls(task, model, eps: float, relative: bool, batches: int, batch_size:
             src = dataset.collater([dataset[i] for i in ids])["net_input"]["src_tokens"]
             keep = src.ne(encoder.padding_idx)
             embeddings = encoder.embed_tokens(src)
-            noise = EmbeddingNoise((*src.shape, embeddings.size(-1)), eps, "uniform", src.device, relative=relative,
-                                   keep=keep)
+            noise = EmbeddingNoise(
+                (*src.shape, embeddings.size(-1)), eps, "uniform", src.device, relative=relative, keep=keep
+            )
             noised_embeddings = noise(embeddings)
             clean = model(src, features_only=True, classification_head_name=HEAD)[0]
             with perturbed_token_embeddings(encoder, noise):
                 ours = model(src, features_only=True, classification_head_name=HEAD)[0]
             # the reference's noised pass, as its criterion calls the model
-            reference = model(src, features_only=True, classification_head_name=HEAD,
-                              token_embeddings=noised_embeddings)[0]
+            reference = model(
+                src, features_only=True, classification_head_name=HEAD, token_embeddings=noised_embeddings
+            )[0]
             sums["ours"] += symmetric_kl(clean, ours).sum().item()
             sums["reference"] += symmetric_kl(clean, reference).sum().item()
             sums["embed_rms"] += token_rms(embeddings, keep).item() * src.size(0)
@@ -92,8 +107,9 @@ def noise_kls(task, model, eps: float, relative: bool, batches: int, batch_size:
 
 
 def main(argv=None) -> List[dict]:
-    parser = argparse.ArgumentParser(prog="python -m r3f_experiments.bench.noise_reach",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.bench.noise_reach", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("checkpoint", help="a fairseq RoBERTa / XLM-R / converted BERT model.pt")
     parser.add_argument("data_bin", help="a sentence_prediction data-bin (input0/, label/) with a valid split")
     parser.add_argument("--eps", type=float, nargs="+", default=[1e-5])

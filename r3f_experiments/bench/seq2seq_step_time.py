@@ -25,9 +25,24 @@ from . import step_time  # the runs, timing and memory
 
 CONFIGS = ("standard", "reference", "ours")
 TINY_BART = [
-    "--arch", "bart_base", "--encoder-layers", "2", "--decoder-layers", "2",
-    "--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
-    "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+    "--arch",
+    "bart_base",
+    "--encoder-layers",
+    "2",
+    "--decoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--decoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
 ]
 # the recipes' criterion settings (scripts/summarization/common.sh); lambda does not change the cost
 CRITERION_ARGS = ["--label-smoothing", "0.1"]
@@ -49,8 +64,18 @@ def seq2seq_data(target_len: int):
             with open(os.path.join(raw, f"train.{side}"), "w") as f:
                 for _ in range(n):
                     f.write(" ".join(rng.choice(step_time.VOCAB) for _ in range(length)) + "\n")
-        preprocess("--source-lang", "src", "--target-lang", "tgt", "--trainpref", os.path.join(raw, "train"),
-                   "--destdir", data_bin, "--joined-dictionary", only_source=False)
+        preprocess(
+            "--source-lang",
+            "src",
+            "--target-lang",
+            "tgt",
+            "--trainpref",
+            os.path.join(raw, "train"),
+            "--destdir",
+            data_bin,
+            "--joined-dictionary",
+            only_source=False,
+        )
         return data_bin
 
     return make
@@ -58,25 +83,45 @@ def seq2seq_data(target_len: int):
 
 def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
     argv = [
-        data_bin, "--task", "translation", "--source-lang", "src", "--target-lang", "tgt",
+        data_bin,
+        "--task",
+        "translation",
+        "--source-lang",
+        "src",
+        "--target-lang",
+        "tgt",
         *(TINY_BART if opts.arch == "tiny" else ["--arch", opts.arch]),
-        "--max-source-positions", "1024", "--max-target-positions", "1024",
-        "--optimizer", "adam", "--lr", "1e-5", "--seed", "1", "--batch-size", str(opts.batch_size),
-        "--required-batch-size-multiple", "1", "--num-workers", "0", *CRITERION_ARGS,
+        "--max-source-positions",
+        "1024",
+        "--max-target-positions",
+        "1024",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-5",
+        "--seed",
+        "1",
+        "--batch-size",
+        str(opts.batch_size),
+        "--required-batch-size-multiple",
+        "1",
+        "--num-workers",
+        "0",
+        *CRITERION_ARGS,
     ]
     argv += ["--cpu"] * (opts.device == "cpu") + ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
     if config == "standard":
         return argv + ["--criterion", "label_smoothed_cross_entropy"]
-    user_dir = (os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference"
-                else plugin_dir())
+    user_dir = os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference" else plugin_dir()
     return argv + ["--user-dir", user_dir, "--criterion", "label_smoothed_cross_entropy_r3f", *R3F_ARGS]
 
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    step_time.add_run_options(p, archs=("tiny", "bart_base", "bart_large"),
-                              tiny="bart_base with 2 + 2 layers of 64 dims")
+    step_time.add_run_options(
+        p, archs=("tiny", "bart_base", "bart_large"), tiny="bart_base with 2 + 2 layers of 64 dims"
+    )
     p.add_argument("--target-len", type=int, default=32, help="target tokens, </s> included")
     p.add_argument("--only", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     opts = p.parse_args()
@@ -87,8 +132,11 @@ def main() -> None:
     import fairseq
 
     fairseq_dir = os.path.dirname(fairseq.__file__)
-    step_time.run_and_report(opts, lambda config, data_bin: fairseq_args(config, data_bin, opts, fairseq_dir),
-                             data_maker=seq2seq_data(opts.target_len))
+    step_time.run_and_report(
+        opts,
+        lambda config, data_bin: fairseq_args(config, data_bin, opts, fairseq_dir),
+        data_maker=seq2seq_data(opts.target_len),
+    )
 
 
 if __name__ == "__main__":

@@ -53,12 +53,24 @@ from ..fairseq_setup import build_from_flags
 from ..paths import plugin_dir
 
 CONFIGS = ("standard", "reference", "ours", "ours-two", "ours-stacked", "ours-one-sided")
-OUR_MODE_FLAGS = {"ours": [], "ours-two": ["--r3f-passes", "two"], "ours-stacked": ["--r3f-passes", "stacked"],
-                  "ours-one-sided": ["--r3f-one-sided"]}
+OUR_MODE_FLAGS = {
+    "ours": [],
+    "ours-two": ["--r3f-passes", "two"],
+    "ours-stacked": ["--r3f-passes", "stacked"],
+    "ours-one-sided": ["--r3f-one-sided"],
+}
 R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
 TINY_ROBERTA = [
-    "--arch", "roberta_base", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
+    "--arch",
+    "roberta_base",
+    "--encoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
 ]
 VOCAB = [f"w{i}" for i in range(100)]
 MIB = 1024 * 1024
@@ -79,8 +91,7 @@ def binarize(raw_dir: str, bin_dir: str) -> None:
     from r3f_experiments.data.preprocess import preprocess
 
     for name in ("input0", "label"):
-        preprocess("--trainpref", os.path.join(raw_dir, f"train.{name}"),
-                   "--destdir", os.path.join(bin_dir, name))
+        preprocess("--trainpref", os.path.join(raw_dir, f"train.{name}"), "--destdir", os.path.join(bin_dir, name))
 
 
 def make_data(root: str, batch_size: int, seq_len: int, n_batches: int, seed: int) -> str:
@@ -96,12 +107,30 @@ def make_data(root: str, batch_size: int, seq_len: int, n_batches: int, seed: in
 def base_args(data_bin: str, opts) -> list:
     """The part of the fairseq-train command line every config shares (model, data, device)."""
     argv = [
-        data_bin, "--task", "sentence_prediction", "--num-classes", "2",
-        "--max-positions", "512", "--init-token", "0", "--separator-token", "2",
+        data_bin,
+        "--task",
+        "sentence_prediction",
+        "--num-classes",
+        "2",
+        "--max-positions",
+        "512",
+        "--init-token",
+        "0",
+        "--separator-token",
+        "2",
         *(TINY_ROBERTA if opts.arch == "tiny" else ["--arch", opts.arch]),
-        "--optimizer", "adam", "--lr", "1e-5", "--seed", "1",
-        "--batch-size", str(opts.batch_size), "--required-batch-size-multiple", "1",
-        "--num-workers", "0",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-5",
+        "--seed",
+        "1",
+        "--batch-size",
+        str(opts.batch_size),
+        "--required-batch-size-multiple",
+        "1",
+        "--num-workers",
+        "0",
     ]
     if opts.device == "cpu":
         argv.append("--cpu")
@@ -113,29 +142,42 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
     argv = base_args(data_bin, opts)
     if config == "standard":
         return argv + ["--criterion", "sentence_prediction"]
-    user_dir = (os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference"
-                else plugin_dir())
-    return argv + ["--user-dir", user_dir, "--criterion", "sentence_prediction_r3f", *R3F_ARGS,
-                   *OUR_MODE_FLAGS.get(config, [])]
+    user_dir = os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference" else plugin_dir()
+    return argv + [
+        "--user-dir",
+        user_dir,
+        "--criterion",
+        "sentence_prediction_r3f",
+        *R3F_ARGS,
+        *OUR_MODE_FLAGS.get(config, []),
+    ]
 
 
 def run_one(config: str, argv: list, opts) -> dict:
-    spec = {"config": config, "warmup": opts.warmup, "steps": opts.steps, "fairseq_args": argv,
-            "count_passes": getattr(opts, "count_passes", False)}
+    spec = {
+        "config": config,
+        "warmup": opts.warmup,
+        "steps": opts.steps,
+        "fairseq_args": argv,
+        "count_passes": getattr(opts, "count_passes", False),
+    }
     env = dict(os.environ)
     if opts.device == "cpu":
         env["OMP_NUM_THREADS"] = str(opts.threads)
     proc = subprocess.run(
         [sys.executable, "-m", "r3f_experiments.bench.step_time", "--worker", json.dumps(spec)],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{config} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     # fairseq may print to stdout too; the result is the last line.
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["batch_shapes"] != [[opts.batch_size, opts.seq_len]]:
-        raise RuntimeError(f"{config}: batches of shape {result['batch_shapes']}, "
-                           f"expected only {opts.batch_size} x {opts.seq_len}")
+        raise RuntimeError(
+            f"{config}: batches of shape {result['batch_shapes']}, expected only {opts.batch_size} x {opts.seq_len}"
+        )
     return result
 
 
@@ -146,8 +188,11 @@ def run_all(opts, argv_of) -> dict:
     for repeat in range(opts.repeats):
         for config in opts.only:
             result = run_one(config, argv_of(config), opts)
-            print(f"[{repeat + 1}/{opts.repeats}] {config}: {result['step_ms']:.1f} ms/step, "
-                  f"criterion {result['criterion']}", file=sys.stderr)
+            print(
+                f"[{repeat + 1}/{opts.repeats}] {config}: {result['step_ms']:.1f} ms/step, "
+                f"criterion {result['criterion']}",
+                file=sys.stderr,
+            )
             runs[config].append(result)
     return runs
 
@@ -176,8 +221,7 @@ def ratio(value: float, base) -> str:
 
 def markdown(summary: dict, opts, env: dict) -> str:
     cpu = opts.device == "cpu"
-    memory = ("process peak RSS (VmHWM), Python/torch/fairseq included" if cpu
-              else "torch.cuda.max_memory_allocated")
+    memory = "process peak RSS (VmHWM), Python/torch/fairseq included" if cpu else "torch.cuda.max_memory_allocated"
     base = summary.get("standard", {})
     # Process CPU time is shown on CPU only: there it is robust to other load on the
     # machine, which inflates wall time; on GPU it would measure the host, not the work.
@@ -191,8 +235,10 @@ def markdown(summary: dict, opts, env: dict) -> str:
         f"{opts.warmup} warmup + {opts.steps} timed steps | repeats: {opts.repeats} (median [min, max])",
         f"peak memory: {memory}",
         "",
-        "| config | " + "forward / backward passes | " * passes
-        + " | ".join(f"{name} | vs standard" for name, _, _ in measures) + " |",
+        "| config | "
+        + "forward / backward passes | " * passes
+        + " | ".join(f"{name} | vs standard" for name, _, _ in measures)
+        + " |",
         "|---" * (1 + passes + 2 * len(measures)) + "|",
     ]
     for config, s in summary.items():
@@ -212,8 +258,11 @@ def environment(opts) -> dict:
     import fairseq
     import torch
 
-    device = (torch.cuda.get_device_name(0) if opts.device == "cuda"
-              else f"CPU, {os.cpu_count()} cores, {opts.threads} torch thread(s) per run")
+    device = (
+        torch.cuda.get_device_name(0)
+        if opts.device == "cuda"
+        else f"CPU, {os.cpu_count()} cores, {opts.threads} torch thread(s) per run"
+    )
     return {"device": device, "torch": torch.__version__, "fairseq": fairseq.__version__}
 
 
@@ -310,38 +359,47 @@ def run_worker(spec: dict) -> None:
         cpu_seconds += time.process_time() - cpu_start
 
     criterion = type(trainer.criterion)
-    print(json.dumps({
-        "config": spec["config"],
-        "criterion": f"{criterion.__module__}.{criterion.__name__}",
-        "step_ms": 1000 * seconds / spec["steps"],
-        "cpu_ms": 1000 * cpu_seconds / spec["steps"],
-        "threads": torch.get_num_threads(),
-        "peak_mib": memory.peak_mib(),
-        "batch_shapes": sorted(shapes),
-        **passes,
-    }))
+    print(
+        json.dumps(
+            {
+                "config": spec["config"],
+                "criterion": f"{criterion.__module__}.{criterion.__name__}",
+                "step_ms": 1000 * seconds / spec["steps"],
+                "cpu_ms": 1000 * cpu_seconds / spec["steps"],
+                "threads": torch.get_num_threads(),
+                "peak_mib": memory.peak_mib(),
+                "batch_shapes": sorted(shapes),
+                **passes,
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------- command line
-def add_run_options(p, archs=("tiny", "roberta_base", "roberta_large"),
-                    tiny="roberta_base with 2 layers of 64 dims") -> None:
+def add_run_options(
+    p, archs=("tiny", "roberta_base", "roberta_large"), tiny="roberta_base with 2 layers of 64 dims"
+) -> None:
     """Model, batch, precision, device and repeat options (shared with ``cost``
     and ``seq2seq_step_time``)."""
     p.add_argument("--arch", choices=archs, default="tiny", help=f"tiny: {tiny} (CPU default)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=120,
-                   help="tokens per sentence, <s> and </s> included")
+    p.add_argument("--seq-len", type=int, default=120, help="tokens per sentence, <s> and </s> included")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default: 30 on CPU, 70 on GPU)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--fp16", action="store_true", help="passed to fairseq (GPU only)")
     precision.add_argument("--amp", action="store_true", help="passed to fairseq (GPU only)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU only: torch threads per run (default 1: on a small or shared CPU, "
-                        "more threads make wall times swing with other load)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU only: torch threads per run (default 1: on a small or shared CPU, "
+        "more threads make wall times swing with other load)",
+    )
     p.add_argument("--repeats", type=int, default=1, help="runs per config, interleaved; median reported")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: cuda when a GPU is visible, else cpu")
+    p.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when a GPU is visible, else cpu"
+    )
     p.add_argument("--json-out", help="also write every run and the summary here")
 
 
@@ -384,8 +442,16 @@ def run_and_report(opts, argv_of, data_maker=make_data) -> None:
     print(markdown(summary, opts, env))
     if opts.json_out:
         with open(opts.json_out, "w") as f:
-            json.dump({"options": {k: v for k, v in vars(opts).items() if k != "worker"},
-                       "environment": env, "summary": summary, "runs": runs}, f, indent=2)
+            json.dump(
+                {
+                    "options": {k: v for k, v in vars(opts).items() if k != "worker"},
+                    "environment": env,
+                    "summary": summary,
+                    "runs": runs,
+                },
+                f,
+                indent=2,
+            )
 
 
 def main() -> None:

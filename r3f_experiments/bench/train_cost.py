@@ -60,9 +60,21 @@ BASELINES = ("standard", "reference")
 
 def train_argv(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
     user_dir = os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference" else plugin_dir()
-    return ["fairseq-train", *step_time.base_args(data_bin, opts), "--user-dir", user_dir, *CONFIGS[config],
-            "--max-update", str(opts.long), "--disable-validation", "--no-save", "--log-format", "json",
-            "--log-interval", str(opts.short)]
+    return [
+        "fairseq-train",
+        *step_time.base_args(data_bin, opts),
+        "--user-dir",
+        user_dir,
+        *CONFIGS[config],
+        "--max-update",
+        str(opts.long),
+        "--disable-validation",
+        "--no-save",
+        "--log-format",
+        "json",
+        "--log-interval",
+        str(opts.short),
+    ]
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -96,25 +108,34 @@ def measure(config: str, data_bin: str, opts, fairseq_dir: str) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or len(marks) != 2:
-        raise RuntimeError(f"{config}: fairseq-train exited {proc.returncode} with records of updates "
-                           f"{sorted(marks)} (need {opts.short} and {opts.long}):\n{''.join(tail)}")
+        raise RuntimeError(
+            f"{config}: fairseq-train exited {proc.returncode} with records of updates "
+            f"{sorted(marks)} (need {opts.short} and {opts.long}):\n{''.join(tail)}"
+        )
     (wall_a, cpu_a), (wall_b, cpu_b) = marks[opts.short], marks[opts.long]
     updates = opts.long - opts.short
-    return {"cpu_ms": 1000 * (cpu_b - cpu_a) / updates, "ups": updates / (wall_b - wall_a),
-            "peak_mib": usage.ru_maxrss / 1024}
+    return {
+        "cpu_ms": 1000 * (cpu_b - cpu_a) / updates,
+        "ups": updates / (wall_b - wall_a),
+        "peak_mib": usage.ru_maxrss / 1024,
+    }
 
 
 def run_rounds(opts, data_bin: str, fairseq_dir: str) -> list:
     """[{config: measure}] per round; the order rotates so no config always runs first."""
     rounds = []
     for r in range(opts.rounds):
-        order = opts.only[r % len(opts.only):] + opts.only[:r % len(opts.only)]
+        order = opts.only[r % len(opts.only) :] + opts.only[: r % len(opts.only)]
         measured = {}
         for config in order:
             measured[config] = measure(config, data_bin, opts, fairseq_dir)
             m = measured[config]
-            print(f"[round {r + 1}/{opts.rounds}] {config}: {m['cpu_ms']:.1f} ms CPU/update, "
-                  f"{m['ups']:.2f} updates/s, {m['peak_mib']:.0f} MiB", file=sys.stderr, flush=True)
+            print(
+                f"[round {r + 1}/{opts.rounds}] {config}: {m['cpu_ms']:.1f} ms CPU/update, "
+                f"{m['ups']:.2f} updates/s, {m['peak_mib']:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
         rounds.append(measured)
     return rounds
 
@@ -129,17 +150,27 @@ def table(rounds: list, opts, env: dict) -> str:
     head = ["config", "CPU ms / update", "updates/s (wall)", "peak MiB"]
     for base in baselines:
         head += [f"CPU vs {base}", f"updates/s vs {base}"]
-    lines = [f"device: {env['device']} | torch {env['torch']} | fairseq {env['fairseq']} | arch: {opts.arch}"
-             f"{' fp16' * opts.fp16}{' amp' * opts.amp} | batch x seq-len: {opts.batch_size} x {opts.seq_len} | "
-             f"per update: fairseq-train updates {opts.short + 1}-{opts.long} | {len(rounds)} interleaved rounds: "
-             "median [min, max]; ratios taken within each round", "",
-             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines = [
+        f"device: {env['device']} | torch {env['torch']} | fairseq {env['fairseq']} | arch: {opts.arch}"
+        f"{' fp16' * opts.fp16}{' amp' * opts.amp} | batch x seq-len: {opts.batch_size} x {opts.seq_len} | "
+        f"per update: fairseq-train updates {opts.short + 1}-{opts.long} | {len(rounds)} interleaved rounds: "
+        "median [min, max]; ratios taken within each round",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---" * len(head) + "|",
+    ]
     for config in configs:
-        cells = [config, spread([r[config]["cpu_ms"] for r in rounds]), spread([r[config]["ups"] for r in rounds]),
-                 f"{statistics.median(r[config]['peak_mib'] for r in rounds):.0f}"]
+        cells = [
+            config,
+            spread([r[config]["cpu_ms"] for r in rounds]),
+            spread([r[config]["ups"] for r in rounds]),
+            f"{statistics.median(r[config]['peak_mib'] for r in rounds):.0f}",
+        ]
         for base in baselines:
-            cells += [spread([r[config]["cpu_ms"] / r[base]["cpu_ms"] for r in rounds]) + "x",
-                      spread([r[config]["ups"] / r[base]["ups"] for r in rounds]) + "x"]
+            cells += [
+                spread([r[config]["cpu_ms"] / r[base]["cpu_ms"] for r in rounds]) + "x",
+                spread([r[config]["ups"] / r[base]["ups"] for r in rounds]) + "x",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

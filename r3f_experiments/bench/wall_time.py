@@ -41,25 +41,29 @@ def wall_times(out_dir: str, task: str, methods=None, metric=None, include_unfin
 
 
 def table(column, per_method, baseline: str) -> str:
-    def walls(results):
-        return [r.wall_to_best for r in results if r.wall_to_best is not None]
+    def walls(seeds):
+        return [r.wall_to_best for r in seeds if r.wall_to_best is not None]
 
     base = walls(per_method.get(baseline, []))
     base_median = statistics.median(base) if base else None
-    lines = [f"wall time to best {column.subset} {column.name} ({column.task}), seconds",
-             "",
-             f"| method | seeds | median wall to best (s) [min, max] | vs {baseline} | median best {column.name} |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"wall time to best {column.subset} {column.name} ({column.task}), seconds",
+        "",
+        f"| method | seeds | median wall to best (s) [min, max] | vs {baseline} | median best {column.name} |",
+        "|---|---|---|---|---|",
+    ]
     for method in results.ordered(per_method, results.METHODS):
-        results = per_method[method]
-        ws = walls(results)
+        seeds = per_method[method]
+        ws = walls(seeds)
         if not ws:
-            lines.append(f"| {method} | {len(results)} | - | - | - |")
+            lines.append(f"| {method} | {len(seeds)} | - | - | - |")
             continue
         median = statistics.median(ws)
         ratio = f"{median / base_median:.2f}x" if base_median else "-"  # fairseq's wall is whole seconds: 0 is possible
-        best = statistics.median(r.best for r in results)
-        lines.append(f"| {method} | {len(results)} | {median:.0f} [{min(ws):.0f}, {max(ws):.0f}] | {ratio} | {best:.2f} |")
+        best = statistics.median(r.best for r in seeds)
+        lines.append(
+            f"| {method} | {len(seeds)} | {median:.0f} [{min(ws):.0f}, {max(ws):.0f}] | {ratio} | {best:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -77,8 +81,9 @@ def main(argv=None) -> str:
     column, per_method = wall_times(args.out_dir, args.task, args.methods, args.metric, args.include_unfinished)
     text = table(column, per_method, args.baseline)
     png = args.png or os.path.join(args.out_dir, args.task, "wall_time.png")
-    figures.distributions(png, {column.label: per_method}, [column], lambda r: r.wall_to_best,
-                        "wall time to best checkpoint (s)")
+    figures.distributions(
+        png, {column.label: per_method}, [column], lambda r: r.wall_to_best, "wall time to best checkpoint (s)"
+    )
     print(text)
     print(f"[wall_time] wrote {png}")
     return text

@@ -99,13 +99,17 @@ _MNLI_COLUMNS = ("sentence1", "sentence2")
 
 # The GLUE tasks as distributed by GLUE's download script (the files fairseq's RoBERTa example reads).
 TASKS: Dict[str, Task] = {
-    "MNLI": Task("MNLI", ("contradiction", "entailment", "neutral"), (
-        Split("train", "train.tsv", *_MNLI_COLUMNS, "gold_label"),
-        Split("valid", "dev_matched.tsv", *_MNLI_COLUMNS, "gold_label"),
-        Split("valid1", "dev_mismatched.tsv", *_MNLI_COLUMNS, "gold_label"),
-        Split("test", "test_matched.tsv", *_MNLI_COLUMNS, None, required=False),
-        Split("test1", "test_mismatched.tsv", *_MNLI_COLUMNS, None, required=False),
-    )),
+    "MNLI": Task(
+        "MNLI",
+        ("contradiction", "entailment", "neutral"),
+        (
+            Split("train", "train.tsv", *_MNLI_COLUMNS, "gold_label"),
+            Split("valid", "dev_matched.tsv", *_MNLI_COLUMNS, "gold_label"),
+            Split("valid1", "dev_mismatched.tsv", *_MNLI_COLUMNS, "gold_label"),
+            Split("test", "test_matched.tsv", *_MNLI_COLUMNS, None, required=False),
+            Split("test1", "test_mismatched.tsv", *_MNLI_COLUMNS, None, required=False),
+        ),
+    ),
     "QQP": Task("QQP", ("0", "1"), _standard("question1", "question2", "is_duplicate")),
     "QNLI": Task("QNLI", ("entailment", "not_entailment"), _standard("question", "sentence", "label")),
     "RTE": Task("RTE", ("entailment", "not_entailment"), _standard("sentence1", "sentence2", "label")),
@@ -114,11 +118,15 @@ TASKS: Dict[str, Task] = {
     "STS-B": Task("STS-B", None, _standard("sentence1", "sentence2", "score"), score_range=(0.0, 5.0)),
     "SST-2": Task("SST-2", ("0", "1"), _standard("sentence", None, "label")),
     # CoLA's train and dev files have no header: source, label, original mark, sentence.
-    "CoLA": Task("CoLA", ("0", "1"), (
-        Split("train", "train.tsv", 3, None, 1, header=False, num_columns=4),
-        Split("valid", "dev.tsv", 3, None, 1, header=False, num_columns=4),
-        Split("test", "test.tsv", "sentence", None, None, required=False),
-    )),
+    "CoLA": Task(
+        "CoLA",
+        ("0", "1"),
+        (
+            Split("train", "train.tsv", 3, None, 1, header=False, num_columns=4),
+            Split("valid", "dev.tsv", 3, None, 1, header=False, num_columns=4),
+            Split("test", "test.tsv", "sentence", None, None, required=False),
+        ),
+    ),
 }
 # What `all` means in scripts/glue/prepare.sh: the eight tasks of fairseq's RoBERTa GLUE example.
 ALL_TASKS = ("MNLI", "QQP", "QNLI", "MRPC", "RTE", "SST-2", "CoLA", "STS-B")
@@ -158,18 +166,14 @@ def task_dir(glue_dir: str, task: Task) -> str:
         return sub
     if os.path.isfile(os.path.join(glue_dir, task.splits[0].file)):
         return glue_dir
-    raise GlueFormatError(
-        f"{task.name}: no folder {sub} (nor {os.path.join(glue_dir, task.splits[0].file)})"
-    )
+    raise GlueFormatError(f"{task.name}: no folder {sub} (nor {os.path.join(glue_dir, task.splits[0].file)})")
 
 
 def _column_index(header: List[str], column: Column, path: str) -> int:
     if isinstance(column, int):
         return column
     if column not in header:
-        raise GlueFormatError(
-            f"{path}: header lacks column '{column}' (header: {' | '.join(header)})"
-        )
+        raise GlueFormatError(f"{path}: header lacks column '{column}' (header: {' | '.join(header)})")
     return header.index(column)
 
 
@@ -206,15 +210,13 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
         indices = None
         for line_no, raw in enumerate(f, start=1):
             if line_no == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
+                raw = raw[len(_BOM) :]
             raw = raw[:-1] if raw.endswith(b"\n") else raw
             raw = raw[:-1] if raw.endswith(b"\r") else raw
             if line_no == 1 and spec.header:
                 header = [h.strip() for h in raw.decode("utf-8", errors="replace").split("\t")]
                 columns = len(header)
-                indices = [
-                    None if col is None else _column_index(header, col, path) for _, col in wanted
-                ]
+                indices = [None if col is None else _column_index(header, col, path) for _, col in wanted]
                 continue
             if indices is None:
                 indices = [col for _, col in wanted]
@@ -234,12 +236,14 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
             values = [None if index is None else fields[index].strip() for index in indices]
             empty = [
                 f"'{col}'" if isinstance(col, str) else f"{what} (column {col + 1})"
-                for (what, col), value in zip(wanted, values) if value is not None and not _visible(value)
+                for (what, col), value in zip(wanted, values)
+                if value is not None and not _visible(value)
             ]
             if empty:
                 invisible = any(v and not _visible(v) for v in values)
-                result.skipped.append((line_no, f"empty field {', '.join(empty)}"
-                                       + (" (no visible character)" if invisible else "")))
+                result.skipped.append(
+                    (line_no, f"empty field {', '.join(empty)}" + (" (no visible character)" if invisible else ""))
+                )
                 continue
             s1, s2, label = values
             if label is not None:
@@ -257,7 +261,9 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
         reasons = "; ".join(f"line {n}: {why}" for n, why in result.skipped[:3])
         raise GlueFormatError(
             f"{path}: no usable rows ({result.read} data rows read, {len(result.skipped)} skipped"
-            + (f": {reasons}" if reasons else "") + "); fairseq cannot train or validate on an empty split")
+            + (f": {reasons}" if reasons else "")
+            + "); fairseq cannot train or validate on an empty split"
+        )
     return result
 
 
@@ -300,14 +306,15 @@ def _labelled(task: Task, split: str) -> bool:
 def count_table(task: Task, results: Dict[str, SplitResult]) -> str:
     rows = [("split", "file", "read", "written", "skipped", "normalised")]
     for split, r in results.items():
-        rows.append((split, os.path.basename(r.path), str(r.read), str(r.written), str(len(r.skipped)),
-                     str(r.normalised)))
+        rows.append(
+            (split, os.path.basename(r.path), str(r.read), str(r.written), str(len(r.skipped)), str(r.normalised))
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [f"{task.name}"]
     for row in rows:
-        lines.append("  ".join(
-            cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
-        ))
+        lines.append(
+            "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        )
     return "\n".join(lines)
 
 
@@ -319,8 +326,9 @@ def main(argv=None) -> int:
     parser.add_argument("task", help=f"one of {' '.join(TASKS)} (case-insensitive)")
     parser.add_argument("glue_dir", help="GLUE data folder holding TASK/ (or the task folder itself)")
     parser.add_argument("out_raw_dir", help="where to write {split}.input0, .input1, .label")
-    parser.add_argument("--max-report", type=int, default=20,
-                        help="skipped rows printed per split (all are in OUT_RAW_DIR/skipped.tsv)")
+    parser.add_argument(
+        "--max-report", type=int, default=20, help="skipped rows printed per split (all are in OUT_RAW_DIR/skipped.tsv)"
+    )
     args = parser.parse_args(argv)
     try:
         task = task_spec(args.task)
@@ -329,12 +337,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     write_raw(task, results, args.out_raw_dir)
-    for split, r in results.items():
+    for r in results.values():
         for line_no, reason in r.skipped[: args.max_report]:
             print(f"skipped {r.path}:{line_no}: {reason}")
         if len(r.skipped) > args.max_report:
-            print(f"skipped ... {len(r.skipped) - args.max_report} more rows of {r.path}, "
-                  f"see {os.path.join(args.out_raw_dir, 'skipped.tsv')}")
+            print(
+                f"skipped ... {len(r.skipped) - args.max_report} more rows of {r.path}, "
+                f"see {os.path.join(args.out_raw_dir, 'skipped.tsv')}"
+            )
     print(count_table(task, results))
     return 0
 

@@ -55,18 +55,18 @@ def _lines(path: str) -> int:
         return sum(1 for _ in f)
 
 
-def bpe_encode(inputs: List[str], outputs: List[str], encoder_json: str, vocab_bpe: str,
-               workers: int = 1) -> Counter:
+def bpe_encode(inputs: List[str], outputs: List[str], encoder_json: str, vocab_bpe: str, workers: int = 1) -> Counter:
     """Encode parallel files (same line count) with fairseq's RoBERTa GPT-2 BPE encoder.
 
     Returns how often each BPE id was written."""
     from fairseq.examples.roberta.multiprocessing_bpe_encoder import MultiprocessingEncoder
 
-    encoder = MultiprocessingEncoder(argparse.Namespace(encoder_json=encoder_json, vocab_bpe=vocab_bpe,
-                                                        keep_empty=True))
+    encoder = MultiprocessingEncoder(
+        argparse.Namespace(encoder_json=encoder_json, vocab_bpe=vocab_bpe, keep_empty=True)
+    )
     ids = Counter()
     with ExitStack() as stack:
-        handles = [stack.enter_context(open(p, "r", encoding="utf-8", newline="\n")) for p in inputs]
+        handles = [stack.enter_context(open(p, encoding="utf-8", newline="\n")) for p in inputs]
         outs = [stack.enter_context(open(p, "w", encoding="utf-8", newline="\n")) for p in outputs]
         if workers > 1:
             pool = stack.enter_context(Pool(workers, initializer=encoder.initializer))
@@ -109,8 +109,10 @@ def check_no_empty_lines(paths: List[str]) -> None:
             empty = [n for n, line in enumerate(f, start=1) if not line.strip()]
         if empty:
             shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
-            raise GlueFormatError(f"{path}: {len(empty)} line(s) encode to no token (lines {shown}); remove "
-                                  "those rows from the source file")
+            raise GlueFormatError(
+                f"{path}: {len(empty)} line(s) encode to no token (lines {shown}); remove "
+                "those rows from the source file"
+            )
 
 
 def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01, wordpiece: bool = False) -> int:
@@ -124,16 +126,29 @@ def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01, wor
     if total and unknown > max_unknown * total:
         if wordpiece:
             missing = sorted(t for t in ids if t not in symbols)[:10]
-            raise ValueError(f"{dict_txt} lacks {unknown} of {total} WordPiece tokens ({' '.join(missing)} ...): "
-                             "the dictionary does not belong to this WordPiece vocabulary")
+            raise ValueError(
+                f"{dict_txt} lacks {unknown} of {total} WordPiece tokens ({' '.join(missing)} ...): "
+                "the dictionary does not belong to this WordPiece vocabulary"
+            )
         missing = sorted((t for t in ids if t not in symbols), key=int)[:10]
-        raise ValueError(f"{dict_txt} lacks {unknown} of {total} BPE tokens (ids {' '.join(missing)} ...): "
-                         "the dictionary does not belong to this encoder.json")
+        raise ValueError(
+            f"{dict_txt} lacks {unknown} of {total} BPE tokens (ids {' '.join(missing)} ...): "
+            "the dictionary does not belong to this encoder.json"
+        )
     return unknown
 
 
-def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str = None, vocab_bpe: str = None,
-             dict_txt: str = None, bpe_dir: str = None, workers: int = 1, wordpiece: str = None) -> List[str]:
+def binarize(
+    task: Task,
+    raw_dir: str,
+    bin_dir: str,
+    encoder_json: str = None,
+    vocab_bpe: str = None,
+    dict_txt: str = None,
+    bpe_dir: str = None,
+    workers: int = 1,
+    wordpiece: str = None,
+) -> List[str]:
     """BPE-encode (GPT-2 BPE, or WordPiece with ``wordpiece``) RAW_DIR into BPE_DIR, binarise into
     BIN_DIR; returns the splits written."""
     if wordpiece:
@@ -163,8 +178,10 @@ def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str = None, v
         for split in labelled:
             unseen = set(_read(os.path.join(raw_dir, f"{split}.label"))) - train_labels
             if unseen:
-                raise ValueError(f"{split}.label holds labels absent from train.label: {sorted(unseen)} "
-                                 "(fairseq builds the label dictionary from train)")
+                raise ValueError(
+                    f"{split}.label holds labels absent from train.label: {sorted(unseen)} "
+                    "(fairseq builds the label dictionary from train)"
+                )
 
     bpe_dir = bpe_dir or os.path.join(raw_dir, "bpe")
     os.makedirs(bpe_dir, exist_ok=True)
@@ -179,8 +196,9 @@ def binarize(task: Task, raw_dir: str, bin_dir: str, encoder_json: str = None, v
         check_no_empty_lines(targets)
     unknown = check_dictionary(ids, dict_txt, wordpiece=bool(wordpiece))
     if unknown:
-        print(f"warning: {unknown} of {sum(ids.values())} tokens are not in {dict_txt} and become <unk>",
-              file=sys.stderr)
+        print(
+            f"warning: {unknown} of {sum(ids.values())} tokens are not in {dict_txt} and become <unk>", file=sys.stderr
+        )
 
     os.makedirs(bin_dir, exist_ok=True)
     for sub in ("input0", "input1", "label"):
@@ -231,11 +249,16 @@ def main(argv=None) -> int:
     parser.add_argument("bin_dir")
     parser.add_argument("--encoder-json", help="GPT-2 BPE encoder.json")
     parser.add_argument("--vocab-bpe", help="GPT-2 BPE vocab.bpe (merges)")
-    parser.add_argument("--dict", help="the model's fairseq dictionary (dict.txt); default with --wordpiece: "
-                        "WORDPIECE/dict.txt")
-    parser.add_argument("--wordpiece", metavar="CONVERTED_DIR", default=None,
-                        help="WordPiece-encode with the tokenizer in CONVERTED_DIR (python -m r3f_experiments.convert_hf "
-                        "output) instead of GPT-2 BPE")
+    parser.add_argument(
+        "--dict", help="the model's fairseq dictionary (dict.txt); default with --wordpiece: WORDPIECE/dict.txt"
+    )
+    parser.add_argument(
+        "--wordpiece",
+        metavar="CONVERTED_DIR",
+        default=None,
+        help="WordPiece-encode with the tokenizer in CONVERTED_DIR (python -m r3f_experiments.convert_hf "
+        "output) instead of GPT-2 BPE",
+    )
     parser.add_argument("--bpe-dir", default=None, help="where the BPE ids go (default RAW_DIR/bpe)")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
@@ -243,8 +266,17 @@ def main(argv=None) -> int:
         parser.error("give --encoder-json, --vocab-bpe and --dict (GPT-2 BPE), or --wordpiece CONVERTED_DIR")
     try:
         task = task_spec(args.task)
-        splits = binarize(task, args.raw_dir, args.bin_dir, args.encoder_json, args.vocab_bpe, args.dict,
-                          args.bpe_dir, args.workers, args.wordpiece)
+        splits = binarize(
+            task,
+            args.raw_dir,
+            args.bin_dir,
+            args.encoder_json,
+            args.vocab_bpe,
+            args.dict,
+            args.bpe_dir,
+            args.workers,
+            args.wordpiece,
+        )
     except (OSError, ValueError, GlueFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -29,8 +29,10 @@ def format_mrpc(train_txt: str, test_txt: str, dev_ids_tsv: str, out_dir: str) -
     header, *rows = _rows(train_txt)
     os.makedirs(out_dir, exist_ok=True)
     counts = {"train": 0, "dev": 0, "test": 0}
-    with open(os.path.join(out_dir, "train.tsv"), "w", encoding="utf-8", newline="\n") as train, \
-            open(os.path.join(out_dir, "dev.tsv"), "w", encoding="utf-8", newline="\n") as dev:
+    with (
+        open(os.path.join(out_dir, "train.tsv"), "w", encoding="utf-8", newline="\n") as train,
+        open(os.path.join(out_dir, "dev.tsv"), "w", encoding="utf-8", newline="\n") as dev,
+    ):
         train.write(header + "\n")
         dev.write(header + "\n")
         for row in rows:

@@ -41,8 +41,8 @@ class SummarizationDataset:
     name: str
     source_fields: Tuple[str, ...]  # the first one present in a record is used
     target_fields: Tuple[str, ...]
-    hub: Tuple[str, ...]            # datasets.load_dataset(*hub)
-    presplit: bool = True           # False: one file, split here (SPLIT_FRACTIONS)
+    hub: Tuple[str, ...]  # datasets.load_dataset(*hub)
+    presplit: bool = True  # False: one file, split here (SPLIT_FRACTIONS)
 
 
 # Reddit TIFU has no official split. Its "short" variant (summary = the post's title) is
@@ -62,8 +62,13 @@ def dataset_spec(name: str, variant: str = "short") -> SummarizationDataset:
     if name == "reddit_tifu":
         if variant not in REDDIT_VARIANTS:
             raise ValueError(f"--variant must be one of {sorted(REDDIT_VARIANTS)}, got {variant!r}")
-        return SummarizationDataset(name, ("documents", "selftext_without_tldr"), REDDIT_VARIANTS[variant],
-                                    ("reddit_tifu", variant), presplit=False)
+        return SummarizationDataset(
+            name,
+            ("documents", "selftext_without_tldr"),
+            REDDIT_VARIANTS[variant],
+            ("reddit_tifu", variant),
+            presplit=False,
+        )
     raise ValueError(f"unknown dataset {name!r}; expected cnn_dm, gigaword or reddit_tifu")
 
 
@@ -113,8 +118,7 @@ def split_pairs(pairs: List[Tuple[str, str]]) -> Dict[str, List[Tuple[str, str]]
     random.Random(SPLIT_SEED).shuffle(order)
     n_train = int(SPLIT_FRACTIONS[0] * len(pairs))
     n_valid = int(SPLIT_FRACTIONS[1] * len(pairs))
-    cut = {"train": order[:n_train], "valid": order[n_train:n_train + n_valid],
-           "test": order[n_train + n_valid:]}
+    cut = {"train": order[:n_train], "valid": order[n_train : n_train + n_valid], "test": order[n_train + n_valid :]}
     return {split: [pairs[i] for i in sorted(idx)] for split, idx in cut.items()}
 
 
@@ -143,13 +147,17 @@ def write_raw(spec: SummarizationDataset, jsonl_dir: str, raw_dir: str) -> Dict[
     with open(os.path.join(raw_dir, "skipped.tsv"), "w", encoding="utf-8") as f:
         f.writelines(line + "\n" for line in skipped)
     if skipped:
-        print(f"[prepare] skipped {len(skipped)} examples with an empty source or summary "
-              f"(listed in {os.path.join(raw_dir, 'skipped.tsv')})", file=sys.stderr)
+        print(
+            f"[prepare] skipped {len(skipped)} examples with an empty source or summary "
+            f"(listed in {os.path.join(raw_dir, 'skipped.tsv')})",
+            file=sys.stderr,
+        )
     return {split: len(pairs) for split, pairs in splits.items()}
 
 
-def binarize(raw_dir: str, bpe_dir: str, bin_dir: str, encoder_json: str, vocab_bpe: str,
-             dict_txt: str, workers: int = 1) -> None:
+def binarize(
+    raw_dir: str, bpe_dir: str, bin_dir: str, encoder_json: str, vocab_bpe: str, dict_txt: str, workers: int = 1
+) -> None:
     """GPT-2 BPE-encode RAW_DIR into BPE_DIR and binarise it with BART's dictionary."""
     for path, what in ((encoder_json, "--encoder-json"), (vocab_bpe, "--vocab-bpe"), (dict_txt, "--dict")):
         if not os.path.isfile(path):
@@ -158,16 +166,36 @@ def binarize(raw_dir: str, bpe_dir: str, bin_dir: str, encoder_json: str, vocab_
     ids = Counter()
     for split in SPLITS:
         sides = [f"{split}.source", f"{split}.target"]
-        ids += bpe_encode([os.path.join(raw_dir, s) for s in sides], [os.path.join(bpe_dir, s) for s in sides],
-                          encoder_json, vocab_bpe, workers)
+        ids += bpe_encode(
+            [os.path.join(raw_dir, s) for s in sides],
+            [os.path.join(bpe_dir, s) for s in sides],
+            encoder_json,
+            vocab_bpe,
+            workers,
+        )
     unknown = check_dictionary(ids, dict_txt)
     if unknown:
-        print(f"warning: {unknown} of {sum(ids.values())} BPE tokens are not in {dict_txt} and become <unk>",
-              file=sys.stderr)
+        print(
+            f"warning: {unknown} of {sum(ids.values())} BPE tokens are not in {dict_txt} and become <unk>",
+            file=sys.stderr,
+        )
     prefixes = [(f"--{s}pref", os.path.join(bpe_dir, s)) for s in SPLITS]
-    preprocess("--source-lang", "source", "--target-lang", "target",
-               *[a for pair in prefixes for a in pair], "--destdir", bin_dir,
-               "--srcdict", dict_txt, "--tgtdict", dict_txt, "--workers", str(workers), only_source=False)
+    preprocess(
+        "--source-lang",
+        "source",
+        "--target-lang",
+        "target",
+        *[a for pair in prefixes for a in pair],
+        "--destdir",
+        bin_dir,
+        "--srcdict",
+        dict_txt,
+        "--tgtdict",
+        dict_txt,
+        "--workers",
+        str(workers),
+        only_source=False,
+    )
 
 
 def download_jsonl(spec: SummarizationDataset, jsonl_dir: str) -> None:
@@ -244,13 +272,19 @@ def main(argv=None) -> int:
             return 0
         raw_dir = os.path.join(args.out_dir, "raw")
         counts = write_raw(spec, args.jsonl_dir, raw_dir)
-        binarize(raw_dir, os.path.join(args.out_dir, "bpe"), os.path.join(args.out_dir, "bin"),
-                 args.encoder_json, args.vocab_bpe, args.dict, args.workers)
+        binarize(
+            raw_dir,
+            os.path.join(args.out_dir, "bpe"),
+            os.path.join(args.out_dir, "bin"),
+            args.encoder_json,
+            args.vocab_bpe,
+            args.dict,
+            args.workers,
+        )
     except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.dataset}: {os.path.join(args.out_dir, 'bin')} "
-          + " ".join(f"{s}={n}" for s, n in counts.items()))
+    print(f"{args.dataset}: {os.path.join(args.out_dir, 'bin')} " + " ".join(f"{s}={n}" for s, n in counts.items()))
     return 0
 
 

@@ -34,19 +34,23 @@ NEUTRAL = [f"w{i}" for i in range(40)]
 POSITIVE = [f"p{i}" for i in range(8)]
 NEGATIVE = [f"n{i}" for i in range(8)]
 VOCABULARY = NEUTRAL + POSITIVE + NEGATIVE
-ENGLISH_NEUTRAL = ("table window river car book street house city morning water chair paper train garden door "
-                   "phone road tree music film story room food school office dog computer letter bridge market "
-                   "station kitchen village season coffee plate shirt bottle picture island").split()
+ENGLISH_NEUTRAL = (
+    "table window river car book street house city morning water chair paper train garden door "
+    "phone road tree music film story room food school office dog computer letter bridge market "
+    "station kitchen village season coffee plate shirt bottle picture island"
+).split()
 ENGLISH_POSITIVE = "good great excellent wonderful happy lovely perfect amazing".split()
 ENGLISH_NEGATIVE = "bad awful terrible horrible sad poor boring ugly".split()
 # (neutral, positive, negative) word lists by --words
-VOCABULARIES = {"made-up": (NEUTRAL, POSITIVE, NEGATIVE),
-                "english": (ENGLISH_NEUTRAL, ENGLISH_POSITIVE, ENGLISH_NEGATIVE)}
+VOCABULARIES = {
+    "made-up": (NEUTRAL, POSITIVE, NEGATIVE),
+    "english": (ENGLISH_NEUTRAL, ENGLISH_POSITIVE, ENGLISH_NEGATIVE),
+}
 # The rules read cue and topic words of either vocabulary.
 CUES_POSITIVE = set(POSITIVE) | set(ENGLISH_POSITIVE)
 CUES_NEGATIVE = set(NEGATIVE) | set(ENGLISH_NEGATIVE)
 TOPIC = {"w0", "w1", "w2", *ENGLISH_NEUTRAL[:3]}  # P(a sentence holds one) is about 1/2
-LONG = 13                   # about half of the sentences have at least this many words
+LONG = 13  # about half of the sentences have at least this many words
 
 
 def _sentiment(words) -> int:
@@ -75,8 +79,13 @@ def _sentiment_exception(words) -> int:
 
 
 # Binary labelling rules over the same sentences: distinct tasks with one vocabulary.
-RULES = {"sentiment": _sentiment, "first_cue": _first_cue, "topic": _topic, "length": _length,
-         "sentiment_exception": _sentiment_exception}
+RULES = {
+    "sentiment": _sentiment,
+    "first_cue": _first_cue,
+    "topic": _topic,
+    "length": _length,
+    "sentiment_exception": _sentiment_exception,
+}
 
 
 def make_sentence(rng: random.Random, rule: str = "sentiment", words: str = "made-up") -> tuple:
@@ -92,8 +101,9 @@ def make_sentence(rng: random.Random, rule: str = "sentiment", words: str = "mad
     return " ".join(words), RULES[rule](words)
 
 
-def write_raw(raw_dir: str, n_train: int, n_valid: int, seed: int, rule: str = "sentiment",
-              words: str = "made-up") -> None:
+def write_raw(
+    raw_dir: str, n_train: int, n_valid: int, seed: int, rule: str = "sentiment", words: str = "made-up"
+) -> None:
     if rule not in RULES:
         raise ValueError(f"unknown synthetic rule {rule!r} (known: {', '.join(RULES)})")
     if words not in VOCABULARIES:
@@ -122,21 +132,45 @@ def binarize(raw_dir: str, bin_dir: str, srcdict: Optional[str] = None) -> None:
 
     Without ``srcdict`` the dictionary is built from the pre-training corpus."""
     pretrain = os.path.join(bin_dir, "pretrain")
-    preprocess("--trainpref", os.path.join(raw_dir, "pretrain.txt"),
-               "--validpref", os.path.join(raw_dir, "valid.input0"), "--destdir", pretrain,
-               *(["--srcdict", srcdict] if srcdict else []))
-    preprocess("--trainpref", os.path.join(raw_dir, "train.input0"),
-               "--validpref", os.path.join(raw_dir, "valid.input0"),
-               "--destdir", os.path.join(bin_dir, "input0"),
-               "--srcdict", os.path.join(pretrain, "dict.txt"))
-    preprocess("--trainpref", os.path.join(raw_dir, "train.label"),
-               "--validpref", os.path.join(raw_dir, "valid.label"),
-               "--destdir", os.path.join(bin_dir, "label"))
+    preprocess(
+        "--trainpref",
+        os.path.join(raw_dir, "pretrain.txt"),
+        "--validpref",
+        os.path.join(raw_dir, "valid.input0"),
+        "--destdir",
+        pretrain,
+        *(["--srcdict", srcdict] if srcdict else []),
+    )
+    preprocess(
+        "--trainpref",
+        os.path.join(raw_dir, "train.input0"),
+        "--validpref",
+        os.path.join(raw_dir, "valid.input0"),
+        "--destdir",
+        os.path.join(bin_dir, "input0"),
+        "--srcdict",
+        os.path.join(pretrain, "dict.txt"),
+    )
+    preprocess(
+        "--trainpref",
+        os.path.join(raw_dir, "train.label"),
+        "--validpref",
+        os.path.join(raw_dir, "valid.label"),
+        "--destdir",
+        os.path.join(bin_dir, "label"),
+    )
 
 
-def make_task(out_dir: str, n_train: int = 2000, n_valid: int = 400, seed: int = 1,
-              rule: str = "sentiment", srcdict: Optional[str] = None, words: str = "made-up",
-              wordpiece: Optional[str] = None) -> str:
+def make_task(
+    out_dir: str,
+    n_train: int = 2000,
+    n_valid: int = 400,
+    seed: int = 1,
+    rule: str = "sentiment",
+    srcdict: Optional[str] = None,
+    words: str = "made-up",
+    wordpiece: Optional[str] = None,
+) -> str:
     """Write and binarise the task under ``out_dir``; returns the data-bin directory.
 
     With ``wordpiece`` (a ``r3f_experiments.convert_hf`` output folder) the sentences are
@@ -154,14 +188,17 @@ def make_task(out_dir: str, n_train: int = 2000, n_valid: int = 400, seed: int =
     return bin_dir
 
 
-def make_tasks(out_dir: str, rules: Sequence[str], n_train: int = 2000, n_valid: int = 400,
-               seed: int = 1) -> Dict[str, str]:
+def make_tasks(
+    out_dir: str, rules: Sequence[str], n_train: int = 2000, n_valid: int = 400, seed: int = 1
+) -> Dict[str, str]:
     """One task per rule under ``out_dir/RULE``, all binarised with ``out_dir/dict.txt``;
     returns {rule: data-bin directory}. Each task draws its own sentences (seed + i)."""
     os.makedirs(out_dir, exist_ok=True)
     srcdict = write_dictionary(os.path.join(out_dir, "dict.txt"))
-    return {rule: make_task(os.path.join(out_dir, rule), n_train, n_valid, seed + i, rule, srcdict)
-            for i, rule in enumerate(rules)}
+    return {
+        rule: make_task(os.path.join(out_dir, rule), n_train, n_valid, seed + i, rule, srcdict)
+        for i, rule in enumerate(rules)
+    }
 
 
 def main(argv=None) -> None:
@@ -171,13 +208,21 @@ def main(argv=None) -> None:
     parser.add_argument("--valid", type=int, default=400, help="validation sentences")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rule", default="sentiment", choices=sorted(RULES), help="labelling rule")
-    parser.add_argument("--words", choices=sorted(VOCABULARIES), default="made-up",
-                        help="made-up words (w*, p*, n*) or English words")
-    parser.add_argument("--wordpiece", metavar="FOLDER", default=None,
-                        help="WordPiece-encode and binarise with FOLDER/dict.txt (python -m r3f_experiments.convert_hf output)")
+    parser.add_argument(
+        "--words", choices=sorted(VOCABULARIES), default="made-up", help="made-up words (w*, p*, n*) or English words"
+    )
+    parser.add_argument(
+        "--wordpiece",
+        metavar="FOLDER",
+        default=None,
+        help="WordPiece-encode and binarise with FOLDER/dict.txt (python -m r3f_experiments.convert_hf output)",
+    )
     args = parser.parse_args(argv)
-    print(make_task(args.out_dir, args.train, args.valid, args.seed, args.rule, words=args.words,
-                    wordpiece=args.wordpiece))
+    print(
+        make_task(
+            args.out_dir, args.train, args.valid, args.seed, args.rule, words=args.words, wordpiece=args.wordpiece
+        )
+    )
 
 
 if __name__ == "__main__":

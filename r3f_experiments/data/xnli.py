@@ -82,8 +82,9 @@ def _write_split(raw_dir: str, split: str, examples: List[Example], encode) -> N
         f.writelines(e[2] + "\n" for e in examples)
 
 
-def prepare(xnli_dir: str, train_file: str, spm_model: str, dictionary: str, out: str,
-            languages=LANGUAGES, split: str = "dev") -> Dict[str, int]:
+def prepare(
+    xnli_dir: str, train_file: str, spm_model: str, dictionary: str, out: str, languages=LANGUAGES, split: str = "dev"
+) -> Dict[str, int]:
     """Encode and binarise; returns the number of examples per split."""
     import sentencepiece
 
@@ -111,9 +112,15 @@ def prepare(xnli_dir: str, train_file: str, spm_model: str, dictionary: str, out
         subsets.append(os.path.join(raw_dir, subset))
     for suffix in ("input0", "input1", "label"):
         extra = [] if suffix == "label" else ["--srcdict", dictionary]
-        preprocess("--trainpref", os.path.join(raw_dir, f"train.{suffix}"),
-                   "--validpref", ",".join(f"{s}.{suffix}" for s in subsets),
-                   "--destdir", os.path.join(out, suffix), *extra)
+        preprocess(
+            "--trainpref",
+            os.path.join(raw_dir, f"train.{suffix}"),
+            "--validpref",
+            ",".join(f"{s}.{suffix}" for s in subsets),
+            "--destdir",
+            os.path.join(out, suffix),
+            *extra,
+        )
     with open(os.path.join(out, "languages.txt"), "w") as f:
         f.writelines(lang + "\n" for lang in languages)
     return counts
@@ -151,8 +158,15 @@ def main(argv=None) -> None:
     t.add_argument("--languages-file", help="languages.txt written by prepare (default: Table 3's 15)")
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        counts = prepare(args.xnli_dir, args.train_file, args.spm_model, args.dict, args.out,
-                         tuple(args.languages.split(",")), args.split)
+        counts = prepare(
+            args.xnli_dir,
+            args.train_file,
+            args.spm_model,
+            args.dict,
+            args.out,
+            tuple(args.languages.split(",")),
+            args.split,
+        )
         for split, n in counts.items():
             print(f"{split}: {n} examples")
     else:

@@ -14,25 +14,31 @@ from .sentence_prediction import SentencePredictionRun, run_settings
 # ---- paper Table 5 (per task) ------------------------------------------------------------------
 TASKS = ["MNLI", "QQP", "RTE", "QNLI", "MRPC", "CoLA", "SST-2"]  # Table 2's column order
 LR = {"MNLI": "5e-6", "QNLI": "5e-6", "QQP": "5e-6", "SST-2": "5e-6", "RTE": "1e-5", "MRPC": "1e-5", "CoLA": "1e-5"}
-MAX_UPDATE = {"MNLI": 123873, "QNLI": 33112, "QQP": 113272, "SST-2": 20935, "RTE": 3120, "MRPC": 2296,
-              "CoLA": 5336}
+MAX_UPDATE = {"MNLI": 123873, "QNLI": 33112, "QQP": 113272, "SST-2": 20935, "RTE": 3120, "MRPC": 2296, "CoLA": 5336}
 BATCH_SIZE = {"MNLI": 8, "QNLI": 8, "QQP": 32, "SST-2": 32, "RTE": 8, "MRPC": 16, "CoLA": 16}
 NUM_CLASSES = {"MNLI": 3, "QNLI": 2, "QQP": 2, "SST-2": 2, "RTE": 2, "MRPC": 2, "CoLA": 2}
 # the metric Table 2 reports, which also picks the best checkpoint
-METRIC = {"MNLI": "accuracy", "QNLI": "accuracy", "QQP": "acc_and_f1", "SST-2": "accuracy",
-          "RTE": "accuracy", "MRPC": "acc_and_f1", "CoLA": "mcc"}
+METRIC = {
+    "MNLI": "accuracy",
+    "QNLI": "accuracy",
+    "QQP": "acc_and_f1",
+    "SST-2": "accuracy",
+    "RTE": "accuracy",
+    "MRPC": "acc_and_f1",
+    "CoLA": "mcc",
+}
 # validation subsets: MNLI's dev_matched is valid, dev_mismatched valid1 (scripts/glue/prepare.sh)
 VALID_SUBSETS = {"MNLI": "valid,valid1"}
 
 # ---- paper Table 6 (shared by every task) ------------------------------------------------------
-WARMUP_PERCENT = 6          # % of the updates
+WARMUP_PERCENT = 6  # % of the updates
 ADAM_BETAS = "(0.9,0.98)"
 ADAM_EPS = "1e-6"
 WEIGHT_DECAY = "0.01"
 DROPOUT = "0.1"
-R3F_LAMBDA = "1.0"          # grid: 0.1 0.5 1.0 5.0
-NOISE_TYPE = "uniform"      # U or N
-EPS = "1e-5"                # sigma
+R3F_LAMBDA = "1.0"  # grid: 0.1 0.5 1.0 5.0
+NOISE_TYPE = "uniform"  # U or N
+EPS = "1e-5"  # sigma
 MAX_TOKENS = 4400
 MAX_POSITIONS = 512
 # std++: standard fine-tuning trained this many times longer (Zhang et al. 2020; the Adam bias
@@ -40,24 +46,45 @@ MAX_POSITIONS = 512
 STD_PLUS_PLUS_FACTOR = 2
 
 # ---- SMART (Jiang et al. 2020): its authors' MT-DNN defaults, the same for every task ----------
-SMART_LAMBDA = "1.0"        # lambda_s (adv_alpha)
-SMART_STEPS = 1             # K (adv_k)
-SMART_STEP_SIZE = "1e-3"    # eta (adv_step_size)
-SMART_NOISE_STD = "1e-5"    # sigma (adv_noise_var)
-SMART_NORM_TYPE = "linf"    # adv_p_norm
+SMART_LAMBDA = "1.0"  # lambda_s (adv_alpha)
+SMART_STEPS = 1  # K (adv_k)
+SMART_STEP_SIZE = "1e-3"  # eta (adv_step_size)
+SMART_NOISE_STD = "1e-5"  # sigma (adv_noise_var)
+SMART_NORM_TYPE = "linf"  # adv_p_norm
 
 # ---- FreeLB (Zhu et al. 2020): its authors' RoBERTa-large runs ---------------------------------
 # launch/FreeLB/<task>-fp32-clip.sh in github.com/zhuchen03/FreeLB (fairseq-RoBERTa): ADV_LR
 # ADV_STEP INIT_MAG MNORM of the lines left active there; RTE's active lines are its baseline
 # (all 0), so RTE takes its commented FreeLB line. Their optimisation settings (Adam beta2 0.999,
 # weight decay 0.1, ...) are not used: every method shares Tables 5-6.
-ADV_LR = {"MNLI": "1e-1", "QNLI": "7.5e-2", "QQP": "2e-1", "SST-2": "1e-1", "RTE": "6e-2", "MRPC": "4e-2",
-          "CoLA": "2.5e-2"}
+ADV_LR = {
+    "MNLI": "1e-1",
+    "QNLI": "7.5e-2",
+    "QQP": "2e-1",
+    "SST-2": "1e-1",
+    "RTE": "6e-2",
+    "MRPC": "4e-2",
+    "CoLA": "2.5e-2",
+}
 ADV_STEPS = {"MNLI": 2, "QNLI": 2, "QQP": 2, "SST-2": 2, "RTE": 3, "MRPC": 3, "CoLA": 3}
-ADV_INIT_MAG = {"MNLI": "1e-1", "QNLI": "1.5e-1", "QQP": "3.2e-1", "SST-2": "1", "RTE": "1.6e-1", "MRPC": "6.4e-1",
-                "CoLA": "4e-1"}
-ADV_MAX_NORM = {"MNLI": "3e-1", "QNLI": "1.5e-1", "QQP": "7e-1", "SST-2": "6e-1", "RTE": "1.4e-1", "MRPC": "4e-1",
-                "CoLA": "3e-1"}
+ADV_INIT_MAG = {
+    "MNLI": "1e-1",
+    "QNLI": "1.5e-1",
+    "QQP": "3.2e-1",
+    "SST-2": "1",
+    "RTE": "1.6e-1",
+    "MRPC": "6.4e-1",
+    "CoLA": "4e-1",
+}
+ADV_MAX_NORM = {
+    "MNLI": "3e-1",
+    "QNLI": "1.5e-1",
+    "QQP": "7e-1",
+    "SST-2": "6e-1",
+    "RTE": "1.4e-1",
+    "MRPC": "4e-1",
+    "CoLA": "3e-1",
+}
 ADV_NORM_TYPE = "l2"
 # ---- r3f-rel: R3F with sigma on the model's scale ----------------------------------------------
 # sigma / token-embedding RMS. 1: where the noise's own KL reaches the dropout disagreement on
@@ -73,14 +100,14 @@ SMALL_LR = "1e-4"
 SMALL_MAX_UPDATE = 80
 SMALL_BATCH_SIZE = 16
 SMALL_VALIDATE_INTERVAL_UPDATES = 40  # a run may end before its first epoch does
-SMALL_LOG_INTERVAL = 10               # train records for the wall time to best
-SMALL_DIAGNOSTICS_INTERVAL = 40       # noise_kl at updates 1, 40, 80 (about 1% of the step time)
+SMALL_LOG_INTERVAL = 10  # train records for the wall time to best
+SMALL_DIAGNOSTICS_INTERVAL = 40  # noise_kl at updates 1, 40, 80 (about 1% of the step time)
 # -------------------------------------------------------------------------------------------------
 
 PRESETS = {
     "paper": "RoBERTa-large: the paper's Tables 5-6, checkpoints saved (resumable)",
     "small": "a converted BERT-size encoder on CPU: one short schedule for every task, model flags read "
-             "from the checkpoint, nothing saved (a run is minutes long; a killed one starts again)",
+    "from the checkpoint, nothing saved (a run is minutes long; a killed one starts again)",
 }
 
 METHODS = {
@@ -105,11 +132,15 @@ def check(task: str, method: str, preset: str = "paper") -> None:
     if method not in METHODS:
         raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
     if task not in LR and preset != "small":
-        raise RecipeError(f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
-                          "not cover; PRESET=small fine-tunes any classification data-bin)")
+        raise RecipeError(
+            f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
+            "not cover; PRESET=small fine-tunes any classification data-bin)"
+        )
     if task not in LR and method == "freelb":
-        raise RecipeError(f"METHOD freelb takes its authors' per-task settings, which exist for {' '.join(LR)} "
-                          f"only, not for TASK '{task}'")
+        raise RecipeError(
+            f"METHOD freelb takes its authors' per-task settings, which exist for {' '.join(LR)} "
+            f"only, not for TASK '{task}'"
+        )
 
 
 def label_count(data: str) -> int:
@@ -135,20 +166,29 @@ def max_update(task: str, method: str, preset: str = "paper", updates: Optional[
 
 
 def r3f_settings(r3f_lambda: str, noise_type: str, eps: str = EPS) -> List[Setting]:
-    return [flag("--criterion", "sentence_prediction_r3f", "criterion", "_name"),
-            flag("--r3f-lambda", r3f_lambda, "criterion"), flag("--eps", eps, "criterion"),
-            flag("--noise-type", noise_type, "criterion")]
+    return [
+        flag("--criterion", "sentence_prediction_r3f", "criterion", "_name"),
+        flag("--r3f-lambda", r3f_lambda, "criterion"),
+        flag("--eps", eps, "criterion"),
+        flag("--noise-type", noise_type, "criterion"),
+    ]
 
 
-def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMBDA, noise_type: Optional[str] = None,
-                    smart_lambda: str = SMART_LAMBDA) -> List[Setting]:
+def method_settings(
+    task: Optional[str],
+    method: str,
+    r3f_lambda: str = R3F_LAMBDA,
+    noise_type: Optional[str] = None,
+    smart_lambda: str = SMART_LAMBDA,
+) -> List[Setting]:
     """The criterion (and, for FreeLB, task) settings that make ``method`` (``task``: the GLUE
     task whose FreeLB settings to take; None where there is no FreeLB). ``noise_type`` None:
     Table 6's; R-Drop has none, and refuses another."""
     if method == "rdrop":
         if noise_type not in (None, "none"):
-            raise RecipeError(f"METHOD rdrop has no noise (--noise-type none); NOISE_TYPE={noise_type} is for "
-                              "r3f, r4f and r3f-rel")
+            raise RecipeError(
+                f"METHOD rdrop has no noise (--noise-type none); NOISE_TYPE={noise_type} is for r3f, r4f and r3f-rel"
+            )
         return r3f_settings(r3f_lambda, "none")
     noise_type = noise_type or NOISE_TYPE
     if method in ("std", "std++"):
@@ -160,15 +200,22 @@ def method_settings(task: Optional[str], method: str, r3f_lambda: str = R3F_LAMB
     if method == "r4f":
         return r3f_settings(r3f_lambda, noise_type) + [flag("--spectral-norm-classification-head", True, "model")]
     if method == "smart":
-        return [flag("--criterion", "sentence_prediction_smart", "criterion", "_name"),
-                flag("--smart-lambda", smart_lambda, "criterion"), flag("--smart-steps", SMART_STEPS, "criterion"),
-                flag("--smart-step-size", SMART_STEP_SIZE, "criterion"),
-                flag("--smart-noise-std", SMART_NOISE_STD, "criterion"),
-                flag("--smart-norm-type", SMART_NORM_TYPE, "criterion")]
-    return [flag("--criterion", "sentence_prediction", "criterion", "_name"),
-            flag("--adv-steps", ADV_STEPS[task], "task"), flag("--adv-lr", ADV_LR[task], "task"),
-            flag("--adv-init-mag", ADV_INIT_MAG[task], "task"), flag("--adv-max-norm", ADV_MAX_NORM[task], "task"),
-            flag("--adv-norm-type", ADV_NORM_TYPE, "task")]
+        return [
+            flag("--criterion", "sentence_prediction_smart", "criterion", "_name"),
+            flag("--smart-lambda", smart_lambda, "criterion"),
+            flag("--smart-steps", SMART_STEPS, "criterion"),
+            flag("--smart-step-size", SMART_STEP_SIZE, "criterion"),
+            flag("--smart-noise-std", SMART_NOISE_STD, "criterion"),
+            flag("--smart-norm-type", SMART_NORM_TYPE, "criterion"),
+        ]
+    return [
+        flag("--criterion", "sentence_prediction", "criterion", "_name"),
+        flag("--adv-steps", ADV_STEPS[task], "task"),
+        flag("--adv-lr", ADV_LR[task], "task"),
+        flag("--adv-init-mag", ADV_INIT_MAG[task], "task"),
+        flag("--adv-max-norm", ADV_MAX_NORM[task], "task"),
+        flag("--adv-norm-type", ADV_NORM_TYPE, "task"),
+    ]
 
 
 def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
@@ -179,11 +226,15 @@ def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
     from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert
 
     if not pretrained:
-        raise RecipeError("PRESET=small reads the model from the pre-trained checkpoint: set ROBERTA (e.g. a "
-                          "converted MiniLM, python -m r3f_experiments.convert_hf)")
+        raise RecipeError(
+            "PRESET=small reads the model from the pre-trained checkpoint: set ROBERTA (e.g. a "
+            "converted MiniLM, python -m r3f_experiments.convert_hf)"
+        )
     if arch:
-        raise RecipeError(f"PRESET=small takes the architecture from {pretrained}; ARCH={arch} is for the paper "
-                          "preset (model flags after -- override the checkpoint's)")
+        raise RecipeError(
+            f"PRESET=small takes the architecture from {pretrained}; ARCH={arch} is for the paper "
+            "preset (model flags after -- override the checkpoint's)"
+        )
     try:
         words = checkpoint_model_flags(pretrained)
     except (OSError, ValueError) as e:
@@ -196,11 +247,25 @@ def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
     return arch, model, (None if converted_from_bert(pretrained) else 2), max_positions
 
 
-def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Optional[str],
-             arch: Optional[str] = None, seed: int = 1, save_dir: Optional[str] = None,
-             r3f_lambda: str = R3F_LAMBDA, noise_type: Optional[str] = None, smart_lambda: str = SMART_LAMBDA,
-             precision: Sequence[str] = (), yaml: bool = False, separator_token: Optional[int] = 2,
-             preset: str = "paper", updates: Optional[int] = None) -> List[Setting]:
+def settings(
+    task: str,
+    method: str,
+    *,
+    data: str,
+    user_dir: str,
+    pretrained: Optional[str],
+    arch: Optional[str] = None,
+    seed: int = 1,
+    save_dir: Optional[str] = None,
+    r3f_lambda: str = R3F_LAMBDA,
+    noise_type: Optional[str] = None,
+    smart_lambda: str = SMART_LAMBDA,
+    precision: Sequence[str] = (),
+    yaml: bool = False,
+    separator_token: Optional[int] = 2,
+    preset: str = "paper",
+    updates: Optional[int] = None,
+) -> List[Setting]:
     """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order.
     ``separator_token`` None: BERT's pair layout (the small preset reads it from the checkpoint).
     ``updates``: the run's updates instead of the preset's (warm-up and decay follow)."""
@@ -209,8 +274,10 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
     glue_task = task in LR
     metric = METRIC[task] if glue_task else "accuracy"
     num_classes = NUM_CLASSES[task] if glue_task else label_count(data)
-    report = {"mcc": [flag("--report-mcc", True, "criterion")],
-              "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")]}.get(metric, [])
+    report = {
+        "mcc": [flag("--report-mcc", True, "criterion")],
+        "acc_and_f1": [flag("--report-acc-and-f1", True, "criterion")],
+    }.get(metric, [])
     methods = method_settings(task, method, r3f_lambda, noise_type, smart_lambda)
     model: List[Setting] = []
     schedule: List[Setting] = []
@@ -221,27 +288,55 @@ def settings(task: str, method: str, *, data: str, user_dir: str, pretrained: Op
         arch, model, checkpoint_separator, max_positions = small_preset_model(pretrained, arch)
         separator_token = separator_token and checkpoint_separator
         lr, batch_size, log_interval = SMALL_LR, SMALL_BATCH_SIZE, SMALL_LOG_INTERVAL
-        schedule = [flag("--validate-interval-updates", SMALL_VALIDATE_INTERVAL_UPDATES, "dataset"),
-                    flag("--no-save", True, "checkpoint"), flag("--num-workers", 0, "dataset")]
+        schedule = [
+            flag("--validate-interval-updates", SMALL_VALIDATE_INTERVAL_UPDATES, "dataset"),
+            flag("--no-save", True, "checkpoint"),
+            flag("--num-workers", 0, "dataset"),
+        ]
         if method in R3F_FAMILY:
             methods.append(flag("--r3f-diagnostics-interval", SMALL_DIAGNOSTICS_INTERVAL, "criterion"))
-    return run_settings(SentencePredictionRun(
-        data=data, user_dir=user_dir, pretrained=pretrained,
-        task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
-        num_classes=num_classes, arch=arch or "roberta_large", dropout=DROPOUT,
-        methods=tuple(methods), report=tuple(report),
-        adam_betas=ADAM_BETAS, adam_eps=ADAM_EPS, weight_decay=WEIGHT_DECAY, lr=lr,
-        updates=max_update(task, method, preset, updates), warmup_percent=WARMUP_PERCENT,
-        batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")),
-        seed=seed, save_dir=save_dir, valid_subset=VALID_SUBSETS.get(task, "valid"), metric=metric,
-        precision=tuple(precision), yaml=yaml, separator_token=separator_token, model=tuple(model),
-        log_interval=log_interval, schedule=tuple(schedule), max_positions=max_positions))
+    return run_settings(
+        SentencePredictionRun(
+            data=data,
+            user_dir=user_dir,
+            pretrained=pretrained,
+            task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
+            num_classes=num_classes,
+            arch=arch or "roberta_large",
+            dropout=DROPOUT,
+            methods=tuple(methods),
+            report=tuple(report),
+            adam_betas=ADAM_BETAS,
+            adam_eps=ADAM_EPS,
+            weight_decay=WEIGHT_DECAY,
+            lr=lr,
+            updates=max_update(task, method, preset, updates),
+            warmup_percent=WARMUP_PERCENT,
+            batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")),
+            seed=seed,
+            save_dir=save_dir,
+            valid_subset=VALID_SUBSETS.get(task, "valid"),
+            metric=metric,
+            precision=tuple(precision),
+            yaml=yaml,
+            separator_token=separator_token,
+            model=tuple(model),
+            log_interval=log_interval,
+            schedule=tuple(schedule),
+            max_positions=max_positions,
+        )
+    )
 
 
 def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:
     """``fairseq-train DATA --user-dir USER_DIR ...``: what ``scripts/glue/train.sh`` runs."""
-    return [fairseq_train, data, "--user-dir", user_dir,
-            *argv(settings(task, method, data=data, user_dir=user_dir, **kwargs))]
+    return [
+        fairseq_train,
+        data,
+        "--user-dir",
+        user_dir,
+        *argv(settings(task, method, data=data, user_dir=user_dir, **kwargs)),
+    ]
 
 
 def config_name(task: str, method: str) -> str:
@@ -265,5 +360,4 @@ def yaml_config(task: str, method: str) -> str:
         f"    task.data=glue_bin/{task}-bin checkpoint.finetune_from_model=roberta.large/model.pt \\",
         "    common.user_dir=$PWD/fairseq_r3f",
     ]
-    return yaml_text(settings(task, method, data=REQUIRED, user_dir=REQUIRED, pretrained=REQUIRED, yaml=True),
-                     header)
+    return yaml_text(settings(task, method, data=REQUIRED, user_dir=REQUIRED, pretrained=REQUIRED, yaml=True), header)

@@ -13,14 +13,24 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 Value = Union[str, int, bool]
 
 # The YAML's groups, in fairseq's own order of config groups.
-GROUPS = ("common", "task", "criterion", "checkpoint", "distributed_training", "dataset",
-          "optimizer", "lr_scheduler", "optimization", "model")
+GROUPS = (
+    "common",
+    "task",
+    "criterion",
+    "checkpoint",
+    "distributed_training",
+    "dataset",
+    "optimizer",
+    "lr_scheduler",
+    "optimization",
+    "model",
+)
 # Hydra's value for a setting that the user must give on the command line.
 REQUIRED = "???"
 
 
 class Setting(NamedTuple):
-    flag: Optional[str]   # None: a YAML-only setting (its fairseq-train default is what we want)
+    flag: Optional[str]  # None: a YAML-only setting (its fairseq-train default is what we want)
     value: Value
     group: str
     key: str

@@ -5,18 +5,41 @@ import os
 
 import pytest
 
-from tests.helpers import TINY_ROBERTA, USER_DIR, CLASSIFICATION, fairseq_logs, run_fairseq
-
+from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, fairseq_logs, run_fairseq
 
 # FreeLB's runs use SMART's criterion with lambda_s = 0 (the plain cross-entropy loss) so that
 # SMART can resume their checkpoint: fairseq refuses to resume an optimizer saved under another
 # criterion class. Three fairseq-train runs in one save dir: FreeLB 0 -> 6 updates, FreeLB
 # resumed 6 -> 10, SMART resumed 10 -> 14.
 RUNS = (
-    ("freelb", "6", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                     "sentence_prediction_smart", "--smart-lambda", "0"]),
-    ("freelb", "10", ["--task", "sentence_prediction_adv", "--adv-steps", "2", "--criterion",
-                      "sentence_prediction_smart", "--smart-lambda", "0"]),
+    (
+        "freelb",
+        "6",
+        [
+            "--task",
+            "sentence_prediction_adv",
+            "--adv-steps",
+            "2",
+            "--criterion",
+            "sentence_prediction_smart",
+            "--smart-lambda",
+            "0",
+        ],
+    ),
+    (
+        "freelb",
+        "10",
+        [
+            "--task",
+            "sentence_prediction_adv",
+            "--adv-steps",
+            "2",
+            "--criterion",
+            "sentence_prediction_smart",
+            "--smart-lambda",
+            "0",
+        ],
+    ),
     ("smart", "14", ["--criterion", "sentence_prediction_smart"]),
 )
 
@@ -27,9 +50,24 @@ def trained_runs(tmp_path_factory, synthetic_data):
     save_dir = tmp_path_factory.mktemp("adversarial")
     outputs = []
     for _, updates, flags in RUNS:
-        proc = run_fairseq("fairseq-train", synthetic_data, "--user-dir", USER_DIR, *CLASSIFICATION, *TINY_ROBERTA,
-                           *flags, "--max-update", updates, "--save-dir", str(save_dir), "--log-interval", "2",
-                           "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric")
+        proc = run_fairseq(
+            "fairseq-train",
+            synthetic_data,
+            "--user-dir",
+            USER_DIR,
+            *CLASSIFICATION,
+            *TINY_ROBERTA,
+            *flags,
+            "--max-update",
+            updates,
+            "--save-dir",
+            str(save_dir),
+            "--log-interval",
+            "2",
+            "--best-checkpoint-metric",
+            "accuracy",
+            "--maximize-best-checkpoint-metric",
+        )
         outputs.append(proc.stdout + proc.stderr)
     return save_dir, outputs
 

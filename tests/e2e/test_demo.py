@@ -10,18 +10,29 @@ import pytest
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
-ROW = re.compile(r"^\| (\S+) \| (\d+) \| (-?[0-9.]+) / (-?[0-9.]+) / (-?[0-9.]+) \| (-?[0-9.]+) \+- (\S+) \| (.*?) \| (\S+) \| (\S+) \|$",
-                 re.M)
+ROW = re.compile(
+    r"^\| (\S+) \| (\d+) \| (-?[0-9.]+) / (-?[0-9.]+) / (-?[0-9.]+) \| (-?[0-9.]+) \+- (\S+) "
+    r"\| (.*?) \| (\S+) \| (\S+) \|$",
+    re.M,
+)
 NOISE = re.compile(r"sigma 1 x RMS: this plugin ([0-9.e+-]+), reference ([0-9.e+-]+)")
 # GLUE's task files (GLUE_DIR/TASK/train.tsv, dev.tsv), when this machine has them
 GLUE_DIR = os.environ.get("GLUE_DIR", "")
-REAL_TASKS = [t for t in ("RTE", "MRPC", "SST-2", "CoLA", "QNLI", "MNLI", "QQP")
-              if GLUE_DIR and os.path.isfile(os.path.join(GLUE_DIR, t, "dev.tsv"))]
+REAL_TASKS = [
+    t
+    for t in ("RTE", "MRPC", "SST-2", "CoLA", "QNLI", "MNLI", "QQP")
+    if GLUE_DIR and os.path.isfile(os.path.join(GLUE_DIR, t, "dev.tsv"))
+]
 
 
 def run_demo(out, **env):
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), str(out)], capture_output=True,
-                          text=True, timeout=900, env={**os.environ, "GLUE_DIR": "", **env})
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "demo.sh"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "GLUE_DIR": "", **env},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -37,7 +48,7 @@ def tables(stdout):
 def check_rows(rows, methods, seeds, lowest=0):
     """lowest: the metric's floor (0; -100 for MCC)."""
     assert list(rows) == methods
-    for method, (n, low, median, high, mean, std, versus, per_update, noise_kl) in rows.items():
+    for method, (n, low, median, high, mean, _std, versus, _per_update, noise_kl) in rows.items():
         assert int(n) == seeds
         assert lowest <= float(low) <= float(median) <= float(high) <= 100
         assert float(low) <= float(mean) <= float(high)
@@ -46,8 +57,9 @@ def check_rows(rows, methods, seeds, lowest=0):
 
 
 def test_demo_built_in_task(tmp_path):
-    stdout = run_demo(tmp_path, SEEDS="1 2", METHODS="std r3f", MAX_UPDATE="20", SYNTHETIC_TRAIN="64",
-                      SYNTHETIC_VALID="48")
+    stdout = run_demo(
+        tmp_path, SEEDS="1 2", METHODS="std r3f", MAX_UPDATE="20", SYNTHETIC_TRAIN="64", SYNTHETIC_VALID="48"
+    )
     found = tables(stdout)
     assert list(found) == ["SYNTHETIC"]
     check_rows(found["SYNTHETIC"], ["std", "r3f"], 2)
@@ -65,21 +77,30 @@ def test_demo_built_in_task(tmp_path):
     for name in ("figure1.png", "figure2.png", "figure1.svg", "figure2.svg", "table2.md"):
         assert (tmp_path / "report" / name).stat().st_size > 500
     # a rerun trains nothing and prints the same tables
-    again = run_demo(tmp_path, SEEDS="1 2", METHODS="std r3f", MAX_UPDATE="20", SYNTHETIC_TRAIN="64",
-                     SYNTHETIC_VALID="48")
+    again = run_demo(
+        tmp_path, SEEDS="1 2", METHODS="std r3f", MAX_UPDATE="20", SYNTHETIC_TRAIN="64", SYNTHETIC_VALID="48"
+    )
     assert tables(again) == found
     assert "0 to run" in (tmp_path / "sweep.log").read_text() or "4 skipped" in (tmp_path / "sweep.log").read_text()
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"MAX_UPDATE": "0"}, "MAX_UPDATE must be a positive integer"),
-    ({"GLUE_DIR": "/no/such/glue"}, "GLUE_DIR=/no/such/glue: no such folder"),
-    ({"GLUE_TASKS": "RTE"}, "GLUE_TASKS=RTE needs GLUE_DIR"),
-    ({"GLUE_DOWNLOAD": "yes"}, "GLUE_DOWNLOAD must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"MAX_UPDATE": "0"}, "MAX_UPDATE must be a positive integer"),
+        ({"GLUE_DIR": "/no/such/glue"}, "GLUE_DIR=/no/such/glue: no such folder"),
+        ({"GLUE_TASKS": "RTE"}, "GLUE_TASKS=RTE needs GLUE_DIR"),
+        ({"GLUE_DOWNLOAD": "yes"}, "GLUE_DOWNLOAD must be 0 or 1"),
+    ],
+)
 def test_demo_refuses_bad_settings_before_work(tmp_path, env, message):
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "demo.sh"), str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "GLUE_DIR": "", **env})
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "demo.sh"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "GLUE_DIR": "", **env},
+    )
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -121,16 +142,34 @@ def write_glue_layouts(root):
             f.write("\n".join("\t".join(row) for row in rows) + "\n")
 
     for split, n in (("train", 48), ("dev", 24)):
-        write(os.path.join(root, "CoLA", f"{split}.tsv"),
-              [("gj04", str(i % 2), "" if i % 2 else "*", sentence()) for i in range(n)])
-    header = ["index", "promptID", "pairID", "genre", *(f"sentence{k}_{p}" for p in ("binary_parse", "parse")
-                                                          for k in (1, 2)), "sentence1", "sentence2"]
+        write(
+            os.path.join(root, "CoLA", f"{split}.tsv"),
+            [("gj04", str(i % 2), "" if i % 2 else "*", sentence()) for i in range(n)],
+        )
+    header = [
+        "index",
+        "promptID",
+        "pairID",
+        "genre",
+        *(f"sentence{k}_{p}" for p in ("binary_parse", "parse") for k in (1, 2)),
+        "sentence1",
+        "sentence2",
+    ]
     labels = ("contradiction", "entailment", "neutral")
-    write(os.path.join(root, "MNLI", "train.tsv"), [header + ["label1", "gold_label"]] + [
-        [str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), labels[i % 3], labels[i % 3]] for i in range(48)])
+    write(
+        os.path.join(root, "MNLI", "train.tsv"),
+        [header + ["label1", "gold_label"]]
+        + [
+            [str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), labels[i % 3], labels[i % 3]]
+            for i in range(48)
+        ],
+    )
     for name in ("dev_matched", "dev_mismatched"):
-        write(os.path.join(root, "MNLI", f"{name}.tsv"), [header + [f"label{k}" for k in range(1, 6)] + ["gold_label"]] + [
-            [str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), *[labels[i % 3]] * 6] for i in range(24)])
+        write(
+            os.path.join(root, "MNLI", f"{name}.tsv"),
+            [header + [f"label{k}" for k in range(1, 6)] + ["gold_label"]]
+            + [[str(i), "0", "0", "fiction", *"xxxx", sentence(), sentence(), *[labels[i % 3]] * 6] for i in range(24)],
+        )
     write(os.path.join(root, "STS-B", "train.tsv"), [("index", "sentence1", "sentence2", "score")])
 
 

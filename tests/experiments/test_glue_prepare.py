@@ -11,9 +11,7 @@ import pytest
 
 from r3f_experiments.data import glue
 from r3f_experiments.data.glue import GlueFormatError, parse_task
-
 from r3f_experiments.fairseq_logs import parse_valid_subsets
-
 from tests.helpers import REPO, ROBERTA_DIMS, load_split
 
 PREPARE = os.path.join(REPO, "scripts", "glue", "prepare.sh")
@@ -44,19 +42,23 @@ MRPC_HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
 
 def test_mrpc_bom_header_and_unbalanced_quotes(tmp_path):
     folder = tmp_path / "MRPC"
-    text = BOM + rows(MRPC_HEADER,
-                      ("1", "702876", "702977", 'He said "yes.', "He agreed."),
-                      ("0", "2108705", "2108831", "Shares rose 5 %.", 'Shares "fell.'),
-                      ("1", "1330381", "1330521", "It ended.", "It was over."))
+    text = BOM + rows(
+        MRPC_HEADER,
+        ("1", "702876", "702977", 'He said "yes.', "He agreed."),
+        ("0", "2108705", "2108831", "Shares rose 5 %.", 'Shares "fell.'),
+        ("1", "1330381", "1330521", "It ended.", "It was over."),
+    )
     write(folder, "train.tsv", text)
     write(folder, "dev.tsv", BOM + rows(MRPC_HEADER, ("0", "1", "2", 'a "b', "c")))
     results = parse_task("MRPC", str(tmp_path))
     assert list(results) == ["train", "valid"]  # no test.tsv: skipped (optional)
     train = results["train"]
     assert counts(train) == (3, 3, 0)
-    assert train.examples == [('He said "yes.', "He agreed.", "1"),
-                              ("Shares rose 5 %.", 'Shares "fell.', "0"),
-                              ("It ended.", "It was over.", "1")]
+    assert train.examples == [
+        ('He said "yes.', "He agreed.", "1"),
+        ("Shares rose 5 %.", 'Shares "fell.', "0"),
+        ("It ended.", "It was over.", "1"),
+    ]
     assert results["valid"].examples == [('a "b', "c", "0")]
 
 
@@ -71,16 +73,31 @@ def test_mrpc_header_without_bom_handling_would_miss_quality(tmp_path):
 
 def test_cola_no_header_four_columns_and_dev_without_final_newline(tmp_path):
     folder = tmp_path / "CoLA"
-    write(folder, "train.tsv", rows(("gj04", "1", "", "Our friends won't buy this analysis."),
-                                    ("gj04", "0", "*", "One more pseudo generalization and I'm giving up."),
-                                    ("gj04", "1", "", "They drank the pub.", "extra")))
-    write(folder, "dev.tsv", rows(("gj04", "1", "", "The sailors rode the breeze clear of the rocks."),
-                                  ("gj04", "0", "*", "The more we study verbs, the crazier they get."), end=""))
+    write(
+        folder,
+        "train.tsv",
+        rows(
+            ("gj04", "1", "", "Our friends won't buy this analysis."),
+            ("gj04", "0", "*", "One more pseudo generalization and I'm giving up."),
+            ("gj04", "1", "", "They drank the pub.", "extra"),
+        ),
+    )
+    write(
+        folder,
+        "dev.tsv",
+        rows(
+            ("gj04", "1", "", "The sailors rode the breeze clear of the rocks."),
+            ("gj04", "0", "*", "The more we study verbs, the crazier they get."),
+            end="",
+        ),
+    )
     results = parse_task("CoLA", str(tmp_path))
     train, valid = results["train"], results["valid"]
     assert counts(train) == (3, 2, 1)
-    assert train.examples == [("Our friends won't buy this analysis.", None, "1"),
-                              ("One more pseudo generalization and I'm giving up.", None, "0")]
+    assert train.examples == [
+        ("Our friends won't buy this analysis.", None, "1"),
+        ("One more pseudo generalization and I'm giving up.", None, "0"),
+    ]
     assert train.skipped == [(3, "expected 4 columns, found 5")]  # no header: line 1 is a row
     assert counts(valid) == (2, 2, 0)
     assert valid.examples[-1] == ("The more we study verbs, the crazier they get.", None, "0")
@@ -88,38 +105,71 @@ def test_cola_no_header_four_columns_and_dev_without_final_newline(tmp_path):
 
 def test_sst2_space_before_tab_is_stripped(tmp_path):
     folder = tmp_path / "SST-2"
-    write(folder, "train.tsv", rows(("sentence", "label"), ("hide new secretions from the parental units ", "0"),
-                                    ("contains no wit , only labored gags ", "0"), ("a gorgeous film ", "1")))
+    write(
+        folder,
+        "train.tsv",
+        rows(
+            ("sentence", "label"),
+            ("hide new secretions from the parental units ", "0"),
+            ("contains no wit , only labored gags ", "0"),
+            ("a gorgeous film ", "1"),
+        ),
+    )
     write(folder, "dev.tsv", rows(("sentence", "label"), ("it 's a charming journey . ", "1")))
     write(folder, "test.tsv", rows(("index", "sentence"), ("0", "uneasy mishmash of styles ")))
     results = parse_task("sst2", str(tmp_path))
     assert list(results) == ["train", "valid", "test"]
-    assert results["train"].examples == [("hide new secretions from the parental units", None, "0"),
-                                         ("contains no wit , only labored gags", None, "0"),
-                                         ("a gorgeous film", None, "1")]
+    assert results["train"].examples == [
+        ("hide new secretions from the parental units", None, "0"),
+        ("contains no wit , only labored gags", None, "0"),
+        ("a gorgeous film", None, "1"),
+    ]
     assert results["valid"].examples == [("it 's a charming journey .", None, "1")]
     assert results["test"].examples == [("uneasy mishmash of styles", None, None)]
     assert [counts(r) for r in results.values()] == [(3, 3, 0), (1, 1, 0), (1, 1, 0)]
 
 
-@pytest.mark.parametrize("task,header,label", [
-    ("QNLI", ("index", "question", "sentence", "label"), "not_entailment"),
-    ("RTE", ("index", "sentence1", "sentence2", "label"), "entailment"),
-])
+@pytest.mark.parametrize(
+    "task,header,label",
+    [
+        ("QNLI", ("index", "question", "sentence", "label"), "not_entailment"),
+        ("RTE", ("index", "sentence1", "sentence2", "label"), "entailment"),
+    ],
+)
 def test_unbalanced_quotes_do_not_join_lines(tmp_path, task, header, label):
     # csv's default quoting would read from the first '"' to the next one, two lines further down
-    write(tmp_path / task, "train.tsv", rows(header, ("0", 'What did "Bob say?', "He left.", label),
-                                             ("1", "Who?", "Nobody.", label),
-                                             ("2", "Why?", 'He said "no.', label)))
+    write(
+        tmp_path / task,
+        "train.tsv",
+        rows(
+            header,
+            ("0", 'What did "Bob say?', "He left.", label),
+            ("1", "Who?", "Nobody.", label),
+            ("2", "Why?", 'He said "no.', label),
+        ),
+    )
     write(tmp_path / task, "dev.tsv", rows(header, ("0", "Dev?", "Yes.", label)))
     train = parse_task(task, str(tmp_path))["train"]
     assert counts(train) == (3, 3, 0)
-    assert train.examples == [('What did "Bob say?', "He left.", label), ("Who?", "Nobody.", label),
-                              ("Why?", 'He said "no.', label)]
+    assert train.examples == [
+        ('What did "Bob say?', "He left.", label),
+        ("Who?", "Nobody.", label),
+        ("Why?", 'He said "no.', label),
+    ]
 
 
-STSB_HEADER = ("index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
-               "sentence2", "score")
+STSB_HEADER = (
+    "index",
+    "genre",
+    "filename",
+    "year",
+    "old_index",
+    "source1",
+    "source2",
+    "sentence1",
+    "sentence2",
+    "score",
+)
 
 
 def stsb_row(i, s1, s2, score):
@@ -127,10 +177,17 @@ def stsb_row(i, s1, s2, score):
 
 
 def test_stsb_quotes_and_scores(tmp_path):
-    write(tmp_path / "STS-B", "train.tsv", rows(STSB_HEADER, stsb_row(0, 'A "plane.', "A plane.", "5.000"),
-                                                stsb_row(1, "A man.", "A woman.", "0.500"),
-                                                stsb_row(2, "x", "y", "5.2"),
-                                                stsb_row(3, "x", "y", "high")))
+    write(
+        tmp_path / "STS-B",
+        "train.tsv",
+        rows(
+            STSB_HEADER,
+            stsb_row(0, 'A "plane.', "A plane.", "5.000"),
+            stsb_row(1, "A man.", "A woman.", "0.500"),
+            stsb_row(2, "x", "y", "5.2"),
+            stsb_row(3, "x", "y", "high"),
+        ),
+    )
     write(tmp_path / "STS-B", "dev.tsv", rows(STSB_HEADER, stsb_row(0, "a", "b", "3.800")))
     results = parse_task("STS-B", str(tmp_path))
     train = results["train"]
@@ -145,16 +202,20 @@ QQP_HEADER = ("id", "qid1", "qid2", "question1", "question2", "is_duplicate")
 
 def test_qqp_malformed_rows_are_counted_and_reported(tmp_path):
     folder = tmp_path / "QQP"
-    write(folder, "train.tsv", rows(
-        QQP_HEADER,
-        ("133273", "213221", "213222", "How is the life of a math student?", "Which level of math?", "0"),
-        ("402555", "536040", "536041", "How do I control my horny emotions?"),  # question split by a newline:
-        ("How do I control it?", "1"),                                          # two short rows
-        ("360472", "364011", "490273", "What causes stool color to change?", "", "0"),  # empty question2
-        ("150662", "155721", "7256", "What is the best way?", "Best way?", "2"),        # unknown label
-        ("1", "2", "3", "Is it?", "Is it not?", "1", "surplus"),                        # 7 columns
-        ("19", "20", "21", "Is this fine?", "Yes it is.", "1"),
-    ))
+    write(
+        folder,
+        "train.tsv",
+        rows(
+            QQP_HEADER,
+            ("133273", "213221", "213222", "How is the life of a math student?", "Which level of math?", "0"),
+            ("402555", "536040", "536041", "How do I control my horny emotions?"),  # question split by a newline:
+            ("How do I control it?", "1"),  # two short rows
+            ("360472", "364011", "490273", "What causes stool color to change?", "", "0"),  # empty question2
+            ("150662", "155721", "7256", "What is the best way?", "Best way?", "2"),  # unknown label
+            ("1", "2", "3", "Is it?", "Is it not?", "1", "surplus"),  # 7 columns
+            ("19", "20", "21", "Is this fine?", "Yes it is.", "1"),
+        ),
+    )
     with open(folder / "train.tsv", "ab") as f:
         f.write(b"20\t22\t23\tbad \xff byte?\tok?\t0\n\n")  # not UTF-8, then a blank line
     write(folder, "dev.tsv", rows(QQP_HEADER, ("7", "8", "9", "Same?", "Same!", "1")))
@@ -162,8 +223,10 @@ def test_qqp_malformed_rows_are_counted_and_reported(tmp_path):
     train = results["train"]
     assert counts(train) == (9, 2, 7)
     assert train.read == train.written + len(train.skipped)
-    assert train.examples == [("How is the life of a math student?", "Which level of math?", "0"),
-                              ("Is this fine?", "Yes it is.", "1")]
+    assert train.examples == [
+        ("How is the life of a math student?", "Which level of math?", "0"),
+        ("Is this fine?", "Yes it is.", "1"),
+    ]
     assert [line for line, _ in train.skipped] == [3, 4, 5, 6, 7, 9, 10]
     reasons = dict(train.skipped)
     assert reasons[3] == "expected 6 columns, found 4"
@@ -179,16 +242,23 @@ def test_qqp_malformed_rows_are_counted_and_reported(tmp_path):
     with open(out / "skipped.tsv", encoding="utf-8") as f:
         report = [line.rstrip("\n").split("\t") for line in f]
     assert report[0] == ["file", "line", "reason"]
-    assert [(r[1], r[2]) for r in report[1:4]] == [("3", "expected 6 columns, found 4"),
-                                                   ("4", "expected 6 columns, found 2"),
-                                                   ("5", "empty field 'question2'")]
+    assert [(r[1], r[2]) for r in report[1:4]] == [
+        ("3", "expected 6 columns, found 4"),
+        ("4", "expected 6 columns, found 2"),
+        ("5", "empty field 'question2'"),
+    ]
     assert len(report) == 1 + 7 and all(r[0] == str(folder / "train.tsv") for r in report[1:])
 
 
 def test_cli_prints_skipped_rows_and_count_table(tmp_path, capsys):
     folder = tmp_path / "QQP"
-    write(folder, "train.tsv", rows(QQP_HEADER, ("1", "1", "2", "a?", "b?", "0"), ("2", "3", "4", "c?", "1"),
-                                    ("3", "5", "6", "e?", "f?", "1")))
+    write(
+        folder,
+        "train.tsv",
+        rows(
+            QQP_HEADER, ("1", "1", "2", "a?", "b?", "0"), ("2", "3", "4", "c?", "1"), ("3", "5", "6", "e?", "f?", "1")
+        ),
+    )
     write(folder, "dev.tsv", rows(QQP_HEADER, ("4", "7", "8", "g?", "h?", "1")))
     out = tmp_path / "raw"
     assert glue.main(["QQP", str(tmp_path), str(out)]) == 0
@@ -198,15 +268,34 @@ def test_cli_prints_skipped_rows_and_count_table(tmp_path, capsys):
     assert table[0].split() == ["split", "file", "read", "written", "skipped", "normalised"]
     assert table[1].split() == ["train", "train.tsv", "3", "2", "1", "0"]
     assert table[2].split() == ["valid", "dev.tsv", "1", "1", "0", "0"]
-    assert sorted(os.listdir(out)) == ["skipped.tsv", "train.input0", "train.input1", "train.label",
-                                       "valid.input0", "valid.input1", "valid.label"]
+    assert sorted(os.listdir(out)) == [
+        "skipped.tsv",
+        "train.input0",
+        "train.input1",
+        "train.label",
+        "valid.input0",
+        "valid.input1",
+        "valid.label",
+    ]
     assert (out / "train.input0").read_text() == "a?\ne?\n"
     assert (out / "train.input1").read_text() == "b?\nf?\n"
     assert (out / "train.label").read_text() == "0\n1\n"
 
 
-MNLI_TRAIN = ("index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-              "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label")
+MNLI_TRAIN = (
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "label1",
+    "gold_label",
+)
 MNLI_DEV = MNLI_TRAIN[:-1] + ("label2", "label3", "label4", "label5", "gold_label")
 MNLI_TEST = MNLI_TRAIN[:10]
 
@@ -217,11 +306,21 @@ def mnli_row(i, s1, s2, *labels):
 
 def write_mnli(root):
     folder = os.path.join(root, "MNLI")
-    write(folder, "train.tsv", rows(MNLI_TRAIN, mnli_row(0, "He ran.", "He moved.", "entailment", "entailment"),
-                                    mnli_row(1, "He ran.", "He sat.", "contradiction", "contradiction"),
-                                    mnli_row(2, 'He said "go.', "He spoke.", "neutral", "neutral")))
-    write(folder, "dev_matched.tsv", rows(MNLI_DEV, mnli_row(3, "A.", "B.", *["neutral"] * 6),
-                                          mnli_row(4, "C.", "D.", *["entailment"] * 6)))
+    write(
+        folder,
+        "train.tsv",
+        rows(
+            MNLI_TRAIN,
+            mnli_row(0, "He ran.", "He moved.", "entailment", "entailment"),
+            mnli_row(1, "He ran.", "He sat.", "contradiction", "contradiction"),
+            mnli_row(2, 'He said "go.', "He spoke.", "neutral", "neutral"),
+        ),
+    )
+    write(
+        folder,
+        "dev_matched.tsv",
+        rows(MNLI_DEV, mnli_row(3, "A.", "B.", *["neutral"] * 6), mnli_row(4, "C.", "D.", *["entailment"] * 6)),
+    )
     write(folder, "dev_mismatched.tsv", rows(MNLI_DEV, mnli_row(5, "E.", "F.", *["contradiction"] * 6)))
     write(folder, "test_matched.tsv", rows(MNLI_TEST, mnli_row(6, "G.", "H.")))
     return folder
@@ -233,7 +332,11 @@ def test_mnli_matched_and_mismatched_dev_sets(tmp_path):
     # valid = dev_matched, valid1 = dev_mismatched (fairseq-preprocess --validpref a,b; --valid-subset valid,valid1)
     assert list(results) == ["train", "valid", "valid1", "test"]
     assert {k: os.path.basename(r.path) for k, r in results.items()} == {
-        "train": "train.tsv", "valid": "dev_matched.tsv", "valid1": "dev_mismatched.tsv", "test": "test_matched.tsv"}
+        "train": "train.tsv",
+        "valid": "dev_matched.tsv",
+        "valid1": "dev_mismatched.tsv",
+        "test": "test_matched.tsv",
+    }
     assert results["train"].examples[2] == ('He said "go.', "He spoke.", "neutral")
     assert results["valid"].examples == [("A.", "B.", "neutral"), ("C.", "D.", "entailment")]
     assert results["valid1"].examples == [("E.", "F.", "contradiction")]
@@ -243,8 +346,14 @@ def test_mnli_matched_and_mismatched_dev_sets(tmp_path):
 
 def test_line_breaks_inside_fields_become_spaces_and_crlf_is_accepted(tmp_path):
     header = ("index", "sentence1", "sentence2", "label")
-    write(tmp_path / "RTE", "train.tsv", "\r\n".join("\t".join(r) for r in (
-        header, ("0", "a\rb", "c\u2028d", "entailment"), ("1", "e", "f", "not_entailment"))) + "\r\n")
+    write(
+        tmp_path / "RTE",
+        "train.tsv",
+        "\r\n".join(
+            "\t".join(r) for r in (header, ("0", "a\rb", "c\u2028d", "entailment"), ("1", "e", "f", "not_entailment"))
+        )
+        + "\r\n",
+    )
     write(tmp_path / "RTE", "dev.tsv", rows(header, ("0", "g", "h", "entailment")))
     train = parse_task("RTE", str(tmp_path))["train"]
     assert train.examples == [("a b", "c d", "entailment"), ("e", "f", "not_entailment")]
@@ -266,8 +375,10 @@ def test_missing_file_and_missing_column_are_errors_naming_the_file(tmp_path, ca
 
     write(tmp_path / "RTE", "dev.tsv", rows(header, ("0", "a", "b", "yes")))
     assert glue.main(["RTE", str(tmp_path), str(tmp_path / "out")]) == 1
-    assert (f"error: {tmp_path / 'RTE' / 'dev.tsv'}: no usable rows (1 data rows read, 1 skipped: line 2: "
-            "label 'yes' not in {entailment, not_entailment})") in capsys.readouterr().err
+    assert (
+        f"error: {tmp_path / 'RTE' / 'dev.tsv'}: no usable rows (1 data rows read, 1 skipped: line 2: "
+        "label 'yes' not in {entailment, not_entailment})"
+    ) in capsys.readouterr().err
 
     assert glue.main(["XNLI", str(tmp_path), str(tmp_path / "out")]) == 1
     assert "unknown GLUE task 'XNLI'" in capsys.readouterr().err
@@ -289,12 +400,19 @@ def test_task_table_is_consistent():
 
 def test_format_mrpc_from_the_corpus_files(tmp_path):
     header = BOM + "\t".join(MRPC_HEADER)
-    train_txt = write(tmp_path, "msr_paraphrase_train.txt", "\r\n".join(
-        [header, "1\t10\t11\ta \"b\tc", "0\t20\t21\td\te", "1\t30\t31\tf\tg"]) + "\r\n")
+    train_txt = write(
+        tmp_path,
+        "msr_paraphrase_train.txt",
+        "\r\n".join([header, '1\t10\t11\ta "b\tc', "0\t20\t21\td\te", "1\t30\t31\tf\tg"]) + "\r\n",
+    )
     test_txt = write(tmp_path, "msr_paraphrase_test.txt", "\r\n".join([header, "1\t40\t41\th\ti"]) + "\r\n")
     dev_ids = write(tmp_path, "mrpc_dev_ids.tsv", "20\t21\n")
-    proc = subprocess.run([*FORMAT_MRPC, train_txt, test_txt, dev_ids, str(tmp_path / "glue" / "MRPC")],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [*FORMAT_MRPC, train_txt, test_txt, dev_ids, str(tmp_path / "glue" / "MRPC")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert proc.stdout.strip() == "{'train': 2, 'dev': 1, 'test': 1}"
     assert (tmp_path / "glue" / "MRPC" / "dev.tsv").read_bytes().startswith(BOM.encode())
     results = parse_task("MRPC", str(tmp_path / "glue"))
@@ -305,30 +423,49 @@ def test_format_mrpc_from_the_corpus_files(tmp_path):
 
 # ---- BPE encoding and binarisation ------------------------------------------------------------
 
+
 def test_binarize_mnli_valid1_and_stsb_regression_labels(tmp_path, tiny_bpe, capsys):
     from r3f_experiments.data import glue_binarize
 
     write_mnli(tmp_path / "glue")
     raw, bin_dir = tmp_path / "raw", tmp_path / "MNLI-bin"
     assert glue.main(["MNLI", str(tmp_path / "glue"), str(raw)]) == 0
-    args = ["--encoder-json", tiny_bpe["BPE_ENCODER"], "--vocab-bpe", tiny_bpe["BPE_VOCAB"],
-            "--dict", tiny_bpe["ROBERTA_DICT"]]
+    args = [
+        "--encoder-json",
+        tiny_bpe["BPE_ENCODER"],
+        "--vocab-bpe",
+        tiny_bpe["BPE_VOCAB"],
+        "--dict",
+        tiny_bpe["ROBERTA_DICT"],
+    ]
     assert glue_binarize.main(["MNLI", str(raw), str(bin_dir), *args, "--workers", "2"]) == 0  # with a Pool
     for sub in ("input0", "input1"):
         assert sorted(f for f in os.listdir(bin_dir / sub) if f.endswith(".bin")) == [
-            "test.bin", "train.bin", "valid.bin", "valid1.bin"]
+            "test.bin",
+            "train.bin",
+            "valid.bin",
+            "valid1.bin",
+        ]
     assert sorted(f for f in os.listdir(bin_dir / "label") if f.endswith(".bin")) == [
-        "train.bin", "valid.bin", "valid1.bin"]
+        "train.bin",
+        "valid.bin",
+        "valid1.bin",
+    ]
     # E. -> 'E' '.', F. -> 'F' '.'
     assert load_split(bin_dir, "input0", "valid1") == [f"{ord('E')} {ord('.')}"]
     assert load_split(bin_dir, "input1", "valid1") == [f"{ord('F')} {ord('.')}"]
     assert load_split(bin_dir, "label", "valid1") == ["contradiction"]
     assert load_split(bin_dir, "label", "valid") == ["neutral", "entailment"]
-    assert glue_binarize.train_flags(glue.TASKS["MNLI"], ["train", "valid", "valid1", "test"]) == \
-        "--num-classes 3 --valid-subset valid,valid1"
+    assert (
+        glue_binarize.train_flags(glue.TASKS["MNLI"], ["train", "valid", "valid1", "test"])
+        == "--num-classes 3 --valid-subset valid,valid1"
+    )
 
-    write(tmp_path / "glue" / "STS-B", "train.tsv", rows(STSB_HEADER, stsb_row(0, "the a", "b", "3.800"),
-                                                          stsb_row(1, "c", "d", "5.000")))
+    write(
+        tmp_path / "glue" / "STS-B",
+        "train.tsv",
+        rows(STSB_HEADER, stsb_row(0, "the a", "b", "3.800"), stsb_row(1, "c", "d", "5.000")),
+    )
     write(tmp_path / "glue" / "STS-B", "dev.tsv", rows(STSB_HEADER, stsb_row(0, "e", "f", "0.25")))
     raw, bin_dir = tmp_path / "raw-stsb", tmp_path / "STS-B-bin"
     assert glue.main(["STS-B", str(tmp_path / "glue"), str(raw)]) == 0
@@ -356,13 +493,21 @@ RTE_TRAIN = [
     ("birds fly south.", "birds move.", "entailment"),
     ("the river is dry.", "the river is full.", "not_entailment"),
 ]
-RTE_DEV = [("the cat sat.", "a cat sat.", "entailment"), ("the dog ran.", 'a "dog slept.', "not_entailment"),
-           ("the sky is blue.", "the sky is red.", "not_entailment")]
+RTE_DEV = [
+    ("the cat sat.", "a cat sat.", "entailment"),
+    ("the dog ran.", 'a "dog slept.', "not_entailment"),
+    ("the sky is blue.", "the sky is red.", "not_entailment"),
+]
 
 
 def prepare(*args, env=None, timeout=300):
-    return subprocess.run(["bash", PREPARE, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHON": sys.executable, "WORKERS": "1", **(env or {})})
+    return subprocess.run(
+        ["bash", PREPARE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHON": sys.executable, "WORKERS": "1", **(env or {})},
+    )
 
 
 def test_prepare_without_glue_dir_explains_a_failed_download(tmp_path, tiny_bpe):
@@ -372,9 +517,12 @@ def test_prepare_without_glue_dir_explains_a_failed_download(tmp_path, tiny_bpe)
     assert "pass its folder: bash scripts/glue/prepare.sh TASK GLUE_DIR" in proc.stderr
     assert not os.path.exists(tmp_path / "out" / "RTE-bin")
 
-    proc = prepare("RTE", str(tmp_path), str(tmp_path / "out"), env={"GPT2_BPE_URL": "http://127.0.0.1:1",
-                                                                      "BPE_ENCODER": "", "BPE_VOCAB": "",
-                                                                      "ROBERTA_DICT": ""})
+    proc = prepare(
+        "RTE",
+        str(tmp_path),
+        str(tmp_path / "out"),
+        env={"GPT2_BPE_URL": "http://127.0.0.1:1", "BPE_ENCODER": "", "BPE_VOCAB": "", "ROBERTA_DICT": ""},
+    )
     assert proc.returncode != 0
     assert "could not download http://127.0.0.1:1/encoder.json" in proc.stderr
     assert "Set BPE_ENCODER, BPE_VOCAB and ROBERTA_DICT" in proc.stderr
@@ -387,7 +535,11 @@ def test_prepare_without_glue_dir_explains_a_failed_download(tmp_path, tiny_bpe)
 def test_prepare_rte_end_to_end_then_fairseq_train(tmp_path, tiny_bpe):
     glue_dir, out = tmp_path / "glue_data", tmp_path / "glue_bin"
     write(glue_dir / "RTE", "train.tsv", rows(RTE_HEADER, *[(str(i), *r) for i, r in enumerate(RTE_TRAIN)]))
-    write(glue_dir / "RTE", "dev.tsv", rows(RTE_HEADER, *[(str(i), *r) for i, r in enumerate(RTE_DEV)]), )
+    write(
+        glue_dir / "RTE",
+        "dev.tsv",
+        rows(RTE_HEADER, *[(str(i), *r) for i, r in enumerate(RTE_DEV)]),
+    )
     proc = prepare("rte", str(glue_dir), str(out), env=tiny_bpe)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = proc.stdout.splitlines()
@@ -401,25 +553,59 @@ def test_prepare_rte_end_to_end_then_fairseq_train(tmp_path, tiny_bpe):
             assert (data / sub / f"{split}.bin").is_file() and (data / sub / f"{split}.idx").is_file()
         assert (data / sub / "dict.txt").is_file()
     # ids: 'the' = 257 (merged), ' ' = 32, bytes = their value; fairseq's encoder, aligned line by line
-    assert (out / "bpe" / "RTE" / "valid.input0").read_text().splitlines()[0] == \
-        " ".join(str(i) for i in [257, 32, *b"cat", 32, *b"sat", ord(".")])
+    assert (out / "bpe" / "RTE" / "valid.input0").read_text().splitlines()[0] == " ".join(
+        str(i) for i in [257, 32, *b"cat", 32, *b"sat", ord(".")]
+    )
     assert load_split(str(data), "input1", "valid")[1] == " ".join(str(b) for b in b'a "dog slept.')
     assert load_split(str(data), "label", "valid") == [r[2] for r in RTE_DEV]
     assert len(load_split(str(data), "input0", "train")) == len(RTE_TRAIN)
 
     # the chain a researcher runs: prepare -> sweep (the real scripts/glue/train.sh, 2 seeds x
     # 2 methods, shrunk to a tiny model) -> report (Table 2 and a figure)
-    tiny = [*ROBERTA_DIMS, "--cpu", "--num-workers", "0", "--batch-size", "4", "--max-update", "3",
-            "--warmup-updates", "1", "--total-num-update", "3", "--log-interval", "1"]
-    command = (f"GLUE_BIN={out} ROBERTA= PRECISION= bash {os.path.join(REPO, 'scripts', 'glue', 'train.sh')} "
-               "{task} {method} {seed} {save_dir} -- " + " ".join(tiny))
+    tiny = [
+        *ROBERTA_DIMS,
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--batch-size",
+        "4",
+        "--max-update",
+        "3",
+        "--warmup-updates",
+        "1",
+        "--total-num-update",
+        "3",
+        "--log-interval",
+        "1",
+    ]
+    command = (
+        f"GLUE_BIN={out} ROBERTA= PRECISION= bash {os.path.join(REPO, 'scripts', 'glue', 'train.sh')} "
+        "{task} {method} {seed} {save_dir} -- " + " ".join(tiny)
+    )
     sweep_dir = tmp_path / "sweep"
     sweep = [sys.executable, "-m", "r3f_experiments.sweep"]
-    proc = subprocess.run([*sweep, "run", "--out-dir", str(sweep_dir), "--tasks", "RTE", "--methods", "std", "r3f",
-                           "--seeds", "1-2", "--command", command], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *sweep,
+            "run",
+            "--out-dir",
+            str(sweep_dir),
+            "--tasks",
+            "RTE",
+            "--methods",
+            "std",
+            "r3f",
+            "--seeds",
+            "1-2",
+            "--command",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = subprocess.run([*sweep, "report", "--out-dir", str(sweep_dir)], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([*sweep, "report", "--out-dir", str(sweep_dir)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     table = (sweep_dir / "report" / "table2.md").read_text().split("\n## ")[0]
     for method in ("std", "r3f"):
@@ -434,6 +620,7 @@ def test_prepare_rte_end_to_end_then_fairseq_train(tmp_path, tiny_bpe):
 
 
 # ---- bad input: refused before any work, or skipped and listed; nothing of the user's deleted -----
+
 
 def write_sst2(folder, train=(("a gorgeous film", "1"), ("no wit", "0")), dev=(("a charming journey", "1"),)):
     write(folder, "train.tsv", rows(("sentence", "label"), *train))
@@ -450,8 +637,9 @@ def test_header_only_splits_are_refused_naming_the_file(tmp_path):
 
 
 def test_sentences_without_a_visible_character_are_skipped_and_listed(tmp_path):
-    write_sst2(tmp_path / "SST-2", train=(("a gorgeous film", "1"), ("\u200b\u200b", "0"), ("\x07 \x1b", "1"),
-                                          ("no wit", "0")))
+    write_sst2(
+        tmp_path / "SST-2", train=(("a gorgeous film", "1"), ("\u200b\u200b", "0"), ("\x07 \x1b", "1"), ("no wit", "0"))
+    )
     train = parse_task("SST-2", str(tmp_path))["train"]
     assert counts(train) == (4, 2, 2)
     assert [n for n, _ in train.skipped] == [3, 4]

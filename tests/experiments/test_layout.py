@@ -47,8 +47,7 @@ def kit_imports(name, path):
 def test_the_drivers_exist_and_the_rooms_import_none_of_them():
     modules = dict(kit_modules())
     assert DRIVERS <= set(modules)
-    offences = [(name, sorted(kit_imports(name, path) & (DRIVERS - {name})))
-                for name, path in modules.items()]
+    offences = [(name, sorted(kit_imports(name, path) & (DRIVERS - {name}))) for name, path in modules.items()]
     assert [o for o in offences if o[1]] == []
 
 
@@ -73,13 +72,19 @@ SUFFIXES = ("py", "md", "sh", "yaml", "json", "txt", "csv", "png", "svg", "log",
 
 def tracked_text_files():
     files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split()
-    return [f for f in files if not f.startswith(("docs/results/", "configs/"))
-            and f.endswith((".py", ".sh", ".md", ".ini", ".cfg", ".toml", ".yaml", "run"))]
+    return [
+        f
+        for f in files
+        if not f.startswith(("docs/results/", "configs/"))
+        and f.endswith((".py", ".sh", ".md", ".ini", ".cfg", ".toml", ".yaml", "run"))
+    ]
 
 
 def expand(token):
     """Brace lists expanded; <name>, {name} and UPPERCASE placeholders as wildcards."""
-    alternatives = [[part] if i % 2 == 0 else part.split(",") for i, part in enumerate(re.split(r"\{([^{}]*,[^{}]*)\}", token))]
+    alternatives = [
+        [part] if i % 2 == 0 else part.split(",") for i, part in enumerate(re.split(r"\{([^{}]*,[^{}]*)\}", token))
+    ]
     for combo in itertools.product(*alternatives):
         pattern = re.sub(r"<[^>]*>|\{[^{}]*\}|\b[A-Z][A-Z_]+\b|\*", "*", "".join(combo))
         yield pattern
@@ -125,3 +130,10 @@ def test_a_moved_path_or_name_would_be_seen():
     assert missing_paths("configs/glue/<task>_{smart,freelb}.yaml, scripts/summarization/DATASET/train.sh") == []
     gone_name = "r3f_experiments" + ".probing.LinearProbeHead"
     assert missing_modules(f"{gone_name}, r3f_experiments.results.Paired") == [gone_name]
+
+
+def test_the_code_is_formatted_and_linted():
+    """ruff.toml's formatter and linter, over the whole repository."""
+    for argv in (["ruff", "format", "--check", "."], ["ruff", "check", "."]):
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -10,28 +10,43 @@ import sys
 
 import pytest
 import torch
-
-import fairseq_r3f  # noqa: F401  (registers sentence_prediction_probe)
 from fairseq import checkpoint_utils
 from fairseq.trainer import Trainer
 
+import fairseq_r3f  # noqa: F401  (registers sentence_prediction_probe)
 from tests.helpers import ROBERTA_DIMS, TINY_ROBERTA, build_in_process, valid_batch
 
 DRIVER = [sys.executable, "-m", "r3f_experiments.probing"]
 HEAD = "sentence_classification_head"
 CHAIN = {"SST-2": "sentiment", "QNLI": "topic", "RTE": "first_cue"}  # GLUE name -> synthetic rule
-TINY = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "6",
-        "--warmup-updates", "1", "--total-num-update", "6", "--lr", "3e-3", "--batch-size", "16",
-        "--log-interval", "2"]
+TINY = [
+    *ROBERTA_DIMS,
+    "--max-positions",
+    "64",
+    "--cpu",
+    "--num-workers",
+    "0",
+    "--max-update",
+    "6",
+    "--warmup-updates",
+    "1",
+    "--total-num-update",
+    "6",
+    "--lr",
+    "3e-3",
+    "--batch-size",
+    "16",
+    "--log-interval",
+    "2",
+]
 PROBE_UPDATES = "--max-update 30 --total-num-update 30"  # 3 epochs: 3 validations per probe
 PROBE = ["--task", "sentence_prediction_probe", "--criterion", "sentence_prediction"]
 
 
-
-
 def drive(*args, env):
-    proc = subprocess.run([*DRIVER, *args], capture_output=True, text=True, timeout=400,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **env})
+    proc = subprocess.run(
+        [*DRIVER, *args], capture_output=True, text=True, timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1", **env}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -55,8 +70,21 @@ def chain(glue_bin, tmp_path_factory):
     """r3f_experiments.probing sequential: SST-2 -> QNLI -> RTE with R4F, probing SST-2 after each stage."""
     out = str(tmp_path_factory.mktemp("probing_out"))
     env = {"GLUE_BIN": glue_bin, "ROBERTA": "", "PRECISION": ""}
-    stdout = drive("sequential", "--out-dir", out, "--methods", "r4f", "--chain", *CHAIN, "--save-probes",
-                   "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
+    stdout = drive(
+        "sequential",
+        "--out-dir",
+        out,
+        "--methods",
+        "r4f",
+        "--chain",
+        *CHAIN,
+        "--save-probes",
+        "--probe-flags",
+        PROBE_UPDATES,
+        "--",
+        *TINY,
+        env=env,
+    )
     run_dir = os.path.join(out, "sequential", "r4f", "seed1")
     stages = [os.path.join(run_dir, f"stage{i}-{t}") for i, t in enumerate(CHAIN, 1)]
     return {"out": out, "env": env, "stdout": stdout, "stages": stages, "glue": glue_bin}
@@ -72,12 +100,15 @@ def test_chain_reports_a_probe_score_per_stage(chain):
     with open(os.path.join(chain["out"], "sequential", "report.json")) as f:
         report = json.load(f)
     records = sorted(report["records"], key=lambda r: r["position"])
-    assert [(r["position"], r["stage_task"], r["probe_task"]) for r in records] == \
-        [(1, "SST-2", "SST-2"), (2, "QNLI", "SST-2"), (3, "RTE", "SST-2")]
+    assert [(r["position"], r["stage_task"], r["probe_task"]) for r in records] == [
+        (1, "SST-2", "SST-2"),
+        (2, "QNLI", "SST-2"),
+        (3, "RTE", "SST-2"),
+    ]
     for r in records:
         valid = [line for line in open(r["log"]) if '"valid_accuracy"' in line]
         assert valid and 0 <= r["accuracy"] <= 100
-        assert r["accuracy"] == max(float(json.loads(line[line.index("{"):])["valid_accuracy"]) for line in valid)
+        assert r["accuracy"] == max(float(json.loads(line[line.index("{") :])["valid_accuracy"]) for line in valid)
     (row,) = report["summary"]
     assert row["method"] == "r4f" and row["probes"] == 3
     assert row["mean_probe_accuracy"] == pytest.approx(sum(r["accuracy"] for r in records) / 3)
@@ -91,12 +122,15 @@ def test_chain_reports_a_probe_score_per_stage(chain):
     for prev, stage in zip(chain["stages"], chain["stages"][1:]):
         log = open(os.path.join(stage, "train.log")).read()
         assert f"Loaded checkpoint {stage}/start.pt" in log and not os.path.exists(os.path.join(stage, "start.pt"))
-        assert any(not torch.equal(a, encoder_state(os.path.join(stage, "checkpoint_best.pt"))[k])
-                   for k, a in encoder_state(os.path.join(prev, "checkpoint_best.pt")).items())
+        assert any(
+            not torch.equal(a, encoder_state(os.path.join(stage, "checkpoint_best.pt"))[k])
+            for k, a in encoder_state(os.path.join(prev, "checkpoint_best.pt")).items()
+        )
 
     # resumable: a second run finds every stage and probe finished and trains nothing
-    again = drive("sequential", "--out-dir", chain["out"], "--methods", "r4f", "--chain", *CHAIN, "--",
-                  *TINY, env=chain["env"])
+    again = drive(
+        "sequential", "--out-dir", chain["out"], "--methods", "r4f", "--chain", *CHAIN, "--", *TINY, env=chain["env"]
+    )
     assert again.count("skipped (finished)") == 3 and "fine-tuning" not in again and "probe SST-2 done" not in again
 
 
@@ -112,7 +146,9 @@ def test_probing_an_r4f_checkpoint_leaves_its_encoder_bit_identical(chain):
         assert all(torch.equal(probe[k], v) for k, v in source_encoder.items())
         # the R4F head is gone; the probe is one linear layer (64 x 2 + 2 trained numbers)
         assert sorted(k for k in probe if k.startswith("classification_heads.")) == [
-            f"classification_heads.{HEAD}.{n}" for n in ("dense.bias", "dense.weight", "out_proj.bias", "out_proj.weight")]
+            f"classification_heads.{HEAD}.{n}"
+            for n in ("dense.bias", "dense.weight", "out_proj.bias", "out_proj.weight")
+        ]
         log = open(os.path.join(probe_dir, "train.log")).read()
         assert "(num. trained: 130)" in log and "classification-head tensors discarded" in log
 
@@ -122,8 +158,18 @@ def test_only_the_probe_layer_gets_gradients_and_dropout_stays_off(chain, tmp_pa
     source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
     data = os.path.join(chain["glue"], "QNLI-bin")
     cfg, task, model, criterion = build_in_process(
-        data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source, "--dropout", "0.3",
-        "--attention-dropout", "0.3", "--save-dir", str(tmp_path))
+        data,
+        *TINY_ROBERTA,
+        *PROBE,
+        "--probe-checkpoint",
+        source,
+        "--dropout",
+        "0.3",
+        "--attention-dropout",
+        "0.3",
+        "--save-dir",
+        str(tmp_path),
+    )
     head = model.classification_heads[HEAD]
     trainer = Trainer(cfg, task, model, criterion)
     assert {id(p) for p in trainer.optimizer.params} == {id(head.out_proj.weight), id(head.out_proj.bias)}
@@ -152,7 +198,8 @@ def test_only_the_probe_layer_gets_gradients_and_dropout_stays_off(chain, tmp_pa
     trainer.consolidate_optimizer()  # as fairseq's checkpoint_utils.save_checkpoint does first
     trainer.save_checkpoint(path, {})
     models, _, _ = checkpoint_utils.load_model_ensemble_and_task(
-        [path], arg_overrides={"data": data, "probe_checkpoint": str(tmp_path / "gone.pt")})
+        [path], arg_overrides={"data": data, "probe_checkpoint": str(tmp_path / "gone.pt")}
+    )
     reloaded = models[0].eval()
     with torch.no_grad():
         c = reloaded(**sample["net_input"], features_only=True, classification_head_name=HEAD)[0]
@@ -171,8 +218,9 @@ def test_bad_probe_flags_are_refused(chain):
     with pytest.raises(ValueError, match="encoder_embed_dim=64"):
         build_in_process(data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source, "--encoder-embed-dim", "32")
     with pytest.raises(ValueError, match="drop --spectral-norm-classification-head"):
-        build_in_process(data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source,
-                         "--spectral-norm-classification-head")
+        build_in_process(
+            data, *TINY_ROBERTA, *PROBE, "--probe-checkpoint", source, "--spectral-norm-classification-head"
+        )
 
 
 def test_synthetic_tasks_share_one_dictionary_and_differ_in_labels(glue_bin):
@@ -193,14 +241,18 @@ def test_synthetic_tasks_share_one_dictionary_and_differ_in_labels(glue_bin):
 def test_methods_come_from_the_glue_recipes():
     from r3f_experiments import probing as driver
     from r3f_experiments.recipes import glue
+
     default = driver.resolve_methods(None)
     assert default == driver.METHOD_CANDIDATES and set(default) <= set(glue.METHODS)
     assert driver.resolve_methods(["stdpp", "r4f", "rdrop"]) == ["std++", "r4f", "rdrop"]
     with pytest.raises(SystemExit, match="unknown method"):
         driver.resolve_methods(["nonsense"])
     stages = driver.plan_cyclic(["A", "B"], 3)
-    assert [(s.cycle, s.position, s.task, s.probes) for s in stages if s.probes] == \
-        [(1, 2, "B", ("A", "B")), (2, 4, "B", ("A", "B")), (3, 6, "B", ("A", "B"))]
+    assert [(s.cycle, s.position, s.task, s.probes) for s in stages if s.probes] == [
+        (1, 2, "B", ("A", "B")),
+        (2, 4, "B", ("A", "B")),
+        (3, 6, "B", ("A", "B")),
+    ]
 
 
 @pytest.mark.slow
@@ -208,6 +260,7 @@ def test_methods_come_from_the_glue_recipes():
 def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
     """Figures 3 and 5's reports, from the chain's real probe logs laid out as those experiments."""
     from r3f_experiments import probing as driver
+
     logs = [os.path.join(stage, "probe-SST-2", "train.log") for stage in chain["stages"]]
     if experiment == "cross-task":
         stages = driver.plan_cross_task("SST-2", ["QNLI", "RTE", "SST-2"])
@@ -215,8 +268,7 @@ def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
         stages = driver.plan_cyclic(["QNLI", "SST-2"], 2)
     exp_dir = tmp_path / experiment
     exp_dir.mkdir()
-    (exp_dir / "plan.json").write_text(json.dumps({"experiment": experiment,
-                                                   "stages": [s._asdict() for s in stages]}))
+    (exp_dir / "plan.json").write_text(json.dumps({"experiment": experiment, "stages": [s._asdict() for s in stages]}))
     placed = {}
     for stage in stages:
         for task in stage.probes:
@@ -244,11 +296,13 @@ def test_probe_loads_the_published_roberta_key_layout(chain, tmp_path):
     fairseq's own upgrade renames it, and the source head is dropped whatever its format."""
     source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
     state = checkpoint_utils.load_checkpoint_to_cpu(source)
-    state["model"] = {("decoder." + k[len("encoder."):] if k.startswith("encoder.") else k): v
-                      for k, v in state["model"].items()}
+    state["model"] = {
+        ("decoder." + k[len("encoder.") :] if k.startswith("encoder.") else k): v for k, v in state["model"].items()
+    }
     old_layout = str(tmp_path / "old_layout.pt")
     torch.save(state, old_layout)
-    _, _, model, _ = build_in_process(os.path.join(chain["glue"], "RTE-bin"), *TINY_ROBERTA, *PROBE,
-                                      "--probe-checkpoint", old_layout)
+    _, _, model, _ = build_in_process(
+        os.path.join(chain["glue"], "RTE-bin"), *TINY_ROBERTA, *PROBE, "--probe-checkpoint", old_layout
+    )
     expected = encoder_state(source)
     assert all(torch.equal(expected[f"encoder.{k}"], v) for k, v in model.encoder.state_dict().items())

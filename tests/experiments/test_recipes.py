@@ -12,7 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from r3f_experiments.recipes import glue, summarization, xnli
-from r3f_experiments.recipes.__main__ import generated_configs, main as recipes_main
+from r3f_experiments.recipes.__main__ import generated_configs
+from r3f_experiments.recipes.__main__ import main as recipes_main
 from tests.helpers import REPO
 
 CONFIG_DIR = os.path.join(REPO, "configs")
@@ -20,10 +21,14 @@ CONFIG_DIR = os.path.join(REPO, "configs")
 
 def test_every_task_and_method_has_a_config():
     names = {os.path.relpath(c, CONFIG_DIR) for c in glob.glob(os.path.join(CONFIG_DIR, "*", "*.yaml"))}
-    glue_names = {f"glue/{t}_{m}.yaml" for t in ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst_2")
-                  for m in ("std", "stdpp", "r3f", "r4f", "rdrop", "r3f_rel", "smart", "freelb")}
-    summarization_names = {f"summarization/{d}_{m}.yaml" for d in ("cnn_dm", "gigaword", "reddit_tifu")
-                           for m in ("std", "r3f")}
+    glue_names = {
+        f"glue/{t}_{m}.yaml"
+        for t in ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst_2")
+        for m in ("std", "stdpp", "r3f", "r4f", "rdrop", "r3f_rel", "smart", "freelb")
+    }
+    summarization_names = {
+        f"summarization/{d}_{m}.yaml" for d in ("cnn_dm", "gigaword", "reddit_tifu") for m in ("std", "r3f")
+    }
     xnli_names = {f"xnli/xnli_{m}.yaml" for m in ("std", "r3f", "r4f")}
     assert names == glue_names | summarization_names | xnli_names == set(generated_configs())
 
@@ -37,10 +42,18 @@ def test_checked_in_configs_are_what_the_tables_give(tmp_path):
     rte.write_text(rte.read_text().replace("lr: [1e-5]", "lr: [2e-5]"))
     (copy / "xnli" / "xnli_std.yaml").unlink()
     (copy / "summarization" / "old_name.yaml").write_text("{}\n")
-    proc = subprocess.run([sys.executable, "-m", "r3f_experiments.recipes", "write-configs", "--check", str(copy)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "r3f_experiments.recipes", "write-configs", "--check", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
-    for name in ("glue/rte_r3f.yaml: differs", "xnli/xnli_std.yaml: differs", "summarization/old_name.yaml: not generated"):
+    for name in (
+        "glue/rte_r3f.yaml: differs",
+        "xnli/xnli_std.yaml: differs",
+        "summarization/old_name.yaml: not generated",
+    ):
         assert name in proc.stderr
     # writing repairs what differs and reports the stray file without deleting it
     assert recipes_main(["write-configs", str(copy)]) == 0
@@ -49,8 +62,9 @@ def test_checked_in_configs_are_what_the_tables_give(tmp_path):
     assert (copy / "summarization" / "old_name.yaml").exists()
 
 
-@pytest.mark.parametrize("family,names", [("glue", ("RTE", "r4f")), ("xnli", ("r3f",)),
-                                          ("summarization", ("gigaword", "r3f"))])
+@pytest.mark.parametrize(
+    "family,names", [("glue", ("RTE", "r4f")), ("xnli", ("r3f",)), ("summarization", ("gigaword", "r3f"))]
+)
 def test_yaml_and_command_are_one_run(family, names):
     """Every flag of the command is in the YAML at the place fairseq's hydra config keeps it."""
     module = {"glue": glue, "xnli": xnli, "summarization": summarization}[family]
@@ -76,15 +90,25 @@ def test_yaml_and_command_are_one_run(family, names):
 
 def test_paper_values_in_the_tables():
     """Spot checks against the paper's appendix, through the command a recipe runs."""
+
     def flags(argv):
         return {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
 
     rte = flags(glue.command("RTE", "r3f", fairseq_train="FT", data="D", user_dir="U", pretrained=""))
-    assert (rte["--lr"], rte["--max-update"], rte["--batch-size"], rte["--warmup-updates"]) == ("1e-5", "3120", "8", "187")
+    assert (rte["--lr"], rte["--max-update"], rte["--batch-size"], rte["--warmup-updates"]) == (
+        "1e-5",
+        "3120",
+        "8",
+        "187",
+    )
     assert "--finetune-from-model" not in rte and "--restore-file" not in rte  # "" = random init
     cnn = flags(summarization.command("cnn_dm", "r3f", fairseq_train="FT", data="D", user_dir="U", pretrained="R"))
-    assert (cnn["--max-tokens"], cnn["--max-update"], cnn["--warmup-updates"], cnn["--r3f-lambda"]) == \
-        ("1024", "80000", "1000", "1.0")
+    assert (cnn["--max-tokens"], cnn["--max-update"], cnn["--warmup-updates"], cnn["--r3f-lambda"]) == (
+        "1024",
+        "80000",
+        "1000",
+        "1.0",
+    )
     assert (cnn["--lr"], cnn["--clip-norm"], cnn["--adam-eps"]) == ("3e-5", "0.1", "1e-8")
     x = flags(xnli.command("std", fairseq_train="FT", data="D", user_dir="U", pretrained="R"))
     assert (x["--lr"], x["--max-update"], x["--num-classes"]) == ("3e-5", "450000", "3")
@@ -92,13 +116,17 @@ def test_paper_values_in_the_tables():
 
 
 def test_bad_names_are_refused_naming_the_accepted_ones(capsys):
-    cases = [(["glue", "STS-B", "r3f"], "unknown TASK 'STS-B'"), (["glue", "RTE", "pgd"], "unknown METHOD 'pgd'"),
-             (["xnli", "smart"], "unknown METHOD 'smart' (std r3f r4f)"),
-             (["summarization", "xsum", "std"], "unknown DATASET 'xsum' (cnn_dm gigaword reddit_tifu)")]
+    cases = [
+        (["glue", "STS-B", "r3f"], "unknown TASK 'STS-B'"),
+        (["glue", "RTE", "pgd"], "unknown METHOD 'pgd'"),
+        (["xnli", "smart"], "unknown METHOD 'smart' (std r3f r4f)"),
+        (["summarization", "xsum", "std"], "unknown DATASET 'xsum' (cnn_dm gigaword reddit_tifu)"),
+    ]
     for names, message in cases:
         assert recipes_main(["command", *names, "--fairseq-train", "F", "--data", "D", "--user-dir", "U"]) == 2
         assert message in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        recipes_main(["command", "xnli", "r3f", "--fairseq-train", "F", "--data", "D", "--user-dir", "U",
-                      "--smart-lambda", "2"])
+        recipes_main(
+            ["command", "xnli", "r3f", "--fairseq-train", "F", "--data", "D", "--user-dir", "U", "--smart-lambda", "2"]
+        )
     assert "--smart-lambda is for glue recipes only" in capsys.readouterr().err

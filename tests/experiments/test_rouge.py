@@ -18,7 +18,6 @@ PAIRS = [
 ]
 
 
-
 def test_scorer_agrees_with_rouge_score_called_directly():
     from rouge_score import rouge_scorer
 
@@ -30,8 +29,11 @@ def test_scorer_agrees_with_rouge_score_called_directly():
     for rouge_type in ("rouge1", "rouge2", "rougeL"):
         want = 100 * sum(direct.score(r, h)[rouge_type].fmeasure for h, r in PAIRS) / len(PAIRS)
         assert ours[rouge_type] == pytest.approx(want, abs=1e-9)
-    want = 100 * sum(direct.score(split_sentences(r), split_sentences(h))["rougeLsum"].fmeasure
-                     for h, r in PAIRS) / len(PAIRS)
+    want = (
+        100
+        * sum(direct.score(split_sentences(r), split_sentences(h))["rougeLsum"].fmeasure for h, r in PAIRS)
+        / len(PAIRS)
+    )
     assert ours["rougeLsum"] == pytest.approx(want, abs=1e-9)
     assert split_sentences(PAIRS[3][0]) == "Markets fell sharply.\nOil rose 3%.\nGold was flat."
     # summary-level L differs from plain L when the sentence order differs

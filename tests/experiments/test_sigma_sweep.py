@@ -20,13 +20,53 @@ def swept(tmp_path_factory, synthetic_data):
     os.makedirs(root / "glue_bin")
     os.symlink(synthetic_data, root / "glue_bin" / "RTE-bin")
     pretrained = root / "pretrained"
-    run_fairseq("fairseq-train", synthetic_data, "--user-dir", USER_DIR, *CLASSIFICATION, *TINY_ROBERTA,
-                "--criterion", "sentence_prediction", "--max-update", "2", "--save-dir", str(pretrained))
-    args = ["--task", "RTE", "--checkpoint", str(pretrained / "checkpoint_last.pt"), "--glue-bin",
-            str(root / "glue_bin"), "--out-dir", str(root / "out"), "--seeds", "1-2", "--sigmas", "1e-2", "1",
-            "--max-update", "6", "--valid-every", "3", "--lr", "1e-3", "--batch-size", "16", "--", "--max-positions", "64"]
-    run = subprocess.run([*SIGMA_SWEEP, "run", *args], capture_output=True, text=True, timeout=900,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run_fairseq(
+        "fairseq-train",
+        synthetic_data,
+        "--user-dir",
+        USER_DIR,
+        *CLASSIFICATION,
+        *TINY_ROBERTA,
+        "--criterion",
+        "sentence_prediction",
+        "--max-update",
+        "2",
+        "--save-dir",
+        str(pretrained),
+    )
+    args = [
+        "--task",
+        "RTE",
+        "--checkpoint",
+        str(pretrained / "checkpoint_last.pt"),
+        "--glue-bin",
+        str(root / "glue_bin"),
+        "--out-dir",
+        str(root / "out"),
+        "--seeds",
+        "1-2",
+        "--sigmas",
+        "1e-2",
+        "1",
+        "--max-update",
+        "6",
+        "--valid-every",
+        "3",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "16",
+        "--",
+        "--max-positions",
+        "64",
+    ]
+    run = subprocess.run(
+        [*SIGMA_SWEEP, "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return {"root": root, "args": args, "run": run}
 
@@ -40,25 +80,49 @@ def test_every_variant_and_seed_runs_and_a_rerun_skips_them(swept):
     rerun = subprocess.run([*SIGMA_SWEEP, "run", *swept["args"]], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0 and "12 runs: 12 finished, 0 to run" in rerun.stdout
     same = open(out / "rel1-same" / "seed2" / "train.log").read()  # fairseq logs its configuration
-    assert all(f in same for f in ("'noise_scale': relative", "'eps': 1.0", "'r3f_same_dropout': True",
-                                   "'r3f_diagnostics_interval': 10", "'seed': 2"))
+    assert all(
+        f in same
+        for f in (
+            "'noise_scale': relative",
+            "'eps': 1.0",
+            "'r3f_same_dropout': True",
+            "'r3f_diagnostics_interval': 10",
+            "'seed': 2",
+        )
+    )
     std = open(out / "std" / "seed1" / "train.log").read()
     assert "'_name': 'sentence_prediction'" in std and "loading pretrained model from" in std
     # PRESET=small's run, with the sweep's schedule options in place of the preset's
-    assert all(f in std for f in ("'no_save': True", "'lr': [0.001]", "'max_update': 6", "'batch_size': 16",
-                                  "'validate_interval_updates': 3", "'log_interval': 10"))
+    assert all(
+        f in std
+        for f in (
+            "'no_save': True",
+            "'lr': [0.001]",
+            "'max_update': 6",
+            "'batch_size': 16",
+            "'validate_interval_updates': 3",
+            "'log_interval': 10",
+        )
+    )
 
 
 @pytest.mark.slow
 def test_report_table_csv_and_figure(swept):
     out = swept["root"] / "out"
-    report = subprocess.run([*SIGMA_SWEEP, "report", "--out-dir", str(out), "--task", "RTE"],
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [*SIGMA_SWEEP, "report", "--out-dir", str(out), "--task", "RTE"], capture_output=True, text=True, timeout=300
+    )
     assert report.returncode == 0, report.stderr
     table = (out / "RTE" / "report" / "table.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert [line.split(" | ")[0][2:] for line in lines[1:]] == ["std", "rdrop", "rel1e-2", "rel1e-2-same", "rel1",
-                                                                "rel1-same"]
+    assert [line.split(" | ")[0][2:] for line in lines[1:]] == [
+        "std",
+        "rdrop",
+        "rel1e-2",
+        "rel1e-2-same",
+        "rel1",
+        "rel1-same",
+    ]
     with open(out / "RTE" / "report" / "runs.csv") as f:
         runs = list(csv.DictReader(f))
     assert len(runs) == 12 and {r["seed"] for r in runs} == {"1", "2"}

@@ -8,8 +8,8 @@ tests read its real logs.
 
 import csv
 import glob
-import json
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -28,11 +28,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASK, METHODS, SEEDS = "SYN", ("std", "r3f"), (1, 2)
 
 
-
-
 def sweep(*args, timeout=300):
-    proc = subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [*SWEEP, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -52,10 +51,24 @@ def glue_bin_with_valid1(data_bin, root):
 def write_train_script(path, glue_bin):
     """Same interface as scripts/glue/train.sh (TASK METHOD SEED SAVE_DIR), real tiny fairseq-train."""
     fairseq_train = os.path.join(os.path.dirname(sys.executable), "fairseq-train")
-    common = [*CLASSIFICATION, *TINY_ROBERTA, "--lr", "3e-3", "--max-update", "30",
-              "--validate-interval-updates", "10", "--log-interval", "4", "--valid-subset", "valid,valid1",
-              "--report-mcc",
-              "--best-checkpoint-metric", "accuracy", "--maximize-best-checkpoint-metric"]
+    common = [
+        *CLASSIFICATION,
+        *TINY_ROBERTA,
+        "--lr",
+        "3e-3",
+        "--max-update",
+        "30",
+        "--validate-interval-updates",
+        "10",
+        "--log-interval",
+        "4",
+        "--valid-subset",
+        "valid,valid1",
+        "--report-mcc",
+        "--best-checkpoint-metric",
+        "accuracy",
+        "--maximize-best-checkpoint-metric",
+    ]
     with open(path, "w") as f:
         f.write(f"""#!/usr/bin/env bash
 set -euo pipefail
@@ -77,13 +90,28 @@ def swept(tmp_path_factory, synthetic_data):
     glue_bin = glue_bin_with_valid1(synthetic_data, str(root / "glue_bin"))
     train = write_train_script(str(root / "train.sh"), glue_bin)
     out = str(root / "out")
-    args = ["--out-dir", out, "--tasks", TASK, "--methods", *METHODS, "--seeds", "1-2",
-            "--command", f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}"]
+    args = [
+        "--out-dir",
+        out,
+        "--tasks",
+        TASK,
+        "--methods",
+        *METHODS,
+        "--seeds",
+        "1-2",
+        "--command",
+        f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}",
+    ]
     stdout = sweep("run", *args)
     plots = [] if importlib.util.find_spec("matplotlib") else ["--no-plots"]  # see test_figures_are_png
     report_stdout = sweep("report", "--out-dir", out, *plots)
-    return {"out": out, "args": args, "stdout": stdout, "report_stdout": report_stdout,
-            "report": os.path.join(out, "report")}
+    return {
+        "out": out,
+        "args": args,
+        "stdout": stdout,
+        "report_stdout": report_stdout,
+        "report": os.path.join(out, "report"),
+    }
 
 
 def read_log(out, method, seed):
@@ -93,13 +121,14 @@ def read_log(out, method, seed):
 
 def subset_records(output, subset):
     """The test's own reading of fairseq's validation lines for one subset."""
-    return [json.loads(line[line.index("{"):]) for line in output.splitlines() if f"| {subset} | {{" in line]
+    return [json.loads(line[line.index("{") :]) for line in output.splitlines() if f"| {subset} | {{" in line]
 
 
 def expected_best(output, subset="valid", metric="accuracy"):
     """(best value, update of its first occurrence), recomputed from the log."""
-    records = [(float(r[f"{subset}_{metric}"]), int(r[f"{subset}_num_updates"]))
-               for r in subset_records(output, subset)]
+    records = [
+        (float(r[f"{subset}_{metric}"]), int(r[f"{subset}_num_updates"])) for r in subset_records(output, subset)
+    ]
     best = max(v for v, _ in records)
     return best, min(u for v, u in records if v == best)
 
@@ -114,6 +143,7 @@ def markdown_cells(path):
 
 
 # ------------------------------------------------------------------- end to end (slow) --
+
 
 @pytest.mark.slow
 def test_sweep_runs_every_seed_and_method(swept):
@@ -183,7 +213,7 @@ def test_mean_std_and_the_paired_test_against_std(swept):
     mean_std = text.split("## Mean +- standard deviation over seeds")[1].split("\n## ")[0]
     for method, values in bests.items():
         spread = (values[0] - values[1]) ** 2 / 2
-        assert f"| {method} | {sum(values) / 2:.1f} +- {spread ** 0.5:.1f} |" in mean_std
+        assert f"| {method} | {sum(values) / 2:.1f} +- {spread**0.5:.1f} |" in mean_std
     paired = text.split("## Against std: paired over seeds")[1].split("\n## ")[0]
     diffs = [r - s for r, s in zip(bests["r3f"], bests["std"])]
     row = next(line for line in paired.splitlines() if line.startswith("| r3f |"))
@@ -234,8 +264,18 @@ def test_unfinished_run_is_pending_and_not_counted(swept, tmp_path):
     for seed, text in ((1, full[: full.index("done training in")]), (2, full)):
         os.makedirs(tmp_path / TASK / "std" / f"seed{seed}")
         (tmp_path / TASK / "std" / f"seed{seed}" / "train.log").write_text(text)
-    args = ["--out-dir", str(tmp_path), "--tasks", TASK, "--methods", "std", "--seeds", "1-2",
-            "--command", "echo {task} {method} {seed}"]
+    args = [
+        "--out-dir",
+        str(tmp_path),
+        "--tasks",
+        TASK,
+        "--methods",
+        "std",
+        "--seeds",
+        "1-2",
+        "--command",
+        "echo {task} {method} {seed}",
+    ]
     assert [line.split()[-6:-3] for line in sweep("print", *args).splitlines()] == [[TASK, "std", "1"]]
     sweep("report", "--out-dir", str(tmp_path), "--no-plots")
     with open(tmp_path / "report" / "runs.csv") as f:
@@ -247,6 +287,7 @@ def test_unfinished_run_is_pending_and_not_counted(swept, tmp_path):
 
 
 # ---------------------------------------------- log collection on a real log (module fixture) --
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
@@ -282,7 +323,7 @@ def wall_before_validation(output, update):
         tag = re.search(r"\| (train_inner|train|valid) \| \{", line)
         if not tag:
             continue
-        record = json.loads(line[line.index("{"):])
+        record = json.loads(line[line.index("{") :])
         if "| train_inner | " in line or "| train | " in line:
             if waiting:
                 return float(record["wall"] if "wall" in record else record["train_wall"])
@@ -315,21 +356,30 @@ def test_missing_metric_names_the_ones_logged(swept):
 
 # ------------------------------------------------------------------------- pure, fast --
 
+
 def test_seeds_and_default_columns():
     assert runs.parse_seeds(["1-3", "7", "2,9"]) == [1, 2, 3, 7, 9]
     labels = {t: [(c.label, c.subset, c.name) for c in results.columns_for(t, {})] for t in ("MNLI", "CoLA", "RTE")}
-    assert labels == {"MNLI": [("MNLI-m", "valid", "accuracy"), ("MNLI-mm", "valid1", "accuracy")],
-                      "CoLA": [("CoLA", "valid", "mcc")], "RTE": [("RTE", "valid", "accuracy")]}
+    assert labels == {
+        "MNLI": [("MNLI-m", "valid", "accuracy"), ("MNLI-mm", "valid1", "accuracy")],
+        "CoLA": [("CoLA", "valid", "mcc")],
+        "RTE": [("RTE", "valid", "accuracy")],
+    }
     assert not results.columns_for("X", {"X": "loss"})[0].maximize
 
 
 def test_command_template_is_checked_and_quoted(tmp_path):
-    proc = subprocess.run([*SWEEP, "print", "--command", "train {nope}"], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([*SWEEP, "print", "--command", "train {nope}"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "{task} {method} {seed} {save_dir} {log}" in proc.stderr
     run = runs.Run("SST-2", "std++", 3, str(tmp_path / "a b"))
-    assert shlex.split(runs.format_command("x {task} {method} {seed} {save_dir} {log}", run)) == \
-        ["x", "SST-2", "std++", "3", str(tmp_path / "a b"), str(tmp_path / "a b" / "train.log")]
+    assert shlex.split(runs.format_command("x {task} {method} {seed} {save_dir} {log}", run)) == [
+        "x",
+        "SST-2",
+        "std++",
+        "3",
+        str(tmp_path / "a b"),
+        str(tmp_path / "a b" / "train.log"),
+    ]
 
 
 def test_old_logs_are_kept(tmp_path):
@@ -343,13 +393,17 @@ def test_old_logs_are_kept(tmp_path):
 
 # ---- names checked up front, parallel runs through submitit, fresh starts refused ----------------
 
+
 def test_run_needs_names_and_checks_them_against_train_sh(tmp_path):
-    for args, message in (([], "name the runs: --tasks"),
-                          (["--tasks", "RTX", "--methods", "std"], "unknown task(s) RTX; scripts/glue/train.sh takes"),
-                          (["--tasks", "RTE", "--methods", "std", "r5f"], "unknown method(s) r5f"),
-                          (["--tasks", "RTE", "--methods", "std", "--jobs", "0"], "--jobs must be >= 1")):
-        proc = subprocess.run([*SWEEP, "run", "--out-dir", str(tmp_path), *args], capture_output=True, text=True,
-                              timeout=60)
+    for args, message in (
+        ([], "name the runs: --tasks"),
+        (["--tasks", "RTX", "--methods", "std"], "unknown task(s) RTX; scripts/glue/train.sh takes"),
+        (["--tasks", "RTE", "--methods", "std", "r5f"], "unknown method(s) r5f"),
+        (["--tasks", "RTE", "--methods", "std", "--jobs", "0"], "--jobs must be >= 1"),
+    ):
+        proc = subprocess.run(
+            [*SWEEP, "run", "--out-dir", str(tmp_path), *args], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
     assert not os.listdir(tmp_path)  # nothing was started
     # print (a dry run) may still list the whole grid
@@ -364,10 +418,31 @@ def test_jobs_run_through_submitit_and_a_failing_run_is_reported_failed(tmp_path
     glue_bin = glue_bin_with_valid1(synthetic_data, str(tmp_path / "glue_bin"))
     train = write_train_script(str(tmp_path / "train.sh"), glue_bin)
     out = str(tmp_path / "out")
-    proc = subprocess.run([*SWEEP, "run", "--out-dir", out, "--tasks", TASK, "--methods", "std", "bad",
-                           "--seeds", "1", "--jobs", "2", "--poll-seconds", "0.5",
-                           "--command", f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [
+            *SWEEP,
+            "run",
+            "--out-dir",
+            out,
+            "--tasks",
+            TASK,
+            "--methods",
+            "std",
+            "bad",
+            "--seeds",
+            "1",
+            "--jobs",
+            "2",
+            "--poll-seconds",
+            "0.5",
+            "--command",
+            f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert f"[sweep] {TASK} std seed 1: done in" in proc.stdout
@@ -386,13 +461,14 @@ def test_fresh_start_instead_of_the_pretrained_model_is_not_counted(swept, tmp_p
     fresh.mkdir(parents=True)
     (fresh / "train.log").write_text(
         "2026-01-01 00:00:00 | INFO | fairseq.trainer | No existing checkpoint found /nope/model.pt\n"
-        + read_log(swept["out"], "std", 1))
+        + read_log(swept["out"], "std", 1)
+    )
     assert not log_files.is_finished(str(fresh / "train.log"))
-    proc = subprocess.run([*SWEEP, "report", "--out-dir", str(out), "--no-plots"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [*SWEEP, "report", "--out-dir", str(out), "--no-plots"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
-    assert ("not counted: started from random init: the pre-trained model /nope/model.pt does not exist"
-            in proc.stderr)
+    assert "not counted: started from random init: the pre-trained model /nope/model.pt does not exist" in proc.stderr
 
 
 def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
@@ -404,8 +480,10 @@ def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
     run = tmp_path / TASK / "std" / "seed1"
     run.mkdir(parents=True)
     (run / "train.log.1").write_text("".join(lines[:cut]))
-    (run / "train.log").write_text(f"| INFO | fairseq.trainer | Loaded checkpoint {run}/checkpoint_last.pt (epoch 2 "
-                                   "@ 10 updates)\n" + "".join(lines[cut:]))
+    (run / "train.log").write_text(
+        f"| INFO | fairseq.trainer | Loaded checkpoint {run}/checkpoint_last.pt (epoch 2 "
+        "@ 10 updates)\n" + "".join(lines[cut:])
+    )
     assert log_files.run_output(str(run / "train.log")).count("| valid | {") == whole.count("| valid | {")
     (run / "train.log").write_text("".join(lines[cut:]))  # not a resume: the older log is not read
     assert log_files.run_output(str(run / "train.log")).count("| valid | {") < whole.count("| valid | {")
@@ -414,9 +492,11 @@ def test_a_resumed_run_is_read_with_the_logs_it_resumed(swept, tmp_path):
 def test_metrics_printed_as_null_are_left_out_of_the_records():
     """fairseq prints a metric with no value in an interval (the R3F diagnostics between
     diagnosed steps) as null: the record leaves it out, so a reader finds only measured values."""
-    log = ('2026-01-01 00:00:00 | INFO | train_inner | {"epoch": 1, "update": 10, "loss": "0.5", '
-           '"noise_kl": null, "noise_carried": "1"}\n'
-           '2026-01-01 00:00:01 | INFO | train | {"epoch": 1, "train_loss": "0.4", "train_noise_kl": null}\n')
+    log = (
+        '2026-01-01 00:00:00 | INFO | train_inner | {"epoch": 1, "update": 10, "loss": "0.5", '
+        '"noise_kl": null, "noise_carried": "1"}\n'
+        '2026-01-01 00:00:01 | INFO | train | {"epoch": 1, "train_loss": "0.4", "train_noise_kl": null}\n'
+    )
     logs = fairseq_logs(log)
     assert logs["train_inner"] == [{"epoch": 1, "update": 10, "loss": "0.5", "noise_carried": "1"}]
     assert logs["train"] == [{"epoch": 1, "train_loss": "0.4"}]

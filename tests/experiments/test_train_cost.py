@@ -13,14 +13,37 @@ TRAIN_COST = [sys.executable, "-m", "r3f_experiments.bench.train_cost"]
 @pytest.mark.slow
 def test_configs_run_in_fairseq_train_and_the_table_holds_their_ratios(tmp_path):
     out = tmp_path / "cost.json"
-    proc = subprocess.run([*TRAIN_COST, "--rounds", "2", "--short", "3", "--long", "9", "--seq-len", "16",
-                           "--only", "standard", "reference", "ours", "--json-out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *TRAIN_COST,
+            "--rounds",
+            "2",
+            "--short",
+            "3",
+            "--long",
+            "9",
+            "--seq-len",
+            "16",
+            "--only",
+            "standard",
+            "reference",
+            "ours",
+            "--json-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| ")}
     assert set(rows) == {"config", "standard", "reference", "ours"}
-    assert rows["config"][4:] == ["CPU vs standard", "updates/s vs standard", "CPU vs reference",
-                                  "updates/s vs reference |"]
+    assert rows["config"][4:] == [
+        "CPU vs standard",
+        "updates/s vs standard",
+        "CPU vs reference",
+        "updates/s vs reference |",
+    ]
     import json
 
     rounds = json.loads(out.read_text())["rounds"]

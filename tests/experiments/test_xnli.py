@@ -9,14 +9,18 @@ import subprocess
 import pytest
 
 from r3f_experiments.data.xnli import read_eval, read_train
-
 from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs
 
-XNLI_HEADER = ("language gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse "
-               "sentence2_parse sentence1 sentence2 promptID pairID genre label1 label2 label3 label4 "
-               "label5 sentence1_tokenized sentence2_tokenized match").split()
-WORDS = {"en": "the cat dog sees runs big small house".split(), "fr": "le chat chien voit court grand petit".split(),
-         "de": "der katze hund sieht lauft gross klein".split()}
+XNLI_HEADER = (
+    "language gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse "
+    "sentence2_parse sentence1 sentence2 promptID pairID genre label1 label2 label3 label4 "
+    "label5 sentence1_tokenized sentence2_tokenized match"
+).split()
+WORDS = {
+    "en": "the cat dog sees runs big small house".split(),
+    "fr": "le chat chien voit court grand petit".split(),
+    "de": "der katze hund sieht lauft gross klein".split(),
+}
 LABELS = ("entailment", "neutral", "contradiction")
 
 
@@ -34,8 +38,13 @@ def write_fixture(root, per_language=24, n_train=96):
             for i in range(per_language):
                 row = dict.fromkeys(XNLI_HEADER, "x")
                 # an unbalanced quote must not confuse the parser (tab-split only)
-                row.update(language=lang, gold_label=LABELS[i % 3], sentence1='"' + sentence(rng, lang),
-                           sentence2=sentence(rng, lang), pairID=str(i))
+                row.update(
+                    language=lang,
+                    gold_label=LABELS[i % 3],
+                    sentence1='"' + sentence(rng, lang),
+                    sentence2=sentence(rng, lang),
+                    pairID=str(i),
+                )
                 f.write("\t".join(row[h] for h in XNLI_HEADER) + "\n")
     train = root / "multinli.train.en.tsv"
     with open(train, "w") as f:
@@ -54,8 +63,9 @@ def tiny_xlmr(root):
     corpus.write_text("\n".join(" ".join(words) for words in WORDS.values()) * 20 + "\n")
     xlmr = root / "xlmr"
     xlmr.mkdir()
-    sentencepiece.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(xlmr / "sentencepiece.bpe"),
-                                             vocab_size=60, model_type="bpe", minloglevel=2)
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(xlmr / "sentencepiece.bpe"), vocab_size=60, model_type="bpe", minloglevel=2
+    )
     sp = sentencepiece.SentencePieceProcessor(model_file=str(xlmr / "sentencepiece.bpe.model"))
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     (xlmr / "dict.txt").write_text("".join(f"{p} 1\n" for p in pieces if p not in ("<unk>", "<s>", "</s>")))
@@ -91,24 +101,59 @@ def test_prepare_train_evaluate(tmp_path):
     xlmr = tiny_xlmr(tmp_path)
     out = tmp_path / "xnli_bin"
     env = {**os.environ, "LANGUAGES": "en,fr,de", "PRECISION": "", "XLMR": ""}
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "xnli", "prepare.sh"), str(xnli_dir), str(train),
-                           str(xlmr), str(out)], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "xnli", "prepare.sh"), str(xnli_dir), str(train), str(xlmr), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "valid2 (de): 24 examples" in proc.stdout and "train: 96 examples" in proc.stdout
     assert (out / "languages.txt").read_text().split() == ["en", "fr", "de"]
     assert (out / "input1" / "valid2.bin").exists()
 
     save = tmp_path / "save"
-    tiny = [*ROBERTA_DIMS, "--max-positions", "64", "--cpu", "--num-workers", "0", "--max-update", "4",
-            "--warmup-updates", "1", "--total-num-update", "4"]
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "xnli", "train.sh"), "r3f", "1", str(save), "--",
-                           *tiny], capture_output=True, text=True, env={**env, "XNLI_BIN": str(out)}, timeout=300)
+    tiny = [
+        *ROBERTA_DIMS,
+        "--max-positions",
+        "64",
+        "--cpu",
+        "--num-workers",
+        "0",
+        "--max-update",
+        "4",
+        "--warmup-updates",
+        "1",
+        "--total-num-update",
+        "4",
+    ]
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "xnli", "train.sh"), "r3f", "1", str(save), "--", *tiny],
+        capture_output=True,
+        text=True,
+        env={**env, "XNLI_BIN": str(out)},
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(fairseq_logs(proc.stdout + proc.stderr)["train"][-1]["train_symm_kl"]) > 0
 
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "xnli", "evaluate.sh"), str(save / "checkpoint_best.pt"),
-                           str(out), "--", "--cpu", "--num-workers", "0"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            "bash",
+            os.path.join(REPO, "scripts", "xnli", "evaluate.sh"),
+            str(save / "checkpoint_best.pt"),
+            str(out),
+            "--",
+            "--cpu",
+            "--num-workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "| en | fr | de | avg |"

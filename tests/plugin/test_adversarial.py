@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from fairseq.trainer import Trainer
 
-from r3f_experiments.bench.pass_counter import PassCounter
 from fairseq_r3f.perturb import EmbeddingBlockProbe, find_token_encoder
-
+from r3f_experiments.bench.pass_counter import PassCounter
 from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
 
 HEAD = "sentence_classification_head"
@@ -20,14 +19,17 @@ NO_DROPOUT = ["--dropout", "0", "--attention-dropout", "0", "--pooler-dropout", 
 
 # ------------------------------------------------------------------------------- SMART --
 
+
 def smart(data, *flags):
-    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, "--criterion", "sentence_prediction_smart",
-                                                 *flags)
+    _, task, model, criterion = build_in_process(
+        data, *TINY_ROBERTA, "--criterion", "sentence_prediction_smart", *flags
+    )
     model.train()
     return task, model, criterion
 
 
 # ------------------------------------------------------------------------------ FreeLB --
+
 
 def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
     """FreeLB's Alg. 1 written out (zero start, l2): the parameters' gradient averaged over the
@@ -55,18 +57,22 @@ def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
 # ------------------------------------------------------------------ fairseq-train e2e --
 
 
-@pytest.mark.parametrize("steps,norm,place", [(1, "linf", "embedding-output"), (2, "linf", "embedding-output"),
-                                              (2, "l2", "token-embeddings")])
+@pytest.mark.parametrize(
+    "steps,norm,place",
+    [(1, "linf", "embedding-output"), (2, "linf", "embedding-output"), (2, "l2", "token-embeddings")],
+)
 def test_smart_passes_and_noise(steps, norm, place, synthetic_data):
     """1 + K + 1 forward passes (K + 2 reach a backward); the noise starts at sigma = 1e-5 and
     ends normalised per token, zero at pads, where --smart-noise-at puts it."""
-    task, model, criterion = smart(synthetic_data, *NO_DROPOUT, "--smart-steps", str(steps),
-                                   "--smart-norm-type", norm, "--smart-noise-at", place)
+    task, model, criterion = smart(
+        synthetic_data, *NO_DROPOUT, "--smart-steps", str(steps), "--smart-norm-type", norm, "--smart-noise-at", place
+    )
     sample = valid_batch(task)
     encoder = find_token_encoder(model)
     first_layer_inputs = []
     handle = encoder.layers[0].register_forward_pre_hook(
-        lambda module, args: first_layer_inputs.append(args[0].detach().transpose(0, 1)))
+        lambda module, args: first_layer_inputs.append(args[0].detach().transpose(0, 1))
+    )
     with PassCounter(model) as passes, EmbeddingBlockProbe(encoder) as probe:
         loss, _, log = criterion(model, sample)
         loss.backward()
@@ -98,9 +104,11 @@ def test_smart_passes_and_noise(steps, norm, place, synthetic_data):
 
 
 def test_smart_bad_flags(synthetic_data):
-    for flags, message in ((["--smart-step-size", "0"], "--smart-step-size must be > 0"),
-                           (["--smart-steps", "-1"], "--smart-steps must be >= 0"),
-                           (["--smart-lambda", "-1"], "--smart-lambda must be >= 0")):
+    for flags, message in (
+        (["--smart-step-size", "0"], "--smart-step-size must be > 0"),
+        (["--smart-steps", "-1"], "--smart-steps must be >= 0"),
+        (["--smart-lambda", "-1"], "--smart-lambda must be >= 0"),
+    ):
         with pytest.raises(ValueError, match=message):
             smart(synthetic_data, *flags)
 
@@ -108,9 +116,24 @@ def test_smart_bad_flags(synthetic_data):
 def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(synthetic_data):
     steps, adv_lr, max_norm = 2, 0.1, 0.05
     cfg, task, model, criterion = build_in_process(
-        synthetic_data, *TINY_ROBERTA, *NO_DROPOUT, "--task", "sentence_prediction_adv", "--criterion",
-        "sentence_prediction", "--adv-steps", str(steps), "--adv-lr", str(adv_lr), "--adv-init-mag", "0",
-        "--adv-max-norm", str(max_norm), "--clip-norm", "0")
+        synthetic_data,
+        *TINY_ROBERTA,
+        *NO_DROPOUT,
+        "--task",
+        "sentence_prediction_adv",
+        "--criterion",
+        "sentence_prediction",
+        "--adv-steps",
+        str(steps),
+        "--adv-lr",
+        str(adv_lr),
+        "--adv-init-mag",
+        "0",
+        "--adv-max-norm",
+        str(max_norm),
+        "--clip-norm",
+        "0",
+    )
     sample = valid_batch(task)
     reference = copy.deepcopy(model).train()
     expected = hand_written_freelb(reference, sample, steps, adv_lr, max_norm)
@@ -138,5 +161,13 @@ def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(syntheti
 
 def test_freelb_bad_flags(synthetic_data):
     with pytest.raises(ValueError, match="--adv-lr must be > 0"):
-        build_in_process(synthetic_data, *TINY_ROBERTA, "--task", "sentence_prediction_adv", "--adv-lr", "0",
-                         "--criterion", "sentence_prediction")
+        build_in_process(
+            synthetic_data,
+            *TINY_ROBERTA,
+            "--task",
+            "sentence_prediction_adv",
+            "--adv-lr",
+            "0",
+            "--criterion",
+            "sentence_prediction",
+        )

@@ -6,11 +6,10 @@ import pickle
 
 import pytest
 import torch
+from fairseq import checkpoint_utils
 from omegaconf import OmegaConf
 
 import fairseq_r3f  # noqa: F401  (installs the allow-list)
-from fairseq import checkpoint_utils
-
 from tests.helpers import checkpoint_body, published_style_checkpoint
 
 
@@ -27,6 +26,7 @@ class RunsCommand:
 def test_torch_default_is_still_weights_only():
     assert torch.__version__ >= "2.6"
     import inspect
+
     # fairseq calls torch.load(f, map_location=...) and relies on the default
     assert inspect.signature(torch.load).parameters["weights_only"].default is None
 
@@ -42,8 +42,14 @@ def test_published_namespace_checkpoint_loads(tmp_path):
 
 def test_dictconfig_checkpoint_loads(tmp_path):
     path = tmp_path / "model.pt"
-    cfg = OmegaConf.create({"common": {"seed": 2, "fp16": False}, "model": {"_name": "bart_large", "dropout": 0.1},
-                            "task": {"_name": "translation", "langs": ["en", "de"]}, "criterion": None})
+    cfg = OmegaConf.create(
+        {
+            "common": {"seed": 2, "fp16": False},
+            "model": {"_name": "bart_large", "dropout": 0.1},
+            "task": {"_name": "translation", "langs": ["en", "de"]},
+            "criterion": None,
+        }
+    )
     torch.save({"cfg": cfg, **checkpoint_body()}, path)
     state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
     assert state["cfg"].model._name == "bart_large"
@@ -57,7 +63,9 @@ def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path, where):
     if where == "top_level":
         published_style_checkpoint(path, evil=RunsCommand(marker))
     else:
-        torch.save({"args": argparse.Namespace(arch="roberta_base", hook=RunsCommand(marker)), **checkpoint_body()}, path)
+        torch.save(
+            {"args": argparse.Namespace(arch="roberta_base", hook=RunsCommand(marker)), **checkpoint_body()}, path
+        )
     with pytest.raises(pickle.UnpicklingError, match="posix.system|os.system|system"):
         checkpoint_utils.load_checkpoint_to_cpu(str(path))
     assert not marker.exists()

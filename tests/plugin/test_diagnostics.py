@@ -7,15 +7,13 @@ import pytest
 import torch
 
 from fairseq_r3f.method.noise import token_rms
-
 from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
 
 R3F = ["--criterion", "sentence_prediction_r3f"]
 
 
 def diagnosed(data, *flags):
-    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, *R3F, "--r3f-diagnostics-interval", "1",
-                                                 *flags)
+    _, task, model, criterion = build_in_process(data, *TINY_ROBERTA, *R3F, "--r3f-diagnostics-interval", "1", *flags)
     model.train()
     return task, model, criterion
 
@@ -64,12 +62,16 @@ def test_relative_sigma_is_absolute_sigma_times_the_embedding_rms(synthetic_data
     assert log["embed_rms"].item() / log["_diag_sentences"] == pytest.approx(rms, rel=1e-5)
 
 
-@pytest.mark.parametrize("mode", [[], ["--r3f-stack-passes"], ["--r3f-same-dropout"], ["--noise-scale", "relative"]],
-                         ids=lambda m: " ".join(m) or "default")
+@pytest.mark.parametrize(
+    "mode",
+    [[], ["--r3f-stack-passes"], ["--r3f-same-dropout"], ["--noise-scale", "relative"]],
+    ids=lambda m: " ".join(m) or "default",
+)
 def test_diagnostics_change_neither_loss_nor_gradients_nor_later_draws(mode, synthetic_data):
     task, model, with_diagnostics = diagnosed(synthetic_data, "--eps", "1e-2", *mode)
-    *_, without = build_in_process(synthetic_data, *TINY_ROBERTA, *R3F, "--eps", "1e-2", *mode,
-                                   "--r3f-diagnostics-interval", "0")
+    *_, without = build_in_process(
+        synthetic_data, *TINY_ROBERTA, *R3F, "--eps", "1e-2", *mode, "--r3f-diagnostics-interval", "0"
+    )
     twin = copy.deepcopy(model)
     sample = valid_batch(task)
 
@@ -79,8 +81,9 @@ def test_diagnostics_change_neither_loss_nor_gradients_nor_later_draws(mode, syn
         for _ in range(2):  # the second step starts from the RNG state the first left behind
             loss, _, log = criterion(net, sample)
             loss.backward()
-            runs.append((loss.detach(), log, {n: p.grad.clone() for n, p in net.named_parameters()
-                                              if p.grad is not None}))
+            runs.append(
+                (loss.detach(), log, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None})
+            )
         return runs, torch.rand(3)
 
     (steps_a, draw_a), (steps_b, draw_b) = two_steps(with_diagnostics, model), two_steps(without, twin)
@@ -98,8 +101,15 @@ def test_interval_counts_training_steps(synthetic_data):
     logs = [logged(criterion, model, sample)[2] for _ in range(7)]
     # every training step logs the same keys (fairseq sums by the first output's keys), zero when not diagnosed
     assert all(list(log) == list(logs[0]) for log in logs)
-    assert [log["_diag_sentences"] > 0 and log["noise_kl"] > 0 for log in logs] == \
-        [True, False, False, True, False, False, True]
+    assert [log["_diag_sentences"] > 0 and log["noise_kl"] > 0 for log in logs] == [
+        True,
+        False,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
     model.eval()  # validation is not a training step and makes no diagnostics
     assert "noise_kl" not in logged(criterion, model, sample)[2] and criterion._training_steps == 7
 

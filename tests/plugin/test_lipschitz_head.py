@@ -5,7 +5,6 @@ import torch
 from torch.nn.utils import parametrize
 
 from fairseq_r3f.lipschitz_head import effective_weight, make_head_lipschitz
-
 from tests.helpers import TINY_BART, TINY_ROBERTA, build_in_process, valid_batch
 
 HEAD = "sentence_classification_head"
@@ -15,8 +14,9 @@ ARCHS = {"roberta": TINY_ROBERTA, "bart": TINY_BART}
 @pytest.mark.parametrize("arch", ARCHS)
 def test_flag_changes_the_module(arch, synthetic_data):
     *_, plain, _ = build_in_process(synthetic_data, *ARCHS[arch], "--criterion", "sentence_prediction_r3f")
-    *_, r4f, _ = build_in_process(synthetic_data, *ARCHS[arch], "--criterion", "sentence_prediction_r3f",
-                                  "--spectral-norm-classification-head")
+    *_, r4f, _ = build_in_process(
+        synthetic_data, *ARCHS[arch], "--criterion", "sentence_prediction_r3f", "--spectral-norm-classification-head"
+    )
     for name in ("dense", "out_proj"):
         assert not parametrize.is_parametrized(getattr(plain.classification_heads[HEAD], name))
         layer = getattr(r4f.classification_heads[HEAD], name)
@@ -98,5 +98,6 @@ def test_checkpoint_heads_convert_between_plain_and_r4f(arch, synthetic_data, ca
     plain_again.load_state_dict(r4f.state_dict(), strict=True, model_cfg=None)
     plain_again.eval()
     features = torch.randn(4, 5, 64)
-    assert torch.allclose(plain_again.classification_heads[HEAD](features), r4f.classification_heads[HEAD](features),
-                          atol=1e-5)
+    assert torch.allclose(
+        plain_again.classification_heads[HEAD](features), r4f.classification_heads[HEAD](features), atol=1e-5
+    )

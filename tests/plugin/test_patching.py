@@ -27,10 +27,19 @@ def test_every_fairseq_function_the_plugin_changes_is_listed():
     from fairseq.models.bart import BARTModel
     from fairseq.models.roberta import RobertaModel
 
-    wrapped = [checkpoint_utils.load_checkpoint_to_cpu, utils.import_user_module,
-               *(getattr(cls, name) for cls in (RobertaModel, BARTModel)
-                 for name in ("register_classification_head", "upgrade_state_dict_named"))]
+    wrapped = [
+        checkpoint_utils.load_checkpoint_to_cpu,
+        utils.import_user_module,
+        *(
+            getattr(cls, name)
+            for cls in (RobertaModel, BARTModel)
+            for name in ("register_classification_head", "upgrade_state_dict_named")
+        ),
+    ]
     assert all(getattr(f, MARK, False) and callable(f.__wrapped__) for f in wrapped)
-    assert {"fairseq.checkpoint_utils.load_checkpoint_to_cpu", "fairseq.utils.import_user_module",
-            "fairseq.models.roberta.model.RobertaModel.register_classification_head",
-            "fairseq.models.bart.model.BARTModel.upgrade_state_dict_named"} <= set(PATCHES)
+    assert {
+        "fairseq.checkpoint_utils.load_checkpoint_to_cpu",
+        "fairseq.utils.import_user_module",
+        "fairseq.models.roberta.model.RobertaModel.register_classification_head",
+        "fairseq.models.bart.model.BARTModel.upgrade_state_dict_named",
+    } <= set(PATCHES)

@@ -10,7 +10,6 @@ import torch
 
 from fairseq_r3f.method.noise import add_embedding_noise
 from fairseq_r3f.perturb import UnperturbableModelError, find_token_encoder, perturbed_token_embeddings
-
 from tests.helpers import TINY_BART, TINY_ROBERTA, build_in_process, valid_batch
 
 HEAD = "sentence_classification_head"
@@ -54,8 +53,9 @@ def test_reference_style_token_embeddings_argument_is_dropped_by_roberta(synthet
     src = sample["net_input"]["src_tokens"]
     emb = model.encoder.sentence_encoder.embed_tokens(src)
     with torch.no_grad():
-        dropped = model(**sample["net_input"], classification_head_name=HEAD,
-                        token_embeddings=emb + 0.1 * torch.randn_like(emb))[0]
+        dropped = model(
+            **sample["net_input"], classification_head_name=HEAD, token_embeddings=emb + 0.1 * torch.randn_like(emb)
+        )[0]
     assert torch.equal(dropped, logits_of(model, sample))
 
 
@@ -65,8 +65,11 @@ def test_bart_decoder_embeddings_are_not_perturbed(synthetic_data):
     assert model.decoder.embed_tokens is model.encoder.embed_tokens  # shared table
     seen = []
     handle = model.decoder.register_forward_pre_hook(
-        lambda m, args, kwargs: seen.append(m.embed_tokens(kwargs.get("prev_output_tokens", args[0] if args else None))),
-        with_kwargs=True)
+        lambda m, args, kwargs: seen.append(
+            m.embed_tokens(kwargs.get("prev_output_tokens", args[0] if args else None))
+        ),
+        with_kwargs=True,
+    )
     logits_of(model, sample)
     with perturbed_token_embeddings(find_token_encoder(model), lambda e: e + 0.5):
         logits_of(model, sample)

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 from fairseq_r3f.method.noise import sample_embedding_noise
-
 from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
 
 HEAD = "sentence_classification_head"
@@ -16,8 +15,16 @@ LAMBDA = 0.7
 
 def r3f(data, *flags):
     _, task, model, criterion = build_in_process(
-        data, *TINY_ROBERTA, "--criterion", "sentence_prediction_r3f", "--r3f-lambda", str(LAMBDA),
-        "--eps", "1e-2", *flags)
+        data,
+        *TINY_ROBERTA,
+        "--criterion",
+        "sentence_prediction_r3f",
+        "--r3f-lambda",
+        str(LAMBDA),
+        "--eps",
+        "1e-2",
+        *flags,
+    )
     model.train()
     return task, model, criterion
 
@@ -33,10 +40,14 @@ def reference_formula_loss(model, sample, noise, one_sided=False):
         out = encoder(src, token_embeddings=encoder.embed_tokens(src).detach() + noise)
         noised = model.classification_heads[HEAD](out["encoder_out"][0].transpose(0, 1))
     n = src.size(0)
-    kl = (F.kl_div(F.log_softmax(noised, -1, dtype=torch.float32), F.softmax(clean, -1, dtype=torch.float32),
-                   reduction="sum")
-          + F.kl_div(F.log_softmax(clean, -1, dtype=torch.float32), F.softmax(noised, -1, dtype=torch.float32),
-                     reduction="sum")) / n
+    kl = (
+        F.kl_div(
+            F.log_softmax(noised, -1, dtype=torch.float32), F.softmax(clean, -1, dtype=torch.float32), reduction="sum"
+        )
+        + F.kl_div(
+            F.log_softmax(clean, -1, dtype=torch.float32), F.softmax(noised, -1, dtype=torch.float32), reduction="sum"
+        )
+    ) / n
     ce = F.nll_loss(F.log_softmax(clean, -1, dtype=torch.float32), sample["target"].view(-1), reduction="sum")
     return ce + LAMBDA * kl * n
 
@@ -47,9 +58,16 @@ def gradients(model, loss):
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("flags,one_sided", [([], False), (["--r3f-stack-passes"], False),
-                                             (["--r3f-passes", "stacked"], False), (["--r3f-passes", "two"], False),
-                                             (["--r3f-one-sided"], True)])
+@pytest.mark.parametrize(
+    "flags,one_sided",
+    [
+        ([], False),
+        (["--r3f-stack-passes"], False),
+        (["--r3f-passes", "stacked"], False),
+        (["--r3f-passes", "two"], False),
+        (["--r3f-one-sided"], True),
+    ],
+)
 def test_gradients_equal_the_reference_formula(flags, one_sided, synthetic_data):
     task, model, criterion = r3f(synthetic_data, *NO_DROPOUT, *flags)
     sample = valid_batch(task)
@@ -63,8 +81,14 @@ def test_gradients_equal_the_reference_formula(flags, one_sided, synthetic_data)
     for name in ours:
         assert (ours[name] - reference[name]).abs().max().item() <= 1e-5, name
     # the KL term matters here: without it the gradients would differ
-    plain = gradients(model, F.nll_loss(F.log_softmax(model(**sample["net_input"], classification_head_name=HEAD)[0],
-                                                      -1), sample["target"].view(-1), reduction="sum"))
+    plain = gradients(
+        model,
+        F.nll_loss(
+            F.log_softmax(model(**sample["net_input"], classification_head_name=HEAD)[0], -1),
+            sample["target"].view(-1),
+            reduction="sum",
+        ),
+    )
     assert any(not torch.allclose(ours[k], plain[k], atol=1e-5) for k in plain)
 
 
@@ -104,11 +128,14 @@ def test_noise_none_is_dropout_consistency(synthetic_data):
     assert criterion(model, valid_batch(task))[2]["symm_kl"].item() < 1e-10
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--r3f-stack-passes", "--r3f-one-sided"], "cannot be combined"),
-    (["--r3f-stack-passes", "--r3f-same-dropout"], "cannot be combined"),
-    (["--r3f-same-dropout", "--noise-type", "none"], "KL is 0 by construction"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--r3f-stack-passes", "--r3f-one-sided"], "cannot be combined"),
+        (["--r3f-stack-passes", "--r3f-same-dropout"], "cannot be combined"),
+        (["--r3f-same-dropout", "--noise-type", "none"], "KL is 0 by construction"),
+    ],
+)
 def test_incompatible_mode_flags(flags, message, synthetic_data):
     with pytest.raises(ValueError, match=message):
         r3f(synthetic_data, *flags)
@@ -119,8 +146,9 @@ def test_logged_noise_carried_by_precision(dtype, low, high, synthetic_data, cap
     """The training metric on the real criterion: fp32 carries sigma = 1e-5, a half model not
     (and the criterion warns about it). Token embeddings at a pre-trained model's scale (std
     0.1; a random init's 0.02 has more tiny entries, which fp16 resolves more finely)."""
-    _, task, model, criterion = build_in_process(synthetic_data, *TINY_ROBERTA, "--criterion",
-                                                 "sentence_prediction_r3f")
+    _, task, model, criterion = build_in_process(
+        synthetic_data, *TINY_ROBERTA, "--criterion", "sentence_prediction_r3f"
+    )
     with torch.no_grad():
         table = model.encoder.sentence_encoder.embed_tokens.weight
         table.mul_(0.1 / table.std())

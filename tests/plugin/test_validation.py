@@ -7,19 +7,21 @@ from fairseq_r3f.criterions.sentence_prediction_r3f import (
     SentencePredictionR3FConfig,
     SentencePredictionR3FCriterion,
 )
-
 from tests.helpers import TINY_ROBERTA, build_in_process, valid_batch
 
 R3F = ["--criterion", "sentence_prediction_r3f"]
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--eps", "0"], "--eps must be > 0"),
-    (["--eps=-1e-5"], "--eps must be > 0"),
-    (["--r3f-lambda=-0.1"], "--r3f-lambda must be >= 0"),
-    (["--regression-target"], "does not support --regression-target"),
-    (["--report-acc-and-f1", "--num-classes", "3"], "--report-acc-and-f1 needs a binary task"),
-])
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--eps", "0"], "--eps must be > 0"),
+        (["--eps=-1e-5"], "--eps must be > 0"),
+        (["--r3f-lambda=-0.1"], "--r3f-lambda must be >= 0"),
+        (["--regression-target"], "does not support --regression-target"),
+        (["--report-acc-and-f1", "--num-classes", "3"], "--report-acc-and-f1 needs a binary task"),
+    ],
+)
 def test_bad_criterion_flags(flags, message, synthetic_data):
     with pytest.raises(ValueError, match=message):
         build_in_process(synthetic_data, *TINY_ROBERTA, *R3F, *flags)
@@ -58,18 +60,22 @@ def test_model_whose_embeddings_cannot_be_perturbed(synthetic_data):
         criterion(NotATransformer(), valid_batch(task))
 
 
-@pytest.mark.parametrize("flags", [
-    ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "nan"],
-    ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "inf"],
-    ["--criterion", "sentence_prediction_r3f", "--eps", "nan"],
-    ["--criterion", "sentence_prediction_r3f", "--eps", "inf"],
-    ["--criterion", "sentence_prediction_smart", "--smart-lambda", "nan"],
-    ["--criterion", "sentence_prediction_smart", "--smart-step-size", "inf"],
-    ["--criterion", "sentence_prediction_smart", "--smart-noise-std", "inf"],
-    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-lr", "inf"],
-    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-init-mag", "inf"],
-    ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-max-norm", "nan"],
-], ids=lambda flags: " ".join(flags[-2:]))
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "nan"],
+        ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "inf"],
+        ["--criterion", "sentence_prediction_r3f", "--eps", "nan"],
+        ["--criterion", "sentence_prediction_r3f", "--eps", "inf"],
+        ["--criterion", "sentence_prediction_smart", "--smart-lambda", "nan"],
+        ["--criterion", "sentence_prediction_smart", "--smart-step-size", "inf"],
+        ["--criterion", "sentence_prediction_smart", "--smart-noise-std", "inf"],
+        ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-lr", "inf"],
+        ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-init-mag", "inf"],
+        ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-max-norm", "nan"],
+    ],
+    ids=lambda flags: " ".join(flags[-2:]),
+)
 def test_non_finite_flags_are_refused_naming_the_flag(flags, synthetic_data):
     """nan passes every range check (nan < 0 and nan > 0 are both false): --r3f-lambda nan would
     train without the KL, --adv-max-norm nan without projection, inf ends in nan gradients."""

@@ -1,13 +1,10 @@
 """The ascent-step math of SMART and FreeLB (``fairseq_r3f.method.adversarial``) on tensors:
 per-token normalisation, SMART's step, FreeLB's random start, step and projection."""
 
-
 import pytest
 import torch
 
-from fairseq_r3f.method.adversarial import (freelb_ascent_step, freelb_init, normalize_per_token,
-                                     smart_ascent_step)
-
+from fairseq_r3f.method.adversarial import freelb_ascent_step, freelb_init, normalize_per_token, smart_ascent_step
 
 # ------------------------------------------------------------------ fairseq-train e2e --
 
@@ -50,8 +47,9 @@ def test_freelb_ascent_step_and_projection():
     # the gradient's scale (a fp16 loss scale) cancels
     assert torch.allclose(freelb_ascent_step(zero, 1024 * grad, 0.1, "l2", 0), step)
     assert torch.allclose(per_example(freelb_ascent_step(zero, grad, 1.0, "l2", 0.3), 2), torch.full((3,), 0.3))
-    assert torch.allclose(per_example(freelb_ascent_step(zero, grad, 0.1, "linf", 0), float("inf")),
-                          torch.full((3,), 0.1))
+    assert torch.allclose(
+        per_example(freelb_ascent_step(zero, grad, 0.1, "linf", 0), float("inf")), torch.full((3,), 0.1)
+    )
     assert freelb_ascent_step(zero, grad, 1.0, "linf", 0.05).abs().max() <= 0.05
     small = freelb_ascent_step(zero, grad, 0.1, "l2", 0.3)  # inside the ball: not projected
     assert torch.allclose(small, step)
@@ -66,5 +64,5 @@ def test_freelb_init():
     l2 = freelb_init((4, 50, 64), mask, 0.2, "l2", generator=g)
     assert l2[0, 30:].abs().sum() == 0
     # U(-1, 1) scaled by mag / sqrt(tokens x dim): per-example norm ~ mag / sqrt(3)
-    assert torch.allclose(l2.flatten(1).norm(dim=1), torch.full((4,), 0.2 / 3 ** 0.5), rtol=0.05)
+    assert torch.allclose(l2.flatten(1).norm(dim=1), torch.full((4,), 0.2 / 3**0.5), rtol=0.05)
     assert freelb_init((4, 50, 64), mask, 0.0, "l2").abs().sum() == 0

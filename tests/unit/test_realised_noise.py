@@ -11,7 +11,7 @@ def test_carried_fraction_of_half_precision_addition():
     """At realistic scale (std 0.05), adding sigma = 1e-5 noise in fp16, as the reference does
     under --fp16, carries less than half of it; adding in fp32 carries all of it."""
     g = torch.Generator().manual_seed(0)
-    embeddings = (0.05 * torch.randn(32, 64, 256, generator=g))
+    embeddings = 0.05 * torch.randn(32, 64, 256, generator=g)
     noise = torch.empty_like(embeddings).uniform_(-1e-5, 1e-5, generator=g)
     half = embeddings.half()
     in_half = (half + noise.half()).float() - half.float()
