@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 
-from ..fairseq_setup import build_from_flags
+from ..fairseq_setup import TINY_ROBERTA_FLAGS, build_from_flags
 from ..paths import plugin_dir
 
 CONFIGS = ("standard", "reference", "ours", "ours-two", "ours-stacked", "ours-one-sided")
@@ -60,18 +60,7 @@ OUR_MODE_FLAGS = {
     "ours-one-sided": ["--r3f-one-sided"],
 }
 R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
-TINY_ROBERTA = [
-    "--arch",
-    "roberta_base",
-    "--encoder-layers",
-    "2",
-    "--encoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-]
+TINY_ROBERTA = TINY_ROBERTA_FLAGS
 VOCAB = [f"w{i}" for i in range(100)]
 MIB = 1024 * 1024
 
