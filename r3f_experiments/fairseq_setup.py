@@ -45,3 +45,19 @@ def build_from_flags(
         task.load_dataset("train", combine=False, epoch=1)
     model = task.build_model(cfg.model)
     return FairseqSetup(cfg, task, model, task.build_criterion(cfg.criterion) if criterion else None)
+
+
+def r3f_classifier_on(data_dir: str, arch: str, eps: float, load_train: bool = False) -> FairseqSetup:
+    """A 2-class ``sentence_prediction`` model with the ``sentence_prediction_r3f`` criterion, its
+    diagnostics at every step, on DATA_DIR (``arch`` "tiny": ``TINY_ROBERTA_FLAGS``)."""
+    from .paths import plugin_dir
+
+    # fmt: off
+    return build_from_flags(
+        [data_dir, "--user-dir", plugin_dir(), "--task", "sentence_prediction", "--num-classes", "2",
+         "--init-token", "0", "--separator-token", "2", "--max-positions", "512",
+         "--criterion", "sentence_prediction_r3f", "--eps", str(eps), "--r3f-diagnostics-interval", "1",
+         *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch])],
+        load_train=load_train,
+    )
+    # fmt: on

@@ -11,13 +11,13 @@ import sys
 from typing import Sequence
 
 from . import figures, runs
+from .fairseq_logs import LOG_NAME
 from .paths import recipe
-from .results import (  # noqa: F401
+from .results import (
     BASELINE,
     METHODS,
     TASKS,
     Column,
-    MetricMissing,
     Paired,
     collect_all,
     columns_for,
@@ -35,7 +35,6 @@ from .results import (  # noqa: F401
 )
 
 DEFAULT_COMMAND = "bash " + shlex.quote(recipe("glue", "train.sh")) + " {task} {method} {seed} {save_dir}"
-LOG_NAME = runs.LOG_NAME
 
 
 class SweepError(ValueError):

@@ -18,36 +18,11 @@ import time
 import torch
 
 from ..data.synthetic import make_task
-from ..fairseq_setup import TINY_ROBERTA_FLAGS, build_from_flags
-from ..paths import plugin_dir
+from ..fairseq_setup import r3f_classifier_on
 
 
 def build(data_dir: str, arch: str):
-    built = build_from_flags(
-        [
-            data_dir,
-            "--user-dir",
-            plugin_dir(),
-            "--task",
-            "sentence_prediction",
-            "--num-classes",
-            "2",
-            "--init-token",
-            "0",
-            "--separator-token",
-            "2",
-            "--max-positions",
-            "512",
-            "--criterion",
-            "sentence_prediction_r3f",
-            "--eps",
-            "1e-5",
-            "--r3f-diagnostics-interval",
-            "1",
-            *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch]),
-        ],
-        load_train=True,
-    )
+    built = r3f_classifier_on(data_dir, arch, 1e-5, load_train=True)
     return built.task, built.model.train(), built.criterion
 
 

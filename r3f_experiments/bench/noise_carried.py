@@ -24,35 +24,11 @@ import tempfile
 import torch
 
 from ..data.synthetic import make_task
-from ..fairseq_setup import TINY_ROBERTA_FLAGS, build_from_flags
-from ..paths import plugin_dir
+from ..fairseq_setup import r3f_classifier_on
 
 
 def build(data_dir, arch, eps, device):
-    built = build_from_flags(
-        [
-            data_dir,
-            "--user-dir",
-            plugin_dir(),
-            "--task",
-            "sentence_prediction",
-            "--num-classes",
-            "2",
-            "--init-token",
-            "0",
-            "--separator-token",
-            "2",
-            "--max-positions",
-            "512",
-            "--criterion",
-            "sentence_prediction_r3f",
-            "--eps",
-            str(eps),
-            "--r3f-diagnostics-interval",
-            "1",
-            *(TINY_ROBERTA_FLAGS if arch == "tiny" else ["--arch", arch]),
-        ]
-    )
+    built = r3f_classifier_on(data_dir, arch, eps)
     return built.task, built.model.to(device), built.criterion
 
 
