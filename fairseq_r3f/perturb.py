@@ -78,7 +78,7 @@ class EmbeddingNoise:
 
     ``relative``: ``eps`` is a fraction of the RMS of the embeddings it is added to (over the
     positions where ``keep`` is true, e.g. non-pad tokens), so z is drawn at unit scale and
-    multiplied by eps x RMS when the embeddings are seen. ``applied`` is the z last added.
+    multiplied by eps x RMS when the embeddings are seen (``added_to``).
     """
 
     def __init__(
@@ -91,7 +91,7 @@ class EmbeddingNoise:
         keep: Optional[torch.Tensor] = None,
     ):
         self.eps, self.noise_type, self.relative, self.keep = eps, noise_type, relative, keep
-        self.z = self.applied = None
+        self.z = None
         if noise_type != "none":
             # absolute: the draw is the noise itself, exactly as before relative scales existed
             self.z = sample_embedding_noise(shape, 1.0 if relative else eps, noise_type, device)
@@ -100,11 +100,16 @@ class EmbeddingNoise:
         """The noise scale for ``embeddings``: eps, or eps x their RMS (a 0-dim tensor)."""
         return self.eps * token_rms(embeddings, keep) if self.relative else self.eps
 
+    def added_to(self, embeddings: torch.Tensor) -> Optional[torch.Tensor]:
+        """The noise this draw adds to ``embeddings`` (None for noise type "none")."""
+        if self.z is None or not self.relative:
+            return self.z
+        return self.z * self.sigma(embeddings, self.keep)
+
     def __call__(self, embeddings: torch.Tensor) -> torch.Tensor:
         if self.z is None:
             return embeddings.detach()
-        self.applied = self.z * self.sigma(embeddings, self.keep) if self.relative else self.z
-        return add_noise(embeddings.detach(), self.applied)
+        return add_noise(embeddings.detach(), self.added_to(embeddings))
 
     def fresh(self, embeddings: torch.Tensor) -> torch.Tensor:
         """``x.detach() + z'`` with a new z' of ``embeddings``' shape, for inputs whose

@@ -2,44 +2,9 @@
 
     python -m r3f_experiments.convert_hf SRC_DIR OUT_DIR
 
-(RoBERTa: ``model_type`` roberta, ``vocab.json`` and ``merges.txt`` instead of ``vocab.txt``; its ids
-and positions are already fairseq's, and its GPT-2 BPE files are written as OUT_DIR/encoder.json
-and vocab.bpe for fairseq's ``gpt2`` BPE and ``scripts/glue/prepare.sh``'s BPE_ENCODER/BPE_VOCAB.
-What follows describes BERT.)
-
-SRC_DIR holds ``config.json`` (``model_type`` bert), ``model.safetensors`` or
-``pytorch_model.bin`` and ``vocab.txt`` (a BertModel, or a BertFor* model whose weights carry a
-``bert.`` prefix). OUT_DIR receives
-
-* ``model.pt``: a fairseq checkpoint of the ``roberta_base`` architecture with the source's sizes
-  (``fairseq-train --restore-file``, ``RobertaModel.from_pretrained(OUT_DIR, checkpoint_file="model.pt")``);
-* ``dict.txt``: the fairseq dictionary, one WordPiece token per line, in embedding-row order;
-* the source's tokenizer files (``vocab.txt``, ``tokenizer.json``, ``tokenizer_config.json``,
-  ``special_tokens_map.json``), so OUT_DIR is also the ``--wordpiece`` folder of
-  ``fairseq_r3f.wordpiece`` and ``scripts/glue/prepare.sh``;
-* ``conversion.json``: what was mapped, what was left out, and the source's LayerNorm eps.
-
-How BERT becomes fairseq's RoBERTa (both are post-LayerNorm Transformer encoders with learned
-positions and an embedding LayerNorm; fairseq's ``roberta_base`` does not scale embeddings):
-
-* vocabulary: fairseq's Dictionary puts ``<s> <pad> </s> <unk>`` at rows 0-3 and the task adds
-  ``<mask>`` last, so BERT's ``[CLS] [PAD] [SEP] [UNK]`` rows move to 0-3, ``[MASK]`` to the end,
-  and every other token keeps its relative order (dict.txt lists them in that order);
-* positions: fairseq numbers the first token ``padding_idx + 1`` = 2, so BERT's position ``p`` is
-  fairseq row ``p + 2`` (rows 0 and 1 unused) and ``--max-positions`` is BERT's
-  ``max_position_embeddings``;
-* token types: fairseq's RoBERTa has none; BERT's type-0 vector is added to every position row,
-  which is exact for single-segment input (type 1, BERT's second segment, is left out);
-* attention, FFN and LayerNorm weights map one to one; ``hidden_act`` becomes ``--activation-fn``;
-  BERT's dropout probabilities become the checkpoint's ``--dropout``/``--attention-dropout``;
-* the masked-LM head is converted when the source has one (``cls.predictions``), else fairseq's
-  freshly initialised head is kept (fine-tuning never uses it). BERT's pooler and NSP head have
-  no fairseq counterpart and are left out (listed in conversion.json).
-
-fairseq's LayerNorm has eps 1e-5 and no setting for it; BERT's is usually 1e-12. The converted
-model therefore differs slightly from the source (up to 1.0e-3 in the final hidden states of
-all-MiniLM-L6-v2 on six English sentences); with every LayerNorm's eps set to the source's
-(``conversion.json``), the two agree to 2e-6.
+OUT_DIR receives ``model.pt``, ``dict.txt``, the tokenizer files and ``conversion.json`` (what was
+mapped and what left out). How each tensor maps, and how close the result is to the source:
+``docs/huggingface.md``.
 """
 
 from __future__ import annotations

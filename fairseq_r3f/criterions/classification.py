@@ -22,9 +22,9 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
 from ..method.divergence import symmetric_kl
+from ..noise_diagnostics import reduce_noise_diagnostics
 from ..perturb import find_token_encoder
 from .classification_metrics import confusion_counts, confusion_matrix, f1_score, matthews_corrcoef
-from .r3f_noise import reduce_noise_diagnostics
 
 F1_KEYS = ("_f1_tp", "_f1_fp", "_f1_fn")
 

@@ -34,8 +34,9 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 from fairseq.logging import metrics
 
 from ..method.divergence import symmetric_kl_of_log_probs
+from ..noise_diagnostics import reduce_noise_diagnostics
 from .classification import token_encoder_of
-from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, noised_if, reduce_noise_diagnostics
+from .r3f_noise import R3FNoiseConfig, R3FNoiseMixin, noised_if
 
 
 @dataclass
@@ -91,8 +92,8 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
         logging entries (noise_kl per target token, like symm_kl)."""
         net_input = sample["net_input"]
         noise = self.draw_noise(net_input["src_tokens"])
-        due = self.diagnostics_due()
-        probe = self.embedding_probe(noise, due)
+        due = self.diagnostics.step()
+        probe = self.diagnostics.probe(self._encoder, noise) if due else None
 
         decoder = model.decoder if self.decoder_noise else None
 
@@ -101,19 +102,20 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
             with noised_if(self._encoder, noise, decoder=decoder):
                 noised_output = model(**net_input)
         if not due:
-            return net_output, noised_output, self.no_diagnostics()
+            return net_output, noised_output, self.diagnostics.zeros()
 
         def run(on):
             with noised_if(self._encoder, noise, on, decoder):
                 return model(**net_input)
 
         nsentences = sample["target"].size(0)
-        diagnostics = self.noise_diagnostics(
-            run,
-            lambda clean, noised: self._outputs_symm_kl(model, clean, noised, sample),
+        diagnostics = self.diagnostics.measure(
+            self._encoder,
             noise,
             probe,
             net_input["src_tokens"],
+            run,
+            lambda clean, noised: self._outputs_symm_kl(model, clean, noised, sample),
             nsentences=nsentences,
             kl_weight=nsentences if self.sentence_avg else sample["ntokens"],
         )

@@ -1,45 +1,18 @@
-"""What every R3F criterion shares besides the math: its noise flags and their checks, the
-noise draw (absolute or relative to the embeddings' scale), and the diagnostics measured every
-``--r3f-diagnostics-interval`` training steps: how much of the KL the noise alone makes
-(``noise_kl``), the embeddings' scale (``embed_rms``, ``noise_to_embed``), how much noise reaches
-the encoder (``noise_carried``), and the warning when the precision rounds the noise away."""
+"""What every R3F criterion shares besides the math: its noise flags and their checks, and the
+noise draw (absolute or relative to the embeddings' scale). The diagnostics the flags switch on
+live in ``fairseq_r3f/noise_diagnostics.py``."""
 
 import contextlib
-import logging
 from dataclasses import dataclass, field
 
-import torch
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.logging import metrics
 
 from ..config_checks import refuse_non_finite
-from ..method.noise import NOISE_TYPES, token_rms
-from ..perturb import (
-    EmbeddingBlockProbe,
-    EmbeddingNoise,
-    RngState,
-    perturbed_decoder_embeddings,
-    perturbed_token_embeddings,
-)
-
-logger = logging.getLogger(__name__)
+from ..method.noise import NOISE_TYPES
+from ..noise_diagnostics import NoiseDiagnostics
+from ..perturb import EmbeddingNoise, perturbed_decoder_embeddings, perturbed_token_embeddings
 
 NOISE_SCALES = ("absolute", "relative")
-# Below this share of the noise reaching the encoder's first layer, the criterion warns.
-CARRIED_WARNING = 0.9
-# Logging keys of the diagnostics: the reducer averages embed_rms and noise_to_embed over the
-# diagnosed sentences ("_diag_sentences"), noise_carried over those whose step measured it
-# ("_diag_carried_sentences"), and noise_kl over its own unit ("_diag_kl_weight": sentences for
-# classification, target tokens for summarization, as symm_kl).
-PER_SENTENCE = ("embed_rms", "noise_to_embed")
-DIAGNOSTIC_KEYS = (
-    "_diag_sentences",
-    *PER_SENTENCE,
-    "_diag_carried_sentences",
-    "noise_carried",
-    "_diag_kl_weight",
-    "noise_kl",
-)
 
 
 @dataclass
@@ -108,10 +81,8 @@ class R3FNoiseMixin:
         self.r3f_lambda = cfg.r3f_lambda
         self.noise_type = str(cfg.noise_type)
         self.relative_noise = str(cfg.noise_scale) == "relative"
-        self.diagnostics_interval = cfg.r3f_diagnostics_interval
+        self.diagnostics = NoiseDiagnostics(cfg.r3f_diagnostics_interval, cfg.eps)
         self._encoder = None
-        self._training_steps = 0
-        self._noise_lost = False
 
     def draw_noise(self, src_tokens) -> EmbeddingNoise:
         """z for the encoder's token embeddings of ``src_tokens`` (Eq. 3)."""
@@ -125,100 +96,6 @@ class R3FNoiseMixin:
             relative=self.relative_noise,
             keep=keep,
         )
-
-    def diagnostics_due(self) -> bool:
-        """Counts a training step; True at the first and every ``diagnostics_interval``-th."""
-        self._training_steps += 1
-        return self.diagnostics_interval > 0 and (self._training_steps - 1) % self.diagnostics_interval == 0
-
-    def embedding_probe(self, noise: EmbeddingNoise, due: bool):
-        """An ``EmbeddingBlockProbe`` for the passes of a diagnosed step with noise, else None."""
-        return EmbeddingBlockProbe(self._encoder) if due and noise.z is not None else None
-
-    def noise_diagnostics(self, run, kl, noise: EmbeddingNoise, probe, src_tokens, nsentences, kl_weight) -> dict:
-        """The diagnostics of one step, as summable logging entries.
-
-        ``run(perturbed: bool)`` makes one forward pass of the model (clean, or with ``noise``
-        on the token embeddings) and ``kl(clean, noised)`` sums the symmetric KL of two outputs.
-        noise_kl comes from two extra passes without gradient that share their dropout masks
-        (the RNG state is replayed), and the RNG state is put back afterwards: the training run
-        (its loss, gradients and every later random draw) is the one it would be without them.
-        """
-        logs = {**self.no_diagnostics(), "_diag_sentences": nsentences}
-        keep = src_tokens.ne(self._encoder.padding_idx)
-        with torch.no_grad():
-            rms = token_rms(self._encoder.embed_tokens(src_tokens), keep)
-            sigma = noise.eps * rms if noise.relative else torch.full_like(rms, noise.eps)
-            logs["embed_rms"] = rms * nsentences
-            logs["noise_to_embed"] = sigma / rms.clamp_min(1e-30) * nsentences
-            if probe is not None and probe.complete and noise.applied is not None:
-                carried = probe.carried_fraction(noise.applied * self._encoder.embed_scale, src_tokens)
-                self.watch_noise_carried(carried)
-                logs["noise_carried"] = carried * nsentences
-                logs["_diag_carried_sentences"] = nsentences
-            if noise.z is not None:
-                state = RngState.capture(src_tokens.device)
-                clean = run(False)
-                state.restore()
-                noised = run(True)
-                state.restore()
-                logs["noise_kl"] = kl(clean, noised)
-                logs["_diag_kl_weight"] = kl_weight
-        return logs
-
-    def no_diagnostics(self) -> dict:
-        """The diagnostics' logging entries of a step without them, all 0: every training step
-        logs the same keys, since fairseq sums the keys of the first of a step's logging outputs
-        (over micro-batches and workers)."""
-        if self.diagnostics_interval == 0:
-            return {}
-        return dict.fromkeys(DIAGNOSTIC_KEYS, 0)
-
-    def watch_noise_carried(self, carried) -> None:
-        """At every diagnosed step (one device sync): warn when less than 90% of the noise reaches
-        the encoder's first layer, at the first check and whenever it drops below again after
-        having recovered (and say when it recovers)."""
-        fraction = carried.item()
-        lost = fraction < CARRIED_WARNING
-        if lost and not self._noise_lost:
-            dtype = self._encoder.embed_tokens.weight.dtype
-            logger.warning(
-                "R3F: only %.0f%% of the --eps %g noise reaches the encoder's first layer at training "
-                "step %d (embeddings in %s round it away, or the embeddings have grown). Use --amp "
-                "instead of --fp16 (fp32 embeddings and LayerNorm), or a larger --eps.",
-                100 * fraction,
-                self.noise_eps,
-                self._training_steps,
-                dtype,
-            )
-        elif not lost and self._noise_lost:
-            logger.info(
-                "R3F: the noise reaches the encoder again (%.0f%% at training step %d)",
-                100 * fraction,
-                self._training_steps,
-            )
-        self._noise_lost = lost
-
-
-def reduce_noise_diagnostics(logging_outputs) -> None:
-    """Log the diagnostics of the steps in ``logging_outputs`` that had them (summed over
-    workers and steps, then averaged); nothing when none had."""
-
-    def total(key):
-        return sum(log.get(key, 0) for log in logging_outputs)
-
-    sentences = total("_diag_sentences")
-    if sentences:
-        for key in PER_SENTENCE:
-            metrics.log_scalar(key, total(key) / sentences, sentences, round=6)
-    carried_sentences = total("_diag_carried_sentences")  # steps with noise and a complete probe
-    if carried_sentences:
-        metrics.log_scalar("noise_carried", total("noise_carried") / carried_sentences, carried_sentences, round=3)
-    kl_weight = total("_diag_kl_weight")
-    if kl_weight:
-        # not rounded (the log prints 6 significant digits): at the paper's sigma the noise's KL is
-        # about 1e-12, which any fixed number of decimals would print as 0, "no noise arrives"
-        metrics.log_scalar("noise_kl", total("noise_kl") / kl_weight, kl_weight)
 
 
 def noised_if(encoder, noise: EmbeddingNoise, on: bool = True, decoder=None):

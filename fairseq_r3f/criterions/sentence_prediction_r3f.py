@@ -37,9 +37,8 @@ PASSES = ("auto", "two", "stacked")
 
 def stack_by_default(device: torch.device) -> bool:
     """What ``--r3f-passes auto`` runs on ``device``: stacked on a CUDA device, where one batch
-    of n leaves the device idle part of the time (RoBERTa-large, batch 16 x 120, one H200:
-    1.19x standard's step time against 1.71-2.01x for two passes), two passes elsewhere (on a
-    CPU stacking is no measured gain: the cores are busy with one batch already)."""
+    of n leaves the device idle part of the time, two passes elsewhere, where the cores are busy
+    with one batch already (measured in ``docs/cost.md``)."""
     return device.type == "cuda"
 
 
@@ -123,8 +122,8 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
                 "; --r3f-passes two|stacked to choose" if self.passes_flag == "auto" else "",
             )
         noised = self.draw_noise(src_tokens)
-        due = self.diagnostics_due()
-        probe = self.embedding_probe(noised, due)
+        due = self.diagnostics.step()
+        probe = self.diagnostics.probe(self._encoder, noised) if due else None
 
         with probe or contextlib.nullcontext():
             if self.stack_passes:
@@ -142,18 +141,19 @@ class SentencePredictionR3FCriterion(R3FNoiseMixin, ConsistencyClassificationCri
                 with grad, perturbed_token_embeddings(self._encoder, noised):
                     noised_logits = self.classify(model, sample)
         if not due:
-            return logits, noised_logits, self.no_diagnostics()
+            return logits, noised_logits, self.diagnostics.zeros()
 
         def run(on):
             with noised_if(self._encoder, noised, on):
                 return self.classify(model, sample)
 
-        diagnostics = self.noise_diagnostics(
-            run,
-            lambda p, q: symmetric_kl(p, q).sum(),
+        diagnostics = self.diagnostics.measure(
+            self._encoder,
             noised,
             probe,
             src_tokens,
+            run,
+            lambda p, q: symmetric_kl(p, q).sum(),
             nsentences=src_tokens.size(0),
             kl_weight=src_tokens.size(0),
         )

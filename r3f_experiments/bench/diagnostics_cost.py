@@ -27,7 +27,7 @@ def build(data_dir: str, arch: str):
 
 
 def step_seconds(criterion, model, sample, diagnose: bool) -> float:
-    criterion.diagnostics_interval = 1 if diagnose else 0
+    criterion.diagnostics.interval = 1 if diagnose else 0
     start = time.process_time()
     loss, _, _ = criterion(model, sample)
     loss.backward()

@@ -1,41 +1,10 @@
-"""Per-step training time and peak memory: standard fine-tuning vs R3F (reference and ours).
-
-These criterions train the same model on the same synthetic data with the same seed:
-
-    standard        fairseq's --criterion sentence_prediction
-    reference       the authors' sentence_prediction_r3f (fairseq/examples/rxf/rxf_src)
-    ours            this plugin's sentence_prediction_r3f (--user-dir fairseq_r3f), default
-                    (--r3f-passes auto: stacked on a CUDA device, two passes on a CPU); gradients
-                    through both passes (the reference's semantics)
-    ours-two        ours with --r3f-passes two: two forward passes
-    ours-stacked    ours with --r3f-passes stacked: clean and noised copies in one batch of 2n
-    ours-one-sided  ours with --r3f-one-sided: noised pass without gradient (2 fwd + 1 bwd)
-
-Each run is its own subprocess, because the reference and this plugin register the same
-criterion name. Inside it fairseq's own machinery does the work: the fairseq-train
-argument parser (which imports the --user-dir), task / model / criterion builders,
-``task.get_batch_iterator`` and ``Trainer.train_step``. The data are random words in
-sentences of fixed length, binarised with fairseq-preprocess, so every batch is exactly
-``--batch-size`` x ``--seq-len`` tokens (the length counts the <s> and </s> that the
-sentence_prediction task adds) and no run gets easier batches than another.
-
-CPU (default: a 2-layer, 64-dim RoBERTa, one torch thread per run, about a minute per
-repeat on 2 cores):
+"""Per-step training time and peak memory: standard fine-tuning against R3F (the authors'
+reference and this plugin's modes), each in its own subprocess through fairseq's own trainer, on
+synthetic batches of exactly --batch-size x --seq-len tokens.
 
     python -m r3f_experiments.bench.step_time --repeats 3
 
-GPU (full-size RoBERTa-large, random init, half precision):
-
-    python -m r3f_experiments.bench.step_time --arch roberta_large --fp16 --batch-size 16 --seq-len 120
-
-Step time is the wall time of ``train_step`` (forward, backward, optimizer update; the
-batch is fetched outside the timer), averaged over the timed steps; with --repeats R the
-configs run R times interleaved and the table shows the median over runs [min, max].
-On CPU the table also shows the process CPU time of those steps: unlike wall time it
-hardly moves when other processes compete for the cores.
-Peak memory is ``torch.cuda.max_memory_allocated`` on GPU. On CPU it is the process's
-peak resident set size (VmHWM) during the timed steps, which includes Python, torch and
-fairseq themselves (a few hundred MiB), so differences between configs are what count.
+What each config is and how time and memory are measured: ``docs/cost.md``.
 """
 
 import argparse

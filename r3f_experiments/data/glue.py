@@ -2,39 +2,9 @@
 
     python -m r3f_experiments.data.glue TASK GLUE_DIR OUT_RAW_DIR
 
-reads ``GLUE_DIR/TASK/*.tsv`` (or ``GLUE_DIR/*.tsv`` when GLUE_DIR is the task folder itself),
-writes ``OUT_RAW_DIR/{split}.input0``, ``{split}.input1`` (pair tasks) and ``{split}.label``
-(labelled splits), one example per line, plus ``OUT_RAW_DIR/skipped.tsv`` (file, line, reason
-of every row left out), and prints a table of rows read / written / skipped per split. It exits
-with status 1 and a message naming the file when a required file is missing, its header lacks
-a column the task needs, or a file has no usable row (header only, or every row skipped: listed
-with the first reasons). The module imports only Python's standard library.
-
-Split names are fairseq's: ``train``, ``valid``, ``test``. fairseq-preprocess writes a comma
-separated ``--validpref a,b`` as ``valid`` and ``valid1`` (and ``--testpref`` as ``test``,
-``test1``), and ``fairseq-train --valid-subset valid,valid1`` validates on both, so MNLI's
-``dev_matched.tsv`` is ``valid`` and ``dev_mismatched.tsv`` is ``valid1`` (as in fairseq's
-RoBERTa GLUE example; ``test_matched.tsv`` / ``test_mismatched.tsv`` are ``test`` / ``test1``).
-Test files have no labels; they are read when present and skipped when absent.
-
-Parsing rules (the GLUE files' quirks):
-
-* lines are split on ``\\n`` only and fields on tabs only. Never the csv module: MRPC, QNLI, RTE,
-  STS-B and MNLI hold unbalanced ``"`` that csv quoting would run across lines.
-* a UTF-8 byte-order mark at the start of a file is dropped (MRPC's headers start with one);
-  a final line without a newline is read (CoLA's dev.tsv); ``\\r\\n`` endings are accepted.
-* fields are stripped of surrounding white space (SST-2's sentences end with a space).
-* a row is skipped, and reported with its line number and the reason, when it has a column
-  count other than the header's (or, without a header, the task's), when a sentence or the label
-  is empty, when the label is not one of the task's labels (STS-B: not a number in [0, 5]), or
-  when it is not valid UTF-8 (QQP's train and dev files hold malformed rows). Nothing is dropped
-  silently: ``read == written + len(skipped)`` for every split.
-* characters that end a line for other tools (``\\r``, ``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``,
-  ``\\x85``, ``\\u2028``, ``\\u2029``) inside a field become spaces, so that every output file
-  keeps one example per line; such rows are counted as ``normalised``.
-
-Labels are written as they appear in the files (STS-B's similarity score in [0, 5] too; scaling
-for fairseq's regression target is left to the binarisation step, see ``glue_binarize``).
+writes ``OUT_RAW_DIR/{split}.input0``, ``.input1`` and ``.label`` plus ``skipped.tsv`` (every row
+left out, with its reason). Standard library only. Split names and the files' quirks this parser
+handles: ``docs/glue.md``.
 """
 
 import argparse

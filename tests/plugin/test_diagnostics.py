@@ -52,11 +52,10 @@ def test_relative_sigma_is_absolute_sigma_times_the_embedding_rms(synthetic_data
         relative.noise_type = absolute.noise_type = noise_type
         torch.manual_seed(7)
         rel = relative.draw_noise(src)
-        rel(embeddings)
         torch.manual_seed(7)
         ab = absolute.draw_noise(src)
-        ab(embeddings)
-        assert torch.allclose(rel.applied, ab.applied, rtol=1e-4, atol=1e-9), noise_type
+        assert torch.allclose(rel.added_to(embeddings), ab.added_to(embeddings), rtol=1e-4, atol=1e-9), noise_type
+        assert torch.allclose(rel(embeddings), ab(embeddings), rtol=1e-4, atol=1e-9), noise_type
     _, _, log = logged(relative, model, sample)
     assert log["noise_to_embed"].item() / log["_diag_sentences"] == pytest.approx(0.3, rel=1e-5)
     assert log["embed_rms"].item() / log["_diag_sentences"] == pytest.approx(rms, rel=1e-5)
@@ -96,7 +95,7 @@ def test_diagnostics_change_neither_loss_nor_gradients_nor_later_draws(mode, syn
 
 def test_interval_counts_training_steps(synthetic_data):
     task, model, criterion = diagnosed(synthetic_data, "--eps", "1e-2")
-    criterion.diagnostics_interval = 3
+    criterion.diagnostics.interval = 3
     sample = valid_batch(task)
     logs = [logged(criterion, model, sample)[2] for _ in range(7)]
     # every training step logs the same keys (fairseq sums by the first output's keys), zero when not diagnosed
@@ -111,7 +110,7 @@ def test_interval_counts_training_steps(synthetic_data):
         True,
     ]
     model.eval()  # validation is not a training step and makes no diagnostics
-    assert "noise_kl" not in logged(criterion, model, sample)[2] and criterion._training_steps == 7
+    assert "noise_kl" not in logged(criterion, model, sample)[2] and criterion.diagnostics.steps == 7
 
 
 def test_a_tiny_noise_kl_is_logged_with_its_significant_digits(synthetic_data):

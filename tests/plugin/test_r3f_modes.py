@@ -166,10 +166,10 @@ def test_precision_warning_when_the_noise_stops_arriving_later(synthetic_data, c
     (once, until it recovers, which is reported too), not only a loss at step 1."""
     _, model, criterion = r3f(synthetic_data)
     criterion.check_model(model)
-    with caplog.at_level("INFO", logger="fairseq_r3f.criterions.r3f_noise"):
+    with caplog.at_level("INFO", logger="fairseq_r3f.noise_diagnostics"):
         for step, fraction in zip((1, 101, 201, 301, 401), (1.0, 0.4, 0.4, 0.95, 0.3)):
-            criterion._training_steps = step
-            criterion.watch_noise_carried(torch.tensor(fraction))
+            criterion.diagnostics.steps = step
+            criterion.diagnostics.warn_if_lost(fraction, torch.float16)
     messages = [(r.levelname, r.getMessage()) for r in caplog.records]
     warnings = [m for level, m in messages if level == "WARNING"]
     assert len(warnings) == 2
