@@ -30,11 +30,13 @@ require_weights_only_torch()
 refuse_repeated_user_dir()
 refuse_registered_names()
 
+from .checkpoint_heads import install as _install_checkpoint_heads  # noqa: E402
 from .lipschitz_head import install as _install_lipschitz_head  # noqa: E402
 
 allow_fairseq_checkpoints()
 explain_unreadable_checkpoints()
 _install_lipschitz_head()
+_install_checkpoint_heads()
 explain_clashes_of_later_user_dirs()
 
 from . import (  # noqa: E402  (registered after the checks above)

@@ -187,33 +187,9 @@ def convert_checkpoint_heads(model: nn.Module, state_dict: dict, prefix: str = "
     return converted
 
 
-def _wrap_upgrade_state_dict_named(model_cls) -> None:
-    """Before fairseq's ``upgrade_state_dict_named`` (which runs on every checkpoint load:
-    ``--restore-file``, ``--finetune-from-model``, resuming, ``load_model_ensemble``), convert heads
-    between plain and R4F (``convert_checkpoint_heads``) and say so in the log."""
-
-    def wrapper(original):
-        def upgrade_state_dict_named(self, state_dict, name):
-            prefix = name + "." if name != "" else ""
-            for what in convert_checkpoint_heads(self, state_dict, prefix):
-                logger.warning(
-                    "R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
-                    what,
-                    "on" if getattr(self.args, "spectral_norm_classification_head", False) else "off",
-                )
-            return original(self, state_dict, name)
-
-        return upgrade_state_dict_named
-
-    wrap_once(
-        model_cls, "upgrade_state_dict_named", wrapper, "checkpoint heads convert between plain and R4F on every load"
-    )
-
-
 def install() -> None:
     from fairseq.models.bart import BARTModel
     from fairseq.models.roberta import RobertaModel  # XLMRModel subclasses it
 
     for model_cls in (RobertaModel, BARTModel):
         _wrap_register_classification_head(model_cls)
-        _wrap_upgrade_state_dict_named(model_cls)

@@ -300,11 +300,14 @@ def build_fairseq_model(out_dir: str, config: dict):
     return built.cfg, built.model
 
 
-def convert(src_dir: str, out_dir: str) -> dict:
-    """Write OUT_DIR/{model.pt, dict.txt, conversion.json} and the tokenizer files; returns the report."""
+def convert(src_dir: str, out_dir: str, pooler: bool = True) -> dict:
+    """Write OUT_DIR/{model.pt, dict.txt, conversion.json} and the tokenizer files; returns the report.
+    ``pooler``: carry the source's pooler (``pooler.dense``) for new classification heads to start
+    from (``fairseq_r3f.checkpoint_heads``)."""
     import torch  # here, not at the top: --help and the data checks start without it
     from omegaconf import OmegaConf
 
+    from fairseq_r3f.checkpoint_heads import POOLER_PREFIX
     from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
 
     config = read_config(src_dir)
@@ -354,10 +357,16 @@ def convert(src_dir: str, out_dir: str) -> dict:
         if roberta
         else {"_name": "wordpiece", "wordpiece_dir": out}
     )
+    model_state = model.state_dict()
+    has_pooler = "pooler.dense.weight" in weights and "pooler.dense.bias" in weights
+    if pooler and has_pooler:
+        for param in ("weight", "bias"):
+            model_state[POOLER_PREFIX + param] = weights[f"pooler.dense.{param}"].to(torch.float32).clone()
+        left_out = [k for k in left_out if not k.startswith("pooler.dense.")]
     checkpoint = {
         "args": None,
         "cfg": saved_cfg,
-        "model": model.state_dict(),
+        "model": model_state,
         "criterion": None,
         "optimizer_history": [
             {
@@ -389,6 +398,9 @@ def convert(src_dir: str, out_dir: str) -> dict:
         "masked_lm_head": "converted"
         if any(k.startswith(("cls.predictions.", "lm_head.")) for k in weights)
         else "fairseq initial",
+        "pooler": ("carried: new classification heads start from it" if pooler else "left out (--no-pooler)")
+        if has_pooler
+        else "none in the source",
         "left_out": left_out,
     }
     with open(os.path.join(out_dir, "conversion.json"), "w", encoding="utf-8") as f:
@@ -402,9 +414,14 @@ def main(argv=None) -> int:
         "src_dir", help="Hugging Face folder: config.json, model.safetensors/pytorch_model.bin, vocab.txt"
     )
     parser.add_argument("out_dir", help="where model.pt, dict.txt and the tokenizer files go")
+    parser.add_argument(
+        "--no-pooler",
+        action="store_true",
+        help="leave the source's pooler out: classification heads start fresh instead of from it",
+    )
     args = parser.parse_args(argv)
     try:
-        report = convert(args.src_dir, args.out_dir)
+        report = convert(args.src_dir, args.out_dir, pooler=not args.no_pooler)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

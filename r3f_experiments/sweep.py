@@ -13,6 +13,7 @@ from typing import Sequence
 from . import figures, runs
 from .fairseq_logs import LOG_NAME
 from .paths import recipe
+from .recipes.glue import CHECKPOINT_PRESETS
 from .results import (
     BASELINE,
     METHODS,
@@ -41,11 +42,11 @@ class SweepError(ValueError):
     """A sweep that cannot run as asked; raised before anything runs."""
 
 
-def small_preset_task(task: str) -> bool:
-    """train.sh with PRESET=small (from the environment, as train.sh reads it) fine-tunes any
-    classification data-bin GLUE_BIN/TASK-bin."""
+def checkpoint_preset_task(task: str) -> bool:
+    """train.sh with PRESET=small or converged (from the environment, as train.sh reads it)
+    fine-tunes any classification data-bin GLUE_BIN/TASK-bin."""
     glue_bin = os.environ.get("GLUE_BIN", "glue_bin")
-    return os.environ.get("PRESET") == "small" and os.path.isdir(os.path.join(glue_bin, f"{task}-bin"))
+    return os.environ.get("PRESET") in CHECKPOINT_PRESETS and os.path.isdir(os.path.join(glue_bin, f"{task}-bin"))
 
 
 def check_names(args) -> None:
@@ -61,12 +62,16 @@ def check_names(args) -> None:
         args.tasks, args.methods = args.tasks or TASKS, args.methods or METHODS
     if args.command == DEFAULT_COMMAND:
         for what, names, known in (("task", args.tasks, TASKS), ("method", args.methods, METHODS)):
-            unknown = [n for n in names if n not in known and not (what == "task" and small_preset_task(n))]
+            unknown = [n for n in names if n not in known and not (what == "task" and checkpoint_preset_task(n))]
             if unknown:
                 raise SweepError(
                     f"unknown {what}(s) {' '.join(unknown)}; scripts/glue/train.sh takes "
                     f"{' '.join(known)}"
-                    + (" (and, with PRESET=small, any TASK whose GLUE_BIN/TASK-bin exists)" if what == "task" else "")
+                    + (
+                        " (and, with PRESET=small or converged, any TASK whose GLUE_BIN/TASK-bin exists)"
+                        if what == "task"
+                        else ""
+                    )
                 )
 
 

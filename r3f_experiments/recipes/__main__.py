@@ -101,6 +101,12 @@ def main(argv=None) -> int:
         dest="updates",
         help="glue only: updates instead of the preset's (warm-up and decay follow)",
     )
+    cmd.add_argument("--lr", help="glue only: the learning rate instead of the preset's")
+    cmd.add_argument(
+        "--batch-size",
+        type=int,
+        help="glue only: sentences per batch instead of the preset's",
+    )
     cmd.add_argument("--preset", help=f"glue only: {' | '.join(f'{k}: {v}' for k, v in glue.PRESETS.items())}")
     cmd.add_argument(
         "--no-separator-token",
@@ -142,6 +148,8 @@ def main(argv=None) -> int:
                 "update_freq",
                 "preset",
                 "updates",
+                "lr",
+                "batch_size",
             )
             if getattr(args, k) is not None
         }
@@ -165,6 +173,8 @@ def main(argv=None) -> int:
             "separator_token": "glue",
             "preset": "glue",
             "updates": "glue",
+            "lr": "glue",
+            "batch_size": "glue",
         }
         for key, family in only.items():
             if key in options and args.family != family:

@@ -5,7 +5,9 @@ generated from it (``python -m r3f_experiments.recipes write-configs``), and the
 probing drivers read their tasks, methods and metrics from it.
 """
 
+import math
 import os
+import struct
 from typing import List, Optional, Sequence
 
 from .run_spec import REQUIRED, RecipeError, Setting, argv, flag, yaml_text
@@ -102,13 +104,27 @@ SMALL_BATCH_SIZE = 16
 SMALL_VALIDATE_INTERVAL_UPDATES = 40  # a run may end before its first epoch does
 SMALL_LOG_INTERVAL = 10  # train records for the wall time to best
 SMALL_DIAGNOSTICS_INTERVAL = 40  # noise_kl at updates 1, 40, 80 (about 1% of the step time)
+
+# ---- PRESET=converged: the same encoders trained until they have learned the task -------------
+# Table 6 and the methods stay; the schedule is in epochs of the task's own training set (BERT's
+# usual 3), validated at every epoch's end, the best checkpoint kept (model only). --max-tokens
+# never binds (batch x max positions), so an epoch is exactly ceil(train / batch) updates and
+# the decay ends with the last one. LR and batch: the std grid in docs/results/converged.
+CONVERGED_EPOCHS = 3
+CONVERGED_LR = "5e-5"
+CONVERGED_BATCH_SIZE = 32
+CONVERGED_LOG_INTERVAL = 50
 # -------------------------------------------------------------------------------------------------
 
 PRESETS = {
     "paper": "RoBERTa-large: the paper's Tables 5-6, checkpoints saved (resumable)",
     "small": "a converted BERT-size encoder on CPU: one short schedule for every task, model flags read "
     "from the checkpoint, nothing saved (a run is minutes long; a killed one starts again)",
+    "converged": f"a converted BERT-size encoder trained {CONVERGED_EPOCHS} epochs of the task's training set, "
+    "validated every epoch, the best checkpoint kept (model only; a killed run starts again)",
 }
+# presets that read the model from the checkpoint and fine-tune any classification data-bin
+CHECKPOINT_PRESETS = ("small", "converged")
 
 METHODS = {
     "std": "fairseq's sentence_prediction",
@@ -131,10 +147,10 @@ def check(task: str, method: str, preset: str = "paper") -> None:
         raise RecipeError(f"unknown PRESET '{preset}' ({' '.join(PRESETS)})")
     if method not in METHODS:
         raise RecipeError(f"unknown METHOD '{method}' ({' '.join(METHODS)})")
-    if task not in LR and preset != "small":
+    if task not in LR and preset not in CHECKPOINT_PRESETS:
         raise RecipeError(
             f"unknown TASK '{task}' ({' '.join(LR)}; STS-B is regression, which R3F does "
-            "not cover; PRESET=small fine-tunes any classification data-bin)"
+            f"not cover; PRESET={' or '.join(CHECKPOINT_PRESETS)} fine-tunes any classification data-bin)"
         )
     if task not in LR and method == "freelb":
         raise RecipeError(
@@ -157,11 +173,39 @@ def label_count(data: str) -> int:
     return len(labels)
 
 
-def max_update(task: str, method: str, preset: str = "paper", updates: Optional[int] = None) -> int:
-    """The run's updates: ``updates`` (MAX_UPDATE), else the preset's; std++ trains twice as long."""
+def train_size(data: str) -> int:
+    """Sentences in a data-bin's training set: the count in the header of ``input0/train.idx``
+    (fairseq's mmap index: 9-byte magic, version, dtype code, then the count)."""
+    path = os.path.join(data, "input0", "train.idx")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(26)
+    except OSError as e:
+        raise RecipeError(f"{path}: {e.strerror}: PRESET=converged counts the training set there") from e
+    if len(header) < 26 or header[:9] != b"MMIDIDX\x00\x00":
+        raise RecipeError(f"{path}: not a fairseq mmap index (fairseq-preprocess --dataset-impl mmap writes one)")
+    (count,) = struct.unpack("<Q", header[18:26])
+    if count == 0:
+        raise RecipeError(f"{path}: the training set is empty")
+    return count
+
+
+def max_update(
+    task: str,
+    method: str,
+    preset: str = "paper",
+    updates: Optional[int] = None,
+    epoch_updates: Optional[int] = None,
+) -> int:
+    """The run's updates: ``updates`` (MAX_UPDATE), else the preset's (PRESET=converged:
+    ``epoch_updates`` per epoch); std++ trains twice as long."""
     if updates is not None and updates < 1:
         raise RecipeError(f"MAX_UPDATE must be a positive number of updates, got {updates}")
-    updates = updates or (SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task])
+    if not updates:
+        if preset == "converged":
+            updates = CONVERGED_EPOCHS * epoch_updates
+        else:
+            updates = SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task]
     return updates * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
 
 
@@ -218,27 +262,27 @@ def method_settings(
     ]
 
 
-def small_preset_model(pretrained: Optional[str], arch: Optional[str]):
-    """PRESET=small: (--arch, the other model settings, the separator token, --max-positions) of
-    the checkpoint.
+def checkpoint_model(preset: str, pretrained: Optional[str], arch: Optional[str]):
+    """PRESET=small or converged: (--arch, the other model settings, the separator token,
+    --max-positions) of the checkpoint.
     A checkpoint converted from BERT (its conversion.json says so) takes BERT's pair layout
     [CLS] A [SEP] B [SEP] = <s> A </s> B </s>: no --separator-token."""
     from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert
 
     if not pretrained:
         raise RecipeError(
-            "PRESET=small reads the model from the pre-trained checkpoint: set ROBERTA (e.g. a "
+            f"PRESET={preset} reads the model from the pre-trained checkpoint: set ROBERTA (e.g. a "
             "converted MiniLM, python -m r3f_experiments.convert_hf)"
         )
     if arch:
         raise RecipeError(
-            f"PRESET=small takes the architecture from {pretrained}; ARCH={arch} is for the paper "
+            f"PRESET={preset} takes the architecture from {pretrained}; ARCH={arch} is for the paper "
             "preset (model flags after -- override the checkpoint's)"
         )
     try:
         words = checkpoint_model_flags(pretrained)
     except (OSError, ValueError) as e:
-        raise RecipeError(f"PRESET=small: {e}") from e
+        raise RecipeError(f"PRESET={preset}: {e}") from e
     pairs = dict(zip(words[::2], words[1::2]))
     arch = pairs.pop("--arch")
     # one --max-positions flag serves the task and the model: the checkpoint's
@@ -265,11 +309,18 @@ def settings(
     separator_token: Optional[int] = 2,
     preset: str = "paper",
     updates: Optional[int] = None,
+    lr: Optional[str] = None,
+    batch_size: Optional[int] = None,
 ) -> List[Setting]:
     """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order.
-    ``separator_token`` None: BERT's pair layout (the small preset reads it from the checkpoint).
-    ``updates``: the run's updates instead of the preset's (warm-up and decay follow)."""
+    ``separator_token`` None: BERT's pair layout (the checkpoint presets read it from the checkpoint).
+    ``updates``, ``lr``, ``batch_size``: the run's instead of the preset's (warm-up and decay follow
+    the updates; PRESET=converged's epochs follow the batch)."""
     check(task, method, preset)
+    if lr is not None and not _positive_number(lr):
+        raise RecipeError(f"LR must be a positive number, got {lr!r}")
+    if batch_size is not None and batch_size < 1:
+        raise RecipeError(f"BATCH_SIZE must be a positive number of sentences, got {batch_size}")
     # a task outside GLUE (the small preset only): its classes from the data-bin, accuracy
     glue_task = task in LR
     metric = METRIC[task] if glue_task else "accuracy"
@@ -281,13 +332,15 @@ def settings(
     methods = method_settings(task, method, r3f_lambda, noise_type, smart_lambda)
     model: List[Setting] = []
     schedule: List[Setting] = []
-    lr, batch_size, log_interval, max_positions = LR.get(task), BATCH_SIZE.get(task), 100, MAX_POSITIONS
-    if preset == "small":
+    table_lr, table_batch, log_interval, max_positions = LR.get(task), BATCH_SIZE.get(task), 100, MAX_POSITIONS
+    max_tokens, epoch_updates = MAX_TOKENS, None
+    if preset in CHECKPOINT_PRESETS:
         if yaml:
             raise RecipeError("configs/ hold the paper preset only")
-        arch, model, checkpoint_separator, max_positions = small_preset_model(pretrained, arch)
+        arch, model, checkpoint_separator, max_positions = checkpoint_model(preset, pretrained, arch)
         separator_token = separator_token and checkpoint_separator
-        lr, batch_size, log_interval = SMALL_LR, SMALL_BATCH_SIZE, SMALL_LOG_INTERVAL
+    if preset == "small":
+        table_lr, table_batch, log_interval = SMALL_LR, SMALL_BATCH_SIZE, SMALL_LOG_INTERVAL
         schedule = [
             flag("--validate-interval-updates", SMALL_VALIDATE_INTERVAL_UPDATES, "dataset"),
             flag("--no-save", True, "checkpoint"),
@@ -295,6 +348,20 @@ def settings(
         ]
         if method in R3F_FAMILY:
             methods.append(flag("--r3f-diagnostics-interval", SMALL_DIAGNOSTICS_INTERVAL, "criterion"))
+    if preset == "converged":
+        table_lr, table_batch = CONVERGED_LR, CONVERGED_BATCH_SIZE
+    lr, batch_size = lr or table_lr, batch_size or table_batch
+    if preset == "converged":
+        log_interval = CONVERGED_LOG_INTERVAL
+        max_tokens = batch_size * max_positions  # the batch size binds, never the tokens
+        epoch_updates = math.ceil(train_size(data) / batch_size) if not updates else None
+        epochs = CONVERGED_EPOCHS * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
+        schedule = [
+            None if updates else flag("--max-epoch", epochs, "optimization"),
+            flag("--no-last-checkpoints", True, "checkpoint"),
+            flag("--no-save-optimizer-state", True, "checkpoint"),
+            flag("--num-workers", 0, "dataset"),
+        ]
     return run_settings(
         SentencePredictionRun(
             data=data,
@@ -310,9 +377,9 @@ def settings(
             adam_eps=ADAM_EPS,
             weight_decay=WEIGHT_DECAY,
             lr=lr,
-            updates=max_update(task, method, preset, updates),
+            updates=max_update(task, method, preset, updates, epoch_updates),
             warmup_percent=WARMUP_PERCENT,
-            batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", MAX_TOKENS, "dataset")),
+            batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", max_tokens, "dataset")),
             seed=seed,
             save_dir=save_dir,
             valid_subset=VALID_SUBSETS.get(task, "valid"),
@@ -322,10 +389,17 @@ def settings(
             separator_token=separator_token,
             model=tuple(model),
             log_interval=log_interval,
-            schedule=tuple(schedule),
+            schedule=tuple(s for s in schedule if s is not None),
             max_positions=max_positions,
         )
     )
+
+
+def _positive_number(text: str) -> bool:
+    try:
+        return 0 < float(text) < math.inf
+    except ValueError:
+        return False
 
 
 def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: str, **kwargs) -> List[str]:

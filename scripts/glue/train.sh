@@ -3,8 +3,8 @@
 #
 #   bash scripts/glue/train.sh TASK METHOD [SEED] [SAVE_DIR] [-- EXTRA fairseq-train FLAGS]
 #
-#   TASK     MNLI QNLI QQP SST-2 RTE MRPC CoLA; with PRESET=small also any other classification
-#            data-bin GLUE_BIN/TASK-bin (input0/, label/; its classes from label/dict.txt, accuracy)
+#   TASK     MNLI QNLI QQP SST-2 RTE MRPC CoLA; with PRESET=small or converged also any other
+#            classification data-bin GLUE_BIN/TASK-bin (input0/, label/; classes from label/dict.txt, accuracy)
 #   METHOD   std     fairseq's sentence_prediction
 #            std++   std trained twice as long (Zhang et al. 2020: longer fine-tuning; the Adam
 #                    bias correction they restore is already in fairseq's Adam)
@@ -18,8 +18,10 @@
 #
 # PRESET (environment): paper (default; RoBERTa-large, Tables 5-6) or small (a converted BERT-size
 # encoder such as all-MiniLM-L6-v2 on CPU cores: one short schedule for every task, the model
-# flags and pair layout read from ROBERTA's checkpoint, nothing saved). MAX_UPDATE (environment)
-# replaces the preset's updates; warm-up (6%) and the decay follow it.
+# flags and pair layout read from ROBERTA's checkpoint, nothing saved) or converged (the same
+# encoders, 3 epochs of the task's training set, validated every epoch, SAVE_DIR/checkpoint_best.pt
+# kept). MAX_UPDATE, LR, BATCH_SIZE (environment) replace the preset's; warm-up (6%) and the decay
+# follow the updates, the converged preset's epochs the batch size.
 #
 # Paths from the environment: GLUE_BIN (default glue_bin; TASK-bin inside, from
 # scripts/glue/prepare.sh), ROBERTA (pre-trained model.pt, default roberta.large/model.pt;
@@ -50,7 +52,7 @@ require_inputs ROBERTA "${GLUE_BIN}/${TASK}-bin/input0/dict.txt" \
     "GLUE_BIN=${GLUE_BIN} holds no prepared ${TASK} (bash scripts/glue/prepare.sh ${TASK} GLUE_DIR ${GLUE_BIN})"
 recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrained "$ROBERTA" \
     ${ARCH:+--arch "$ARCH"} ${PRESET:+--preset "$PRESET"} \
-    ${MAX_UPDATE:+--max-update "$MAX_UPDATE"} --seed "$SEED" --save-dir "$SAVE_DIR" \
+    ${MAX_UPDATE:+--max-update "$MAX_UPDATE"} ${LR:+--lr "$LR"} ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
     ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token}
 run_recipe

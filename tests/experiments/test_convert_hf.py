@@ -409,3 +409,169 @@ def test_small_preset_takes_any_classification_data_bin(converted, tmp_path):
     (label / "dict.txt").write_text("only 3\n")
     with pytest.raises(glue.RecipeError, match="1 label"):
         small_command(converted, "MYTASK", "std", str(tmp_path / "MYTASK-bin"))
+
+
+@pytest.fixture(scope="module")
+def wordpiece_bin(converted, tmp_path_factory) -> str:
+    """The English synthetic task, WordPiece-encoded with the converted model's vocabulary: 70
+    training sentences, 16 for validation."""
+    from r3f_experiments.data import glue_binarize
+    from r3f_experiments.data.synthetic import write_raw
+
+    root = tmp_path_factory.mktemp("wordpiece")
+    raw, data_bin = str(root / "raw"), str(root / "SYN-bin")
+    write_raw(raw, 70, 16, seed=3, words="english")
+    assert glue_binarize.main(["SST-2", raw, data_bin, "--wordpiece", converted]) == 0
+    return data_bin
+
+
+def converged_command(converted, method, data, **kwargs):
+    from r3f_experiments.recipes import glue
+    from r3f_experiments.recipes.run_spec import argv
+
+    return argv(
+        glue.settings(
+            "SYN",
+            method,
+            data=data,
+            user_dir="U",
+            pretrained=os.path.join(converted, "model.pt"),
+            preset="converged",
+            **kwargs,
+        )
+    )
+
+
+def test_converged_preset_schedules_epochs_of_the_training_set(converted, wordpiece_bin):
+    """PRESET=converged: 3 epochs of ceil(70 / batch) updates, the decay ending with the last one,
+    --max-tokens never binding, validation at every epoch's end and the best checkpoint kept;
+    LR and BATCH_SIZE replace the preset's and the epochs follow the batch; std++ twice as long."""
+    from r3f_experiments.recipes import glue
+
+    words = converged_command(converted, "std", wordpiece_bin)
+    epochs, batch = glue.CONVERGED_EPOCHS, glue.CONVERGED_BATCH_SIZE
+    assert value(words, "--max-update") == value(words, "--total-num-update") == str(epochs * math.ceil(70 / batch))
+    assert (value(words, "--lr"), value(words, "--batch-size"), value(words, "--max-epoch")) == (
+        glue.CONVERGED_LR,
+        str(batch),
+        str(epochs),
+    )
+    assert int(value(words, "--max-tokens")) == batch * int(value(words, "--max-positions"))
+    assert "--no-save" not in words and "--validate-interval-updates" not in words
+    assert {"--no-epoch-checkpoints", "--no-last-checkpoints", "--no-save-optimizer-state"} <= set(words)
+    custom = converged_command(converted, "r3f", wordpiece_bin, lr="2e-5", batch_size=8)
+    assert (value(custom, "--lr"), value(custom, "--max-update")) == ("2e-5", str(epochs * math.ceil(70 / 8)))
+    assert value(custom, "--warmup-updates") == str(epochs * math.ceil(70 / 8) * glue.WARMUP_PERCENT // 100)
+    longer = converged_command(converted, "std++", wordpiece_bin, batch_size=7)
+    assert (value(longer, "--max-update"), value(longer, "--max-epoch")) == (str(2 * epochs * 10), str(2 * epochs))
+    fixed = converged_command(converted, "std", wordpiece_bin, updates=5)
+    assert value(fixed, "--max-update") == "5" and "--max-epoch" not in fixed
+
+
+def test_converged_preset_refuses_bad_values_and_data(converted, wordpiece_bin, tmp_path):
+    from r3f_experiments.recipes import glue
+
+    for kwargs, message in [
+        ({"lr": "fast"}, "LR must be a positive number, got 'fast'"),
+        ({"lr": "-1e-5"}, "LR must be a positive number"),
+        ({"batch_size": 0}, "BATCH_SIZE must be a positive number of sentences, got 0"),
+    ]:
+        with pytest.raises(glue.RecipeError, match=message):
+            converged_command(converted, "std", wordpiece_bin, **kwargs)
+    data = tmp_path / "NEW-bin"
+    (data / "label").mkdir(parents=True)
+    (data / "input0").mkdir()
+    with open(os.path.join(wordpiece_bin, "label", "dict.txt")) as f:
+        (data / "label" / "dict.txt").write_text(f.read())
+    index = data / "input0" / "train.idx"
+    with pytest.raises(glue.RecipeError, match="input0/train.idx: No such file.*counts the training set"):
+        converged_command(converted, "std", str(data))
+    index.write_bytes(b"not an index at all, just text")
+    with pytest.raises(glue.RecipeError, match="train.idx: not a fairseq mmap index"):
+        converged_command(converted, "std", str(data))
+    with open(os.path.join(wordpiece_bin, "input0", "train.idx"), "rb") as f:
+        header = bytearray(f.read(26))
+    header[18:26] = (0).to_bytes(8, "little")
+    index.write_bytes(bytes(header))
+    with pytest.raises(glue.RecipeError, match="train.idx: the training set is empty"):
+        converged_command(converted, "std", str(data))
+
+
+POOLER = "pretrained_pooler.dense."
+
+
+def load_for_finetuning(model_dir: str, data_bin: str, *flags: str):
+    """The model fairseq-train --finetune-from-model MODEL_DIR/model.pt builds and loads: the
+    converted checkpoint's model flags, a 2-class head, the checkpoint's state through
+    ``load_state_dict(strict=True)`` (which runs ``upgrade_state_dict_named``)."""
+    from fairseq import checkpoint_utils
+
+    from tests.helpers import build_in_process
+
+    with open(os.path.join(model_dir, "conversion.json")) as f:
+        model_flags = json.load(f)["fairseq_model_flags"]
+    cfg, _, model, _ = build_in_process(
+        data_bin, *model_flags, "--init-token", "0", "--criterion", "sentence_prediction", *flags
+    )
+    state = checkpoint_utils.load_checkpoint_to_cpu(os.path.join(model_dir, "model.pt"))
+    model.load_state_dict(state["model"], strict=True, model_cfg=cfg.model)
+    return model.classification_heads["sentence_classification_head"]
+
+
+def test_pooler_starts_plain_and_r4f_heads_and_can_be_left_out(source_dir, converted, wordpiece_bin, tmp_path):
+    """The source's pooler (BERT's pooler.dense) is the new head's dense, for a plain head and for
+    an R4F head (whose original weight it becomes, spectrally normalised); --no-pooler leaves it
+    out and the head starts as fairseq initialises it."""
+    from torch.nn.utils import parametrize
+
+    weights, _ = load_source(source_dir)
+    pooler_w, pooler_b = weights["pooler.dense.weight"].float(), weights["pooler.dense.bias"].float()
+    with open(os.path.join(converted, "conversion.json")) as f:
+        report = json.load(f)
+    assert report["pooler"].startswith("carried") and not any(k.startswith("pooler.") for k in report["left_out"])
+
+    plain = load_for_finetuning(converted, wordpiece_bin)
+    assert torch.equal(plain.dense.weight, pooler_w) and torch.equal(plain.dense.bias, pooler_b)
+    r4f = load_for_finetuning(converted, wordpiece_bin, "--spectral-norm-classification-head")
+    assert parametrize.is_parametrized(r4f.dense, "weight")
+    assert torch.equal(r4f.dense.parametrizations.weight.original, pooler_w)
+    assert torch.equal(r4f.dense.bias, pooler_b)
+
+    without = str(tmp_path / "no_pooler")
+    assert convert_hf.main([source_dir, without, "--no-pooler"]) == 0
+    with open(os.path.join(without, "conversion.json")) as f:
+        report = json.load(f)
+    assert report["pooler"].startswith("left out") and "pooler.dense.weight" in report["left_out"]
+    fresh = load_for_finetuning(without, wordpiece_bin)
+    assert not torch.allclose(fresh.dense.weight, pooler_w)
+    # torch.nn.Linear's own initialisation, U(-1/sqrt(in), 1/sqrt(in)), as RobertaClassificationHead leaves it
+    assert fresh.dense.weight.abs().max().item() <= 1 / math.sqrt(pooler_w.shape[1])
+
+
+def test_pooler_is_not_a_module_of_the_trained_model(converted, wordpiece_bin, tmp_path):
+    """fairseq-train --finetune-from-model on the converted checkpoint: the saved model has the
+    head (started from the pooler) and no pretrained_pooler keys, so it loads as any fairseq model."""
+    from fairseq import checkpoint_utils
+
+    from r3f_experiments.recipes import glue
+
+    save_dir = str(tmp_path / "run")
+    _, *words = glue.command(
+        "SYN",
+        "std",
+        fairseq_train="fairseq-train",
+        data=wordpiece_bin,
+        user_dir=USER_DIR,
+        pretrained=os.path.join(converted, "model.pt"),
+        preset="converged",
+        updates=2,
+        lr="1e-12",
+        save_dir=save_dir,
+    )
+    run_fairseq("fairseq-train", *words, "--cpu")
+    state = checkpoint_utils.load_checkpoint_to_cpu(os.path.join(save_dir, "checkpoint_best.pt"))["model"]
+    assert not any(k.startswith(POOLER) for k in state)
+    pooler = torch.load(os.path.join(converted, "model.pt"), weights_only=False)["model"][POOLER + "weight"]
+    dense = state["classification_heads.sentence_classification_head.dense.weight"]
+    assert torch.allclose(dense, pooler, atol=1e-6)
+    assert sorted(os.listdir(save_dir)) == ["checkpoint_best.pt"]
