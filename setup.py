@@ -27,7 +27,10 @@ setup(
         "tokenizers",
         "submitit",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist", "scikit-learn", "ruff==0.17.5"]},
+    extras_require={
+        "test": ["pytest>=7", "pytest-xdist", "scikit-learn", "ruff==0.17.5"],
+        "peer": ["transformers>=4.40"],  # the peer check of std (r3f_experiments.peer_hf)
+    },
     entry_points={
         "console_scripts": [
             "r3f-convert-hf = r3f_experiments.convert_hf:main",

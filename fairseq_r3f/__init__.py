@@ -8,7 +8,9 @@ its names (e.g. the authors' reference, ``examples/rxf/rxf_src``); otherwise it
    (``checkpoint_safety``);
 2. makes ``--spectral-norm-classification-head`` build a 1-Lipschitz head, R4F
    (``lipschitz_head``);
-3. registers the criterions ``sentence_prediction_r3f`` (R3F/R4F), ``label_smoothed_cross_entropy_r3f``
+3. makes ``--amp`` on a CPU train under bfloat16 autocast (``cpu_amp``; fairseq's autocasts on
+   CUDA only);
+4. registers the criterions ``sentence_prediction_r3f`` (R3F/R4F), ``label_smoothed_cross_entropy_r3f``
    (R3F for summarization) and ``sentence_prediction_smart`` (SMART); the tasks
    ``sentence_prediction_adv`` (FreeLB) and ``sentence_prediction_probe`` (linear probing of a
    frozen encoder, Sec. 4); and the BPE ``wordpiece`` (models converted from BERT).
@@ -31,12 +33,14 @@ refuse_repeated_user_dir()
 refuse_registered_names()
 
 from .checkpoint_heads import install as _install_checkpoint_heads  # noqa: E402
+from .cpu_amp import install as _install_cpu_amp  # noqa: E402
 from .lipschitz_head import install as _install_lipschitz_head  # noqa: E402
 
 allow_fairseq_checkpoints()
 explain_unreadable_checkpoints()
 _install_lipschitz_head()
 _install_checkpoint_heads()
+_install_cpu_amp()
 explain_clashes_of_later_user_dirs()
 
 from . import (  # noqa: E402  (registered after the checks above)

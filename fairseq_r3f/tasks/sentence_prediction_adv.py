@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 import torch
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
-from fairseq.optim.amp_optimizer import AMPOptimizer
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
 from ..config_checks import refuse_non_finite
+from ..cpu_amp import amp_context
 from ..method.adversarial import (
     NORM_TYPES,
     check_norm_type,
@@ -129,7 +129,7 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             with contextlib.nullcontext() if last else local_gradients(model):
                 with (
                     torch.autograd.profiler.record_function("forward"),
-                    _autocast(optimizer),
+                    amp_context(optimizer, model),
                     perturbed_token_embeddings(encoder, lambda e: add_noise(e, delta)),
                 ):
                     loss, sample_size, logging_output = criterion(model, sample)
@@ -153,10 +153,3 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             total = sum(log.get("adv_loss", 0) for log in logging_outputs)
             sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
             metrics.log_scalar("adv_loss", total / max(sample_size, 1) / math.log(2), sample_size, round=3)
-
-
-def _autocast(optimizer):
-    """Autocast under --amp, as fairseq's own ``train_step`` does."""
-    if isinstance(optimizer, AMPOptimizer):
-        return torch.autocast("cuda")
-    return contextlib.nullcontext()

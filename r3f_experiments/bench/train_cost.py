@@ -84,32 +84,34 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def measure(config: str, data_bin: str, opts, fairseq_dir: str) -> dict:
-    """One fairseq-train run of --long updates, logging every --short: CPU and wall time are read
-    when the records of updates --short and --long arrive, so start-up, data loading and the first
-    steps fall outside the difference; peak RSS from the kernel's accounting of the child."""
+def measure_command(name: str, argv: list, opts) -> dict:
+    """One fairseq-train run (``argv``, logging every --short updates to --long, JSON): CPU and
+    wall time are read when the records of updates --short and --long arrive, so start-up, data
+    loading and the first steps fall outside the difference; peak RSS from the kernel's
+    accounting of the child; ``records``: the run's train_inner records (its logged metrics)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each record as it is logged, not in blocks of a pipe buffer
     if opts.device == "cpu":
         env["OMP_NUM_THREADS"] = str(opts.threads)
-    argv = train_argv(config, data_bin, opts, fairseq_dir)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
-    marks, tail = {}, []
+    marks, tail, records = {}, [], []
     for line in proc.stdout:
         tail = (tail + [line])[-40:]
         start = line.find("{")
         if start < 0 or '"num_updates"' not in line:
             continue
         try:
-            updates = int(json.loads(line[start:])["num_updates"])
+            record = json.loads(line[start:])
+            updates = int(record["num_updates"])
         except (ValueError, KeyError):
             continue
+        records.append({k: v for k, v in record.items() if v is not None})
         if updates in (opts.short, opts.long) and updates not in marks:
             marks[updates] = (time.perf_counter(), process_cpu_seconds(proc.pid))
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or len(marks) != 2:
         raise RuntimeError(
-            f"{config}: fairseq-train exited {proc.returncode} with records of updates "
+            f"{name}: fairseq-train exited {proc.returncode} with records of updates "
             f"{sorted(marks)} (need {opts.short} and {opts.long}):\n{''.join(tail)}"
         )
     (wall_a, cpu_a), (wall_b, cpu_b) = marks[opts.short], marks[opts.long]
@@ -118,7 +120,15 @@ def measure(config: str, data_bin: str, opts, fairseq_dir: str) -> dict:
         "cpu_ms": 1000 * (cpu_b - cpu_a) / updates,
         "ups": updates / (wall_b - wall_a),
         "peak_mib": usage.ru_maxrss / 1024,
+        "records": records,
     }
+
+
+def measure(config: str, data_bin: str, opts, fairseq_dir: str) -> dict:
+    """``measure_command`` of one config of this benchmark (its records left out)."""
+    measured = measure_command(config, train_argv(config, data_bin, opts, fairseq_dir), opts)
+    measured.pop("records")
+    return measured
 
 
 def run_rounds(opts, data_bin: str, fairseq_dir: str) -> list:

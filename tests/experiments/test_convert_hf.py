@@ -575,3 +575,81 @@ def test_pooler_is_not_a_module_of_the_trained_model(converted, wordpiece_bin, t
     dense = state["classification_heads.sentence_classification_head.dense.weight"]
     assert torch.allclose(dense, pooler, atol=1e-6)
     assert sorted(os.listdir(save_dir)) == ["checkpoint_best.pt"]
+
+
+def test_peer_reads_the_data_bin_as_the_source_tokenizer_wrote_it(source_dir, converted, wordpiece_bin, tmp_path):
+    """The peer's examples are the data-bin's sentences in the source's ids: [CLS] A [SEP],
+    decoding to the raw text; a data-bin of another vocabulary is refused."""
+    from tokenizers import Tokenizer
+
+    from r3f_experiments import peer_hf
+
+    rows = peer_hf.source_rows(source_dir, wordpiece_bin)
+    examples, labels = peer_hf.load_split(wordpiece_bin, "train", rows, pair=False)
+    assert len(examples) == 70 and set(labels) <= {"0", "1"}
+    hf = Tokenizer.from_file(os.path.join(source_dir, "tokenizer.json"))
+    hf.no_padding()
+    with open(os.path.join(os.path.dirname(wordpiece_bin), "raw", "train.input0")) as f:
+        raw = f.read().splitlines()
+    for (ids, types), text in list(zip(examples, raw))[:5]:
+        assert ids == hf.encode(text).ids and types == [0] * len(ids)
+    other = tmp_path / "input0"
+    other.mkdir()
+    with open(os.path.join(wordpiece_bin, "input0", "dict.txt")) as f:
+        lines = f.read().splitlines(keepends=True)
+    (other / "dict.txt").write_text("".join([lines[1], lines[0], *lines[2:]]))
+    with pytest.raises(peer_hf.PeerError, match=r"input0/dict.txt is not the vocabulary of .* \(row 4 differs\)"):
+        peer_hf.source_rows(source_dir, str(tmp_path))
+
+
+def test_peer_scores_equal_scikit_learn():
+    sklearn = pytest.importorskip("sklearn.metrics")
+    from r3f_experiments import peer_hf
+
+    g = torch.Generator().manual_seed(0)
+    targets, preds = (torch.randint(0, 2, (200,), generator=g).tolist() for _ in range(2))
+    classes = ["1", "0"]  # fairseq's label dictionary is by frequency: '1' may come first
+    got = peer_hf.scores(targets, preds, classes)
+    named = [classes[t] for t in targets], [classes[p] for p in preds]
+    f1 = sklearn.f1_score(*named, pos_label="1")
+    assert got["accuracy"] == round(100 * sklearn.accuracy_score(*named), 1)
+    assert got["mcc"] == round(100 * sklearn.matthews_corrcoef(*named), 2)
+    assert got["f1"] == round(100 * f1, 2)
+    assert got["acc_and_f1"] == round(50 * (sklearn.accuracy_score(*named) + f1), 2)
+
+
+@pytest.mark.slow
+def test_peer_run_logs_as_fairseq_and_the_tables_read_it(source_dir, converted, wordpiece_bin, capsys):
+    pytest.importorskip("transformers", reason='the peer check needs transformers (pip install -e ".[peer]")')
+    from r3f_experiments import fairseq_logs, peer_hf, results
+
+    argv = [source_dir, converted, "SYN", wordpiece_bin, "--seed", "2", "--max-update", "3", "--batch-size", "8"]
+    assert peer_hf.main(argv) == 0
+    output = capsys.readouterr().out
+    assert fairseq_logs.finished_output(output)
+    (valid,) = fairseq_logs.parse_valid_subsets(output)["valid"]
+    assert valid["valid_num_updates"] == "3"
+    best = results.collect(output, results.columns_for("SYN", {}))["SYN"]
+    assert best.best == float(valid["valid_accuracy"]) and best.best_update == 3
+    assert peer_hf.main([source_dir, converted, "SYN", wordpiece_bin, "--lr", "0"]) == 1
+    assert "LR must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_precision_cost_times_fp32_and_bf16_runs_of_the_recipe(converted, wordpiece_bin, capsys):
+    """The bf16 benchmark: whole recipe runs per method and precision, the amp / fp32 ratio per
+    method, R3F's noise diagnostics at its first update under both precisions."""
+    from r3f_experiments.bench import precision_cost
+
+    argv = ["--pretrained", os.path.join(converted, "model.pt"), "--data", wordpiece_bin, "--task", "SYN"]
+    assert precision_cost.main([*argv, "--rounds", "1", "--short", "1", "--long", "2", "--batch-size", "8"]) == 0
+    rows = {
+        tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")[3:-1]]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| std") or line.startswith("| r3f")
+    }
+    assert set(rows) == {("std", "fp32"), ("std", "bf16 autocast"), ("r3f", "fp32"), ("r3f", "bf16 autocast")}
+    assert rows[("std", "bf16 autocast")][2].endswith("x") and rows[("std", "fp32")][2] == ""
+    assert rows[("r3f", "fp32")][4] and rows[("r3f", "bf16 autocast")][4] and not rows[("std", "fp32")][4]
+    with pytest.raises(SystemExit):
+        precision_cost.parse_args([*argv, "--short", "3", "--long", "4"])
