@@ -653,3 +653,31 @@ def test_precision_cost_times_fp32_and_bf16_runs_of_the_recipe(converted, wordpi
     assert rows[("r3f", "fp32")][4] and rows[("r3f", "bf16 autocast")][4] and not rows[("std", "fp32")][4]
     with pytest.raises(SystemExit):
         precision_cost.parse_args([*argv, "--short", "3", "--long", "4"])
+
+
+def test_half_conversion_is_half_the_file_and_close_and_nothing_is_overwritten(
+    source_dir, converted, wordpiece_bin, tmp_path
+):
+    """--half stores float16 weights (the tied embedding once): about half the file, the outputs'
+    difference recorded and small, fine-tuning loads it into fp32 (the pooler too); converting into
+    a folder that holds a conversion is refused, naming the files, unless --force."""
+    out = str(tmp_path / "half")
+    assert convert_hf.main([source_dir, out, "--half"]) == 0
+    full, half = (os.path.getsize(os.path.join(d, "model.pt")) for d in (converted, out))
+    assert 0.45 < half / full < 0.55
+    with open(os.path.join(out, "conversion.json")) as f:
+        report = json.load(f)
+    assert report["weights"].startswith("float16")
+    assert 0 < report["float16_final_states_vs_float32"]["rms_diff_over_rms"] < 0.01
+    head = load_for_finetuning(out, wordpiece_bin)
+    assert head.dense.weight.dtype == torch.float32
+    pooler = load_source(source_dir)[0]["pooler.dense.weight"]
+    assert torch.equal(head.dense.weight, pooler.half().float())
+
+    before = os.path.getmtime(os.path.join(out, "model.pt"))
+    with pytest.raises(FileExistsError, match=r"holds model.pt, dict.txt, conversion.json already.*--force"):
+        convert_hf.convert(source_dir, out)
+    assert os.path.getmtime(os.path.join(out, "model.pt")) == before
+    assert convert_hf.main([source_dir, out, "--force"]) == 0
+    with open(os.path.join(out, "conversion.json")) as f:
+        assert json.load(f)["weights"] == "float32"
