@@ -3,11 +3,15 @@ through submitit (its local executor, or SLURM). Every driver of a grid of fairs
 this module; what a run's log says about it is read by ``fairseq_logs``."""
 
 import argparse
+import contextlib
+import fcntl
 import os
 import re
 import shlex
+import signal
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -127,9 +131,57 @@ def keep_old_log(log_path: str) -> Optional[str]:
     return f"{log_path}.{n}"
 
 
+class FolderBusy(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str, holder: str):
+    """Hold FOLDER/.lock (``flock``: released when this process ends, however it ends) while the
+    block runs, or raise FolderBusy naming the process that holds it."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_NAME)
+    f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise FolderBusy(
+                f"{folder} is in use by {f.read().strip() or 'another process'}: one sweep per folder at a time "
+                "(wait for it to end, or stop it)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{holder} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        f.flush()
+        yield
+    finally:
+        f.close()
+
+
+def _end_group(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Stop a child started in its own session and everything it started (SIGTERM, then SIGKILL)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_logged(argv: Sequence[str], save_dir: str, env: Optional[Dict[str, str]] = None, header: bool = False) -> int:
     """``argv`` with stdout + stderr into SAVE_DIR/train.log (an old log kept as train.log.N);
-    ``header``: the command as the log's first line."""
+    ``header``: the command as the log's first line. The command runs in its own process group:
+    when this process is interrupted or stopped (Ctrl-C, a cancelled submitit job, a stopped
+    sweep), the command and everything it started end with it."""
     os.makedirs(save_dir, exist_ok=True)
     log = os.path.join(save_dir, LOG_NAME)
     keep_old_log(log)
@@ -137,13 +189,19 @@ def run_logged(argv: Sequence[str], save_dir: str, env: Optional[Dict[str, str]]
         if header:
             f.write("# " + shlex.join(argv) + "\n")
             f.flush()
-        return subprocess.run(
+        proc = subprocess.Popen(
             list(argv),
             stdout=f,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=None if env is None else {**os.environ, **env},
-        ).returncode
+            start_new_session=True,
+        )
+        try:
+            return proc.wait()
+        except BaseException:
+            _end_group(proc)
+            raise
 
 
 def run_one(template: str, run: Run) -> str:
@@ -203,6 +261,29 @@ def launch_submitit(
     returns the failed runs, with a progress line at every change."""
     executor = make_executor(options, os.path.join(folder, "%j"))
     pending, running, failed, durations = list(runs), {}, [], []
+    try:
+        _launch_loop(executor, pending, running, failed, durations, template, options, tag)
+    except BaseException:
+        _cancel(running, tag)
+        raise
+    return failed
+
+
+def _cancel(running: dict, tag: str, wait_s: float = 30.0) -> None:
+    """Cancel the sweep's running submitit jobs (each ends its run's process group) and wait
+    for them to end, so that no run trains on without its sweep."""
+    if not running:
+        return
+    print(f"[{tag}] stopping: cancelling {len(running)} running run(s)", flush=True)
+    for job in running:
+        with contextlib.suppress(Exception):
+            job.cancel()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not all(job.done() for job in running):
+        time.sleep(0.5)
+
+
+def _launch_loop(executor, pending, running, failed, durations, template, options, tag) -> None:
     done = 0
     while pending or running:
         while pending and len(running) < options.jobs:
@@ -227,7 +308,6 @@ def launch_submitit(
             print(_progress(tag, done, len(running), len(failed), len(pending), durations, options.jobs), flush=True)
         elif running:
             time.sleep(options.poll_seconds)
-    return failed
 
 
 def launch_here(runs: Sequence[Run], template: str, tag: str = "sweep") -> List[Run]:
@@ -246,9 +326,30 @@ def launch_here(runs: Sequence[Run], template: str, tag: str = "sweep") -> List[
     return failed
 
 
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: str, tag: str = "sweep") -> int:
     """Every run not yet finished (a finished one is skipped, an unfinished one started again:
-    its recipe resumes from its checkpoint); exit status 1 if any failed."""
+    its recipe resumes from its checkpoint); exit status 1 if any failed. ``folder`` (the
+    sweep's own, for submitit's files) is locked while the sweep runs: a second sweep into it
+    is refused. Stopped (Ctrl-C, SIGTERM), the sweep ends its running runs first."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with folder_lock(folder, f"python -m r3f_experiments.{tag}"):
+            return _run_all(runs, template, options, folder, tag)
+    except FolderBusy as e:
+        print(f"[{tag}] error: {e}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"[{tag}] stopped; rerun the same command to go on (finished runs are skipped)", flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: str, tag: str) -> int:
     todo = []
     for run in runs:
         if is_finished(run.log):

@@ -500,3 +500,45 @@ def test_metrics_printed_as_null_are_left_out_of_the_records():
     logs = fairseq_logs(log)
     assert logs["train_inner"] == [{"epoch": 1, "update": 10, "loss": "0.5", "noise_carried": "1"}]
     assert logs["train"] == [{"epoch": 1, "train_loss": "0.4"}]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie has ended
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
+    """While a sweep runs, a second into the same folder is refused, naming the first; SIGTERM to
+    the first ends its runs (the command and what it started) and says how to go on; the folder
+    is free again afterwards."""
+    if jobs != "1":
+        pytest.importorskip("submitit")
+    out, pids = str(tmp_path / "out"), tmp_path / "pids"
+    # the run's bash starts a child that would outlive a bash killed on its own
+    command = f"sleep 300 & echo $! >> {shlex.quote(str(pids))}; wait"
+    argv = [*SWEEP, "run", "--out-dir", out, "--tasks", TASK, "--methods", "a", "b", "--seeds", "1"]
+    argv += ["--jobs", jobs, "--poll-seconds", "0.2", "--command", command]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids.read_text().split() if pids.exists() else []) < int(jobs):
+            time.sleep(0.2)
+        children = [int(p) for p in pids.read_text().split()]
+        assert len(children) == int(jobs) and all(_alive(p) for p in children)
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"{out}/.submitit is in use by python -m r3f_experiments.sweep (pid {first.pid}" in second.stderr
+        first.send_signal(15)
+        output, _ = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 130 and "stopped; rerun the same command to go on" in output, output
+    time.sleep(0.5)
+    assert not any(_alive(p) for p in children), children
+    with runs.folder_lock(os.path.join(out, ".submitit"), "test"):
+        pass
