@@ -345,7 +345,7 @@ def test_prepare_refuses_bad_wordpiece_arguments(tmp_path):
     assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
 
 
-def small_command(converted, task, method, data, **kwargs):
+def small_command(converted, task, method, data, preset="small", **kwargs):
     from r3f_experiments.recipes import glue
     from r3f_experiments.recipes.run_spec import argv
 
@@ -356,7 +356,7 @@ def small_command(converted, task, method, data, **kwargs):
             data=data,
             user_dir="U",
             pretrained=os.path.join(converted, "model.pt"),
-            preset="small",
+            preset=preset,
             **kwargs,
         )
     )
@@ -426,20 +426,7 @@ def wordpiece_bin(converted, tmp_path_factory) -> str:
 
 
 def converged_command(converted, method, data, **kwargs):
-    from r3f_experiments.recipes import glue
-    from r3f_experiments.recipes.run_spec import argv
-
-    return argv(
-        glue.settings(
-            "SYN",
-            method,
-            data=data,
-            user_dir="U",
-            pretrained=os.path.join(converted, "model.pt"),
-            preset="converged",
-            **kwargs,
-        )
-    )
+    return small_command(converted, "SYN", method, data, preset="converged", **kwargs)
 
 
 def test_converged_preset_schedules_epochs_of_the_training_set(converted, wordpiece_bin):
