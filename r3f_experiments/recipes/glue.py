@@ -109,7 +109,7 @@ SMALL_DIAGNOSTICS_INTERVAL = 40  # noise_kl at updates 1, 40, 80 (about 1% of th
 # Table 6 and the methods stay; the schedule is in epochs of the task's own training set (BERT's
 # usual 3), validated at every epoch's end, the best checkpoint kept (model only). --max-tokens
 # never binds (batch x max positions), so an epoch is exactly ceil(train / batch) updates and
-# the decay ends with the last one. LR and batch: from a grid on std (docs/glue.md).
+# the decay ends with the last one. LR: from a grid on std (docs/results/converged).
 CONVERGED_EPOCHS = 3
 CONVERGED_LR = "5e-5"
 CONVERGED_BATCH_SIZE = 32
