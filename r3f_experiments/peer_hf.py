@@ -155,7 +155,8 @@ def train(opts) -> int:
     if metric not in ("accuracy", "mcc", "acc_and_f1"):
         raise PeerError(f"{opts.task}: the recipe selects by {metric}, which the peer does not compute")
     label_dict_path = os.path.join(data, "label", "dict.txt")
-    classes = [line.split()[0] for line in open(label_dict_path, encoding="utf-8") if line.strip()]
+    with open(label_dict_path, encoding="utf-8") as f:
+        classes = [line.split()[0] for line in f if line.strip()]
     classes = [c for c in classes if not c.startswith("madeupword")]
     pair = os.path.isdir(os.path.join(data, "input1"))
     rows = source_rows(opts.source, data)
