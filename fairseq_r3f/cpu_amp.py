@@ -7,8 +7,10 @@ plugin makes ``--amp`` mean mixed precision on the device at hand: on a CPU, eve
 CPUs with bfloat16 matrix units (e.g. AMX) run faster. Weights, optimizer state and the R3F KL
 stay fp32; bfloat16 has fp32's exponent range, so no loss scaling is needed (fairseq's grad scaler
 stays disabled on a CPU). Validation stays fp32, as fairseq's ``valid_step`` does under ``--amp``
-on a GPU. Whether the embedding noise survives bfloat16: ``noise_carried``
-(``docs/method.md``) and ``python -m r3f_experiments.bench.noise_carried``.
+on a GPU. R3F's noise does not survive bfloat16 at sigma far below the embeddings' scale: the
+first layer's matrix products round it away (``noise_kl`` shows it; ``noise_carried``, measured
+after the fp32 embedding block, cannot): ``docs/method.md``, ``python -m
+r3f_experiments.bench.precision_cost``.
 """
 
 import contextlib
@@ -38,9 +40,9 @@ def amp_context(optimizer, model):
 def _wrap_train_step(task_cls) -> None:
     def wrapper(original):
         def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-            if next(model.parameters()).device.type != "cpu":
-                return original(self, sample, model, criterion, optimizer, update_num, ignore_grad)
             context = amp_context(optimizer, model)
+            if isinstance(context, torch.autocast) and context.device != "cpu":  # fairseq autocasts CUDA itself
+                return original(self, sample, model, criterion, optimizer, update_num, ignore_grad)
             if isinstance(context, torch.autocast) and not getattr(self, "_bf16_autocast_said", False):
                 self._bf16_autocast_said = True  # once per run
                 logger.info("--amp on a CPU: training steps run under bfloat16 autocast")
