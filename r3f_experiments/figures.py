@@ -41,16 +41,18 @@ def method_colour(method: str, others: List[str]) -> str:
     return spare[others.index(method) % len(spare)]
 
 
-def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: str) -> List[str]:
-    """One panel per column, a shared y axis; per method every seed as a point in the method's
-    colour, their median as a bar, and a box when there are BOX_FROM seeds or more; n under each
-    method's name. Written as PNG (200 dpi) and SVG; returns the paths. No title: the caption
-    belongs to the text around the figure."""
+def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: str, references=()) -> List[str]:
+    """One panel per column, each with its own y axis (tasks differ in metric and range); per
+    method every seed as a point in the method's colour, their median as a bar, and a box when
+    there are BOX_FROM seeds or more; n under each method's name; each reference row (e.g. the
+    majority class) with a value in the column's own metric as a labelled dashed line. Written as
+    PNG (200 dpi) and SVG; returns the paths. No title: the caption belongs to the text around
+    the figure."""
     plt = _pyplot()
 
     ncols = min(4, len(columns))
     nrows = -(-len(columns) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False)
     others = sorted({m for per in cells.values() for m in per} - set(METHOD_COLOURS))
     for ax, col in zip(axes.flat, columns):
         methods = ordered(cells.get(col.label, {}), METHODS)
@@ -79,6 +81,11 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
         ax.set_xticks(range(1, len(methods) + 1))
         ax.set_xticklabels(ticks, fontsize=8)
         ax.set_xlim(0.4, len(methods) + 0.6)
+        for ref, style in zip(references, ("--", ":", "-.")):
+            found = ref.values.get(col.label)
+            if found is not None and found[1] == col.name:
+                ax.axhline(found[0], color="black", linestyle=style, linewidth=0.8)
+                ax.annotate(ref.name, (0.42, found[0]), fontsize=6, va="bottom", xycoords=("axes fraction", "data"))
         ax.set_title(col.label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     for row in axes:

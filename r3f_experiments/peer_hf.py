@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
+from .dev_scores import label_classes, scores
 from .recipes import glue
 
 
@@ -101,33 +102,6 @@ def batch_tensors(examples, indices, pad: int):
     return ids, types, mask
 
 
-def scores(targets: List[int], preds: List[int], classes: List[str]) -> Dict[str, float]:
-    """accuracy, and MCC and F1 of label '1' as the plugin's criterions compute them (x100)."""
-    import torch
-
-    from fairseq_r3f.criterions.classification_metrics import (
-        confusion_counts,
-        confusion_matrix,
-        f1_score,
-        matthews_corrcoef,
-    )
-
-    t, p = torch.tensor(targets), torch.tensor(preds)
-    out = {"accuracy": round(100.0 * (t == p).float().mean().item(), 1)}
-    counts = {k: v.item() for k, v in confusion_counts(t, p, len(classes)).items()}
-    out["mcc"] = round(100 * matthews_corrcoef(confusion_matrix(counts, len(classes))), 2)
-    if len(classes) == 2 and "1" in classes:
-        pos = classes.index("1")
-        f1 = f1_score(
-            ((p == pos) & (t == pos)).sum().item(),
-            ((p == pos) & (t != pos)).sum().item(),
-            ((p != pos) & (t == pos)).sum().item(),
-        )
-        out["f1"] = round(100 * f1, 2)
-        out["acc_and_f1"] = round(50 * ((t == p).float().mean().item() + f1), 2)
-    return out
-
-
 def log_line(kind: str, message: str) -> None:
     """One line as fairseq logs it: time | INFO | kind | message."""
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} | INFO | {kind} | {message}", flush=True)
@@ -154,10 +128,7 @@ def train(opts) -> int:
     metric = values["--best-checkpoint-metric"]
     if metric not in ("accuracy", "mcc", "acc_and_f1"):
         raise PeerError(f"{opts.task}: the recipe selects by {metric}, which the peer does not compute")
-    label_dict_path = os.path.join(data, "label", "dict.txt")
-    with open(label_dict_path, encoding="utf-8") as f:
-        classes = [line.split()[0] for line in f if line.strip()]
-    classes = [c for c in classes if not c.startswith("madeupword")]
+    classes = label_classes(data)
     pair = os.path.isdir(os.path.join(data, "input1"))
     rows = source_rows(opts.source, data)
     train_set, train_labels = load_split(data, "train", rows, pair)

@@ -286,20 +286,22 @@ def mean_std(values: Sequence[float]):
 
 
 def cell_stats(results: Sequence[Result], maximize: bool = True):
-    """(best, median, median wall to best, n) over seeds; Nones for an empty cell."""
+    """(best, median, median wall to best, n, worst) over seeds; Nones for an empty cell."""
     if not results:
-        return None, None, None, 0
+        return None, None, None, 0, None
     walls = [r.wall_to_best for r in results if r.wall_to_best is not None]
+    best, worst = (max, min) if maximize else (min, max)
     return (
-        (max if maximize else min)(r.best for r in results),
+        best(r.best for r in results),
         statistics.median(r.best for r in results),
         statistics.median(walls) if walls else None,
         len(results),
+        worst(r.best for r in results),
     )
 
 
 def table_rows(cells, columns: Sequence[Column]):
-    """[(method, {label: (best, median, wall, n)})] in method order."""
+    """[(method, {label: (best, median, wall, n, worst)})] in method order."""
     methods = ordered({m for per in cells.values() for m in per}, METHODS)
     return [
         (method, {col.label: cell_stats(cells.get(col.label, {}).get(method, []), col.maximize) for col in columns})
@@ -308,10 +310,15 @@ def table_rows(cells, columns: Sequence[Column]):
 
 
 class Paired(NamedTuple):
-    """A method against the baseline over the seeds both ran: per-seed differences (method -
-    baseline, signed so that positive is better), their mean, the two-sided p-value of a paired
-    t-test (None below 2 pairs), and the seed spread: the larger of the two methods' standard
-    deviations over those seeds."""
+    """A method against the baseline: the mean difference (method - baseline, signed so that
+    positive is better) and the two-sided p-value of a t-test (None below 2 values a side).
+
+    test "paired": over the seeds both ran (seed N of both shares data order and head init);
+    low/high are the smallest and largest per-seed difference. test "welch": Welch's unpaired
+    t-test, for a method run by another implementation, whose seeds pair with nothing; low/high
+    are the 95% confidence interval of the difference of the means, n_other the baseline's seeds.
+    spread: the larger of the two standard deviations over the values compared. p_adjusted:
+    the p-value after a correction for the number of comparisons (``holm``), when one was made."""
 
     n: int
     mean: Optional[float]
@@ -319,18 +326,27 @@ class Paired(NamedTuple):
     high: Optional[float]
     p: Optional[float]
     spread: Optional[float] = None
+    test: str = "paired"
+    n_other: Optional[int] = None
+    p_adjusted: Optional[float] = None
+
+    @property
+    def n_label(self) -> str:
+        return f"n={self.n}" if self.n_other is None else f"n={self.n}+{self.n_other}"
 
     def verdict(self, alpha: float = 0.05) -> str:
         """ "differs" only when the test says so and the mean difference exceeds the seed spread:
         with a few seeds sharing their data order, a consistent shift far smaller than the spread
-        (e.g. from another random stream of dropout) passes a t-test without being an effect."""
+        (e.g. from another random stream of dropout) passes a t-test without being an effect.
+        With ``p_adjusted`` set, the test is judged on it (named "Holm p")."""
         if self.p is None:
             return "n/a"
-        if self.p >= alpha:
-            return f"within seed noise (p = {self.p:.2f})"
+        p, name = (self.p, "p") if self.p_adjusted is None else (self.p_adjusted, "Holm p")
+        if p >= alpha:
+            return f"within seed noise ({name} = {p:.2f})"
         if self.spread is not None and abs(self.mean) <= self.spread:
-            return f"consistent, below the seed spread {self.spread:.2f} (p = {self.p:.3f})"
-        return f"differs (p = {self.p:.3f})"
+            return f"consistent, below the seed spread {self.spread:.2f} ({name} = {p:.3f})"
+        return f"differs ({name} = {p:.3f})"
 
 
 def paired_against(by_seed: Dict[int, float], baseline_by_seed: Dict[int, float], maximize: bool = True) -> Paired:
@@ -349,6 +365,65 @@ def paired_against(by_seed: Dict[int, float], baseline_by_seed: Dict[int, float]
         p = 1.0 if diffs[0] == 0 else 0.0
     spreads = [statistics.stdev(v[s] for s in seeds) for v in (by_seed, baseline_by_seed) if len(seeds) > 1]
     return Paired(len(diffs), statistics.fmean(diffs), min(diffs), max(diffs), p, max(spreads, default=None))
+
+
+def welch_against(values: Sequence[float], baseline: Sequence[float], maximize: bool = True) -> Paired:
+    """The method against the baseline as independent samples (Welch's t-test, 95% interval)."""
+    if not values or not baseline:
+        return Paired(len(values), None, None, None, None, test="welch", n_other=len(baseline))
+    sign = 1 if maximize else -1
+    mean = sign * (statistics.fmean(values) - statistics.fmean(baseline))
+    if len(values) < 2 or len(baseline) < 2:
+        return Paired(len(values), mean, None, None, None, test="welch", n_other=len(baseline))
+    from scipy import stats
+
+    va, vb = statistics.variance(values) / len(values), statistics.variance(baseline) / len(baseline)
+    spread = max(statistics.stdev(values), statistics.stdev(baseline))
+    if va + vb == 0:
+        p, low, high = (1.0 if mean == 0 else 0.0), mean, mean
+    else:
+        df = (va + vb) ** 2 / (va**2 / (len(values) - 1) + vb**2 / (len(baseline) - 1))
+        half = float(stats.t.ppf(0.975, df)) * (va + vb) ** 0.5
+        p = float(stats.ttest_ind(values, baseline, equal_var=False).pvalue)
+        low, high = mean - half, mean + half
+    return Paired(len(values), mean, low, high, p, spread, "welch", len(baseline))
+
+
+def holm(pvalues: Sequence[Optional[float]]) -> List[Optional[float]]:
+    """Holm's step-down adjustment of a family of p-values (Nones are not tests and stay None):
+    the family-wise error rate stays at alpha for any dependence between the tests."""
+    tested = sorted((p, i) for i, p in enumerate(pvalues) if p is not None)
+    adjusted: List[Optional[float]] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (len(tested) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def comparisons(bests, columns: Sequence["Column"], independent: Sequence[str] = ()) -> Dict[tuple, Paired]:
+    """{(method, column label): Paired} of every method against the baseline in every column,
+    paired over seeds, or Welch's test for the methods in ``independent``; p-values adjusted by
+    Holm over all of the table's comparisons (each is one more chance of a false "differs")."""
+    found: Dict[tuple, Paired] = {}
+    for col in columns:
+        per = bests.get(col.label, {})
+        if BASELINE not in per:
+            continue
+        for method in ordered(per, METHODS):
+            if method == BASELINE:
+                continue
+            if method in independent:
+                found[(method, col.label)] = welch_against(
+                    list(per[method].values()), list(per[BASELINE].values()), col.maximize
+                )
+            else:
+                found[(method, col.label)] = paired_against(per[method], per[BASELINE], col.maximize)
+    keys = list(found)
+    for key, p in zip(keys, holm([found[k].p for k in keys])):
+        if p is not None:
+            found[key] = found[key]._replace(p_adjusted=p)
+    return found
 
 
 # ---- training-record measurements of one run ------------------------------------------------------

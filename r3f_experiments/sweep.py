@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Sequence
 
-from . import figures, runs
+from . import dev_scores, figures, runs
 from .fairseq_logs import LOG_NAME
 from .paths import recipe
 from .recipes.glue import CHECKPOINT_PRESETS
@@ -22,11 +22,11 @@ from .results import (
     Paired,
     collect_all,
     columns_for,
+    comparisons,
     discover,
     fmt,
     mean_std,
     ordered,
-    paired_against,
     parse_metric_overrides,
     read_runs_csv,
     seed_bests,
@@ -87,21 +87,44 @@ def cmd_run(args) -> int:
 # ---------------------------------------------------------------------------------- report --
 
 
-def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, bests=None, captions=()) -> str:
-    """table2.md: best / median (the paper's Table 2), mean +- std, each method against std paired
-    over seeds, wall time to best, seeds per cell, and the figures' captions."""
+def reference_cell(ref, col: Column, decimals: int) -> str:
+    """A reference row's value in a column; its metric beside it when not the column's."""
+    if col.label not in ref.values:
+        return "-"
+    value, metric = ref.values[col.label]
+    return f"{value:.{decimals}f}" + ("" if metric == col.name else f" ({metric})")
+
+
+def write_markdown(
+    path: str, rows, columns: Sequence[Column], decimals: int, bests=None, captions=(), references=(), versus=None
+) -> str:
+    """table2.md: min / median / max over seeds (the paper's Table 2 reports max and median),
+    mean +- std, each method against std (paired over seeds, or Welch's test for another
+    implementation's runs; Holm-adjusted), wall time to best, seeds per cell, reference rows
+    (majority class, published numbers) and the figures' captions."""
     labels = [c.label for c in columns]
     bests = bests or {}
+    versus = comparisons(bests, columns) if versus is None else versus
     header = "| method | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+    reference_lines = [
+        "| " + ref.name + " | " + " | ".join(reference_cell(ref, c, decimals) for c in columns) + " |\n"
+        for ref in references
+    ]
     lines = [
-        "## Table 2: GLUE dev, best / median over seeds\n\n",
+        "## Table 2: GLUE dev, min / median / max over seeds (n)\n\n",
         "Metric per column: " + ", ".join(f"{c.label} = {c.subset} {c.name}" for c in columns) + ".\n\n",
         header,
     ]
-    lines += [
-        "| " + m + " | " + " | ".join(f"{fmt(s[c][0], decimals)} / {fmt(s[c][1], decimals)}" for c in labels) + " |\n"
-        for m, s in rows
-    ]
+    for m, stats in rows:
+        cells = []
+        for c in columns:
+            best, median, _, n, worst = stats[c.label]
+            low, high = (worst, best) if c.maximize else (best, worst)
+            cells.append(
+                "-" if not n else f"{fmt(low, decimals)} / {fmt(median, decimals)} / {fmt(high, decimals)} ({n})"
+            )
+        lines.append("| " + m + " | " + " | ".join(cells) + " |\n")
+    lines += reference_lines
     lines += ["\n## Mean +- standard deviation over seeds\n\n", header]
     for method, _ in rows:
         cells = []
@@ -109,12 +132,19 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
             mean, std = mean_std(list(bests.get(c, {}).get(method, {}).values()))
             cells.append("-" if mean is None else f"{mean:.{decimals}f} +- {fmt(std, decimals)}")
         lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
+    lines += reference_lines
+    if references:
+        lines += ["\nReference rows: " + "; ".join(f"{r.name}: {r.source}" for r in references) + ".\n"]
+    tested = sum(1 for d in versus.values() if d.p is not None)
     lines += [
-        f"\n## Against {BASELINE}: paired over seeds\n\n",
-        f"Per column: mean of the per-seed differences (method - {BASELINE}, on the seeds both ran; "
-        'positive = better) [min, max], and a two-sided paired t-test over those seeds: "differs" '
-        "when p < 0.05 and the mean difference exceeds the seed spread (the larger of the two methods' "
-        'standard deviations), "consistent, below the seed spread" when only the test passes, else '
+        f"\n## Against {BASELINE}\n\n",
+        f"Per column: the mean difference (method - {BASELINE}, positive = better). Paired over the seeds "
+        "both ran (seed N of both shares data order and head initialisation): [min, max] of the per-seed "
+        "differences and a two-sided paired t-test. Welch (n=a+b), for runs of another implementation, whose "
+        "seeds pair with nothing: the 95% interval of the difference and Welch's unpaired t-test. "
+        f"p-values are Holm-adjusted over the {tested} comparisons of this table. "
+        '"differs" when the adjusted p < 0.05 and the mean difference exceeds the seed spread (the larger of '
+        'the two standard deviations), "consistent, below the seed spread" when only the test passes, else '
         '"within seed noise".\n\n',
         header,
     ]
@@ -123,16 +153,15 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
             continue
         cells = []
         for col in columns:
-            per = bests.get(col.label, {})
-            if BASELINE not in per or method not in per:
+            d = versus.get((method, col.label))
+            if d is None or d.mean is None:
                 cells.append("-")
                 continue
-            d = paired_against(per[method], per[BASELINE], col.maximize)
+            interval = "" if d.low is None else f" [{d.low:+.{decimals + 1}f}, {d.high:+.{decimals + 1}f}]"
             cells.append(
-                "-"
-                if d.mean is None
-                else f"{d.mean:+.{decimals + 1}f} [{d.low:+.{decimals + 1}f}, {d.high:+.{decimals + 1}f}], n={d.n}, "
-                f"{d.verdict()}"
+                f"{d.mean:+.{decimals + 1}f}{interval}, {d.n_label}"
+                + (", Welch" if d.test == "welch" else "")
+                + f", {d.verdict()}"
             )
         lines.append("| " + method + " | " + " | ".join(cells) + " |\n")
     lines += ["\n## Wall time to best checkpoint, median over seeds (s)\n\n", header]
@@ -147,7 +176,8 @@ def write_markdown(path: str, rows, columns: Sequence[Column], decimals: int, be
     return text
 
 
-def write_table_csv(path: str, rows, columns: Sequence[Column], bests) -> None:
+def write_table_csv(path: str, rows, columns: Sequence[Column], bests, versus=None) -> None:
+    versus = comparisons(bests, columns) if versus is None else versus
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
@@ -160,36 +190,49 @@ def write_table_csv(path: str, rows, columns: Sequence[Column], bests) -> None:
                     "median",
                     "median wall to best (s)",
                     "seeds",
+                    "worst",
                     "mean",
                     "std",
                     f"mean difference to {BASELINE}",
-                    "paired t-test p",
+                    "test",
+                    "p",
+                    "Holm-adjusted p",
                 )
             ]
         )
         for method, stats in rows:
             values = []
             for c in columns:
-                per = bests.get(c.label, {})
-                mean, std = mean_std(list(per.get(method, {}).values()))
-                paired = (
-                    paired_against(per[method], per[BASELINE], c.maximize)
-                    if method != BASELINE and method in per and BASELINE in per
-                    else Paired(0, None, None, None, None)
-                )
-                values += [*stats[c.label], mean, std, paired.mean, paired.p]
-            w.writerow([method] + ["" if v is None else round(v, 6) for v in values])
+                mean, std = mean_std(list(bests.get(c.label, {}).get(method, {}).values()))
+                d = versus.get((method, c.label), Paired(0, None, None, None, None, test=""))
+                values += [
+                    *stats[c.label],
+                    mean,
+                    std,
+                    d.mean,
+                    d.test if d.mean is not None else None,
+                    d.p,
+                    d.p_adjusted,
+                ]
+            w.writerow([method] + ["" if v is None else (round(v, 6) if isinstance(v, float) else v) for v in values])
 
 
 FIGURE_CAPTIONS = {
     "figure1": "Figure 1: wall time from the start of training to the first validation that reached the run's "
     "best, per seed (s); one panel per column, {box}; n per method under its name.",
-    "figure2": "Figure 2: best dev metric per seed, one panel per column (the task's metric, in %), {box}; n per "
-    "method under its name.",
+    "figure2": "Figure 2: best dev metric per seed, one panel and y axis per column (the task's metric, in %), "
+    "{box}; n per method under its name; reference rows in the column's metric as dashed lines.",
 }
 
 
 def cmd_report(args) -> int:
+    published = []
+    for path in args.references:
+        try:
+            published += dev_scores.read_references(path)
+        except (OSError, ValueError) as e:
+            print(f"error: --references: {e}", file=sys.stderr)
+            return 1
     if args.runs_csv:
         rows = read_runs_csv(args.runs_csv, args.out_dir)
         if args.tasks:
@@ -221,11 +264,25 @@ def cmd_report(args) -> int:
     cells = summarise(rows)
     table = table_rows(cells, columns)
     bests = seed_bests(rows)
+    versus = comparisons(bests, columns, args.independent or ())
+    references = []
+    if args.majority_from:
+        majority = dev_scores.majority_reference(args.majority_from, columns)
+        if majority is None:
+            print(
+                f"error: --majority-from {args.majority_from}: no TASK-bin/label of these tasks there", file=sys.stderr
+            )
+            return 1
+        references.append(majority)
+    references += published
     report_dir = args.report_dir or os.path.join(args.out_dir, "report")
     os.makedirs(report_dir, exist_ok=True)
     captions = []
     if not args.no_plots:
         try:
+            import logging
+
+            logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's import sets DEBUG logging
             import matplotlib  # noqa: F401
         except ImportError:
             print("error: figures need matplotlib (pip install matplotlib), or pass --no-plots", file=sys.stderr)
@@ -239,12 +296,19 @@ def cmd_report(args) -> int:
             "wall time to best checkpoint (s)",
         )
         figures.distributions(
-            os.path.join(report_dir, "figure2.png"), cells, columns, lambda r: r.best, f"best dev metric (%: {metrics})"
+            os.path.join(report_dir, "figure2.png"),
+            cells,
+            columns,
+            lambda r: r.best,
+            f"best dev metric (%: {metrics})",
+            references,
         )
         box = f"boxes where a method has {figures.BOX_FROM} seeds or more, else the median as a bar"
         captions = [(f"{name}.png / .svg", caption.format(box=box)) for name, caption in FIGURE_CAPTIONS.items()]
-    text = write_markdown(os.path.join(report_dir, "table2.md"), table, columns, args.decimals, bests, captions)
-    write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns, bests)
+    text = write_markdown(
+        os.path.join(report_dir, "table2.md"), table, columns, args.decimals, bests, captions, references, versus
+    )
+    write_table_csv(os.path.join(report_dir, "table2.csv"), table, columns, bests, versus)
     if not args.runs_csv:
         write_runs_csv(os.path.join(report_dir, "runs.csv"), rows, args.out_dir)
     print(text)
@@ -312,6 +376,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-csv",
         help="rebuild the tables from this runs.csv of an earlier report instead of "
         "the logs (its metrics and counted runs as they were)",
+    )
+    report.add_argument(
+        "--independent",
+        nargs="+",
+        metavar="METHOD",
+        help="methods run by another implementation (e.g. a Hugging Face peer), whose seeds do not pair "
+        "with std's: compared by Welch's unpaired t-test instead of the paired one",
+    )
+    report.add_argument(
+        "--majority-from",
+        metavar="GLUE_BIN",
+        help="add a majority-class row: the training set's most frequent class of GLUE_BIN/TASK-bin, scored "
+        "on each column's dev subset",
+    )
+    report.add_argument(
+        "--references",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="add rows from a CSV with the header row,column,metric,value,source (e.g. published numbers)",
     )
     report.add_argument("--decimals", type=int, default=1)
     report.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")

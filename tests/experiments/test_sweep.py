@@ -158,12 +158,12 @@ def test_sweep_runs_every_seed_and_method(swept):
 
 
 @pytest.mark.slow
-def test_markdown_table_is_best_and_median_of_the_logs(swept):
+def test_markdown_table_is_min_median_max_of_the_logs(swept):
     cells = markdown_cells(os.path.join(swept["report"], "table2.md"))
     assert list(cells) == list(METHODS)
     for method in METHODS:
         bests = [expected_best(read_log(swept["out"], method, s))[0] for s in SEEDS]
-        expected = f"{max(bests):.1f} / {sum(bests) / 2:.1f}"  # median of two = their mean
+        expected = f"{min(bests):.1f} / {sum(bests) / 2:.1f} / {max(bests):.1f} (2)"  # median of two = their mean
         assert cells[method] == [expected]
     assert "| std |" in swept["report_stdout"]
 
@@ -214,7 +214,7 @@ def test_mean_std_and_the_paired_test_against_std(swept):
     for method, values in bests.items():
         spread = (values[0] - values[1]) ** 2 / 2
         assert f"| {method} | {sum(values) / 2:.1f} +- {spread**0.5:.1f} |" in mean_std
-    paired = text.split("## Against std: paired over seeds")[1].split("\n## ")[0]
+    paired = text.split("## Against std")[1].split("\n## ")[0]
     diffs = [r - s for r, s in zip(bests["r3f"], bests["std"])]
     row = next(line for line in paired.splitlines() if line.startswith("| r3f |"))
     assert f"{sum(diffs) / 2:+.2f} [{min(diffs):+.2f}, {max(diffs):+.2f}], n=2" in row
@@ -222,7 +222,7 @@ def test_mean_std_and_the_paired_test_against_std(swept):
         p = stats.ttest_rel(bests["r3f"], bests["std"]).pvalue
         assert f"p = {p:.2f})" in row or f"p = {p:.3f})" in row
     else:  # the same difference on every seed: t is infinite, or 0/0 when there is none
-        assert ("p = 1.00)" if diffs[0] == 0 else "(p = 0.000)") in row
+        assert ("p = 1.00)" if diffs[0] == 0 else "p = 0.000)") in row
 
 
 def test_paired_verdicts():
@@ -283,7 +283,84 @@ def test_unfinished_run_is_pending_and_not_counted(swept, tmp_path):
     assert runs[1]["counted"] == "False" and runs[1]["problem"] == "unfinished"
     assert runs[2]["counted"] == "True"
     best = expected_best(full)[0]
-    assert markdown_cells(tmp_path / "report" / "table2.md")["std"] == [f"{best:.1f} / {best:.1f}"]
+    assert markdown_cells(tmp_path / "report" / "table2.md")["std"] == [f"{best:.1f} / {best:.1f} / {best:.1f} (1)"]
+
+
+@pytest.mark.slow
+def test_reference_rows_and_an_independent_method(swept, synthetic_data, tmp_path):
+    """--majority-from scores the training set's most frequent class on the dev labels (counted
+    here from the binarised labels); --references adds a CSV's rows, its metric named where it is
+    not the column's; --independent compares by Welch's test (scipy's, recomputed here)."""
+    from fairseq.data import Dictionary, data_utils
+    from scipy import stats
+
+    label_dict = Dictionary.load(os.path.join(synthetic_data, "label", "dict.txt"))
+
+    def labels(split):
+        data = data_utils.load_indexed_dataset(os.path.join(synthetic_data, "label", split), label_dict)
+        return [label_dict[data[i][0].item()] for i in range(len(data))]
+
+    train, valid = labels("train"), labels("valid")
+    majority = max(set(train), key=train.count)
+    expected_accuracy = 100.0 * valid.count(majority) / len(valid)
+    published = tmp_path / "published.csv"
+    published.write_text("row,column,metric,value,source\nsome paper,SYN,f1,91.25,its Table 1\n")
+    report = tmp_path / "report"
+    glue_bin = os.path.dirname(swept["out"]) + "/glue_bin"
+    sweep(
+        "report", "--out-dir", swept["out"], "--report-dir", str(report), "--no-plots", "--independent", "r3f",
+        "--majority-from", glue_bin, "--references", str(published),
+    )  # fmt: skip
+    cells = markdown_cells(report / "table2.md")
+    assert cells["majority class"] == [f"{expected_accuracy:.1f}"]
+    assert cells["some paper"] == ["91.2 (f1)"]
+    text = (report / "table2.md").read_text()
+    bests = {m: [expected_best(read_log(swept["out"], m, s))[0] for s in SEEDS] for m in METHODS}
+    row = next(line for line in text.split("## Against std")[1].splitlines() if line.startswith("| r3f |"))
+    mean = sum(bests["r3f"]) / 2 - sum(bests["std"]) / 2
+    assert f"{mean:+.2f}" in row and "n=2+2, Welch" in row
+    if len(set(bests["r3f"])) > 1 and len(set(bests["std"])) > 1:
+        p = stats.ttest_ind(bests["r3f"], bests["std"], equal_var=False).pvalue
+        assert f"p = {p:.2f})" in row or f"p = {p:.3f})" in row
+
+
+def test_a_bad_references_file_is_refused_naming_the_line(tmp_path):
+    bad = tmp_path / "published.csv"
+    bad.write_text("row,column,metric,value,source\npaper,RTE,accuracy,seventy,x\n")
+    proc = subprocess.run(
+        [*SWEEP, "report", "--out-dir", str(tmp_path), "--references", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and f"{bad}:2: value 'seventy' is not a number" in proc.stderr
+    bad.write_text("name,column,value\n")
+    proc = subprocess.run(
+        [*SWEEP, "report", "--out-dir", str(tmp_path), "--references", str(bad)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "the header must be row,column,metric,value,source" in proc.stderr
+
+
+def test_holm_and_welch():
+    """Holm's adjustment by hand; Welch's interval holds the difference of the means and its p is
+    scipy's unpaired one; a paired comparison judged on its adjusted p."""
+    from scipy import stats
+
+    assert results.holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert results.holm([0.5, 0.2]) == pytest.approx([0.5, 0.4])
+    a, b = [30.1, 28.4, 29.9, 31.0], [26.5, 27.5, 26.2]
+    d = results.welch_against(a, b)
+    assert d.mean == pytest.approx(sum(a) / 4 - sum(b) / 3)
+    assert d.low < d.mean < d.high and d.n_label == "n=4+3" and d.test == "welch"
+    assert d.p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert results.welch_against(a, b, maximize=False).mean == pytest.approx(-d.mean)
+    base = {1: 70.0, 2: 72.0, 3: 74.0}
+    shifted = results.paired_against({s: v + 9.0 + 0.1 * s for s, v in base.items()}, base)
+    assert shifted.verdict().startswith("differs (p =")
+    assert shifted._replace(p_adjusted=0.2).verdict() == "within seed noise (Holm p = 0.20)"
+    bests = {"SYN": {"std": base, "r3f": {s: v + 9.0 + 0.1 * s for s, v in base.items()}, "hf": {1: 80.0, 2: 82.0}}}
+    (column,) = results.columns_for("SYN", {})
+    found = results.comparisons(bests, [column], independent=["hf"])
+    assert found[("hf", "SYN")].test == "welch" and found[("r3f", "SYN")].test == "paired"
+    ps = [found[("r3f", "SYN")].p, found[("hf", "SYN")].p]
+    assert [found[("r3f", "SYN")].p_adjusted, found[("hf", "SYN")].p_adjusted] == pytest.approx(results.holm(ps))
 
 
 # ---------------------------------------------- log collection on a real log (module fixture) --
