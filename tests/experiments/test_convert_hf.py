@@ -668,3 +668,106 @@ def test_half_conversion_is_half_the_file_and_close_and_nothing_is_overwritten(
     assert convert_hf.main([source_dir, out, "--force"]) == 0
     with open(os.path.join(out, "conversion.json")) as f:
         assert json.load(f)["weights"] == "float32"
+
+
+# ---- shipping small: the vocabulary trimmed to the data, and the one-command GPU grid ---------------
+
+
+def test_trimmed_vocabulary_keeps_every_example_and_the_outputs(converted, wordpiece_bin, tmp_path):
+    """trim_vocab keeps the rows the data uses (fewer than the vocabulary), re-indexes the data-bins
+    so that every example reads as the same symbols, keeps those rows' weights exactly (final
+    states equal the source's), and refuses what it cannot do, before writing anything."""
+    from fairseq.data import Dictionary, data_utils
+
+    from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
+    from r3f_experiments import trim_vocab
+
+    glue_bin = os.path.dirname(wordpiece_bin)
+    out = str(tmp_path / "trimmed")
+    assert trim_vocab.main([converted, glue_bin, out]) == 0
+    with open(os.path.join(out, "conversion.json")) as f:
+        trimmed = json.load(f)["trimmed"]
+    assert trimmed["rows"]["kept"] < trimmed["rows"]["before"] / 10  # a synthetic task uses few words
+    assert trimmed["final_states_vs_source"]["max_abs_diff_over_rms"] == 0
+    old_dict, new_dict = (Dictionary.load(os.path.join(d, "dict.txt")) for d in (converted, out))
+    assert len(new_dict) + 1 == trimmed["rows"]["kept"]  # + the <mask> row the task adds on loading
+    for split in ("train", "valid"):
+        old, new = (
+            data_utils.load_indexed_dataset(os.path.join(root, "input0", split), None)
+            for root in (wordpiece_bin, os.path.join(out, "glue_bin", "SYN-bin"))
+        )
+        assert len(old) == len(new) > 0
+        assert [old_dict.string(old[i]) for i in range(len(old))] == [new_dict.string(new[i]) for i in range(len(new))]
+    allow_fairseq_checkpoints()
+    before, after = (torch.load(os.path.join(d, "model.pt"))["model"] for d in (converted, out))
+    key = "encoder.sentence_encoder.embed_tokens.weight"
+    word = new_dict.symbols[new_dict.nspecial]
+    assert torch.equal(after[key][new_dict.index(word)], before[key][old_dict.index(word)])
+    assert torch.equal(after[key][-1], before[key][-1])  # <mask>, past the dictionary
+
+    with pytest.raises(FileExistsError, match="holds model.pt, dict.txt, conversion.json, glue_bin already"):
+        trim_vocab.trim(converted, glue_bin, out)
+    with pytest.raises(trim_vocab.TrimError, match="has no split test"):
+        trim_vocab.trim(converted, glue_bin, str(tmp_path / "x"), splits=["train", "test"])
+    with pytest.raises(trim_vocab.TrimError, match="trimmed already"):
+        trim_vocab.trim(out, os.path.join(out, "glue_bin"), str(tmp_path / "y"))
+    other = tmp_path / "other"
+    (other / "SYN-bin" / "input0").mkdir(parents=True)
+    (other / "SYN-bin" / "label").mkdir()
+    (other / "SYN-bin" / "input0" / "dict.txt").write_text("hello 1\n")
+    with pytest.raises(trim_vocab.TrimError, match=r"input0/dict.txt is not .*prepare.sh --wordpiece"):
+        trim_vocab.trim(converted, str(other), str(tmp_path / "z"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
+
+
+def test_gpu_grid_runs_every_cell_then_reports_and_stops_at_its_deadline(converted, wordpiece_bin, tmp_path):
+    """scripts/glue/gpu_grid.sh on the CPU with a tiny grid (2 updates a run): the core methods and
+    a baseline on every task of GLUE_BIN, from a trimmed float16 model, fp32 runs; the report with
+    its majority row and every log in logs.tar.gz; a rerun skips what finished; a deadline stops
+    the runs and says so in its exit status."""
+    import subprocess
+    import tarfile
+
+    from r3f_experiments import trim_vocab
+
+    packed = str(tmp_path / "packed")
+    trim_vocab.trim(converted, os.path.dirname(wordpiece_bin), packed, splits=["train", "valid"], half=True)
+    script = os.path.join(os.path.dirname(USER_DIR), "scripts", "glue", "gpu_grid.sh")
+    env = {
+        **os.environ,
+        "GLUE_BIN": os.path.join(packed, "glue_bin"),
+        "ROBERTA": os.path.join(packed, "model.pt"),
+        "MAX_UPDATE": "2",
+        "CORE_METHODS": "std r3f",
+        "CORE_SEEDS": "1",
+        "BASELINE_METHODS": "smart",
+        "BASELINE_SEEDS": "1",
+        "JOBS": "2",
+    }
+
+    def grid(runs, report, **extra):
+        return subprocess.run(
+            ["bash", script, str(runs), str(report)], env={**env, **extra}, capture_output=True, text=True, timeout=600
+        )
+
+    done = grid(tmp_path / "runs", tmp_path / "report")
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = (tmp_path / "report" / "table2.md").read_text()
+    for row in ("| std | ", "| r3f | ", "| smart | "):
+        assert row in table and "(1) |" in table.split(row)[1].splitlines()[0]
+    assert "| majority class |" in table
+    with tarfile.open(tmp_path / "report" / "logs.tar.gz") as tar:
+        logs = sorted(m.name for m in tar.getmembers() if m.isfile())
+        texts = [tar.extractfile(name).read().decode() for name in logs]
+    assert logs == [f"./SYN/{m}/seed1/train.log" for m in ("r3f", "smart", "std")]
+    for text in texts:
+        assert "done training in" in text and os.path.join(packed, "model.pt") in text
+        assert "'amp': False" in text and "'fp16': False" in text
+    again = grid(tmp_path / "runs", tmp_path / "report")
+    assert again.returncode == 0 and "0 to run" in (tmp_path / "report" / "grid.log").read_text()
+
+    cut = grid(tmp_path / "runs2", tmp_path / "report2", DEADLINE="2")
+    assert cut.returncode == 3, cut.stdout + cut.stderr
+    assert "the deadline stopped this sweep" in cut.stdout and not (tmp_path / "report2" / "table2.md").exists()
+    bad = grid(tmp_path / "runs3", tmp_path / "report3", DEADLINE="soon")
+    assert bad.returncode == 2 and "DEADLINE=soon" in bad.stderr
