@@ -102,6 +102,11 @@ def batch_tensors(examples, indices, pad: int):
     return ids, types, mask
 
 
+def logits_of(output):
+    """Logits from a Transformers output or a plain tensor."""
+    return output if hasattr(output, "dim") else output.logits
+
+
 def log_line(kind: str, message: str) -> None:
     """One line as fairseq logs it: time | INFO | kind | message."""
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} | INFO | {kind} | {message}", flush=True)
@@ -109,6 +114,34 @@ def log_line(kind: str, message: str) -> None:
 
 def log_record(kind: str, record: dict) -> None:
     log_line(kind, json.dumps(record))
+
+
+def mean_pooled_classifier(source: str, num_labels: int):
+    """The source's encoder with a classifier on the mean of its final states over the real tokens
+    (the pooling a sentence-transformers checkpoint was trained with) instead of BERT's [CLS]
+    pooler; the classifier as BERT's (dropout, then a linear layer initialised N(0, 0.02))."""
+    import torch
+    from transformers import AutoModel
+
+    class MeanPooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
+            self.config = self.encoder.config
+            self.dropout = torch.nn.Dropout(self.config.hidden_dropout_prob)
+            self.classifier = torch.nn.Linear(self.config.hidden_size, num_labels)
+            torch.nn.init.normal_(self.classifier.weight, std=self.config.initializer_range)
+            torch.nn.init.zeros_(self.classifier.bias)
+
+        def forward(self, input_ids, token_type_ids, attention_mask):
+            states = self.encoder(
+                input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask
+            ).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(1) / weights.sum(1).clamp(min=1)
+            return self.classifier(self.dropout(pooled))
+
+    return MeanPooled()
 
 
 def train(opts) -> int:
@@ -142,7 +175,10 @@ def train(opts) -> int:
     betas = tuple(float(b) for b in values["--adam-betas"].strip("()").split(","))
     clip = float(values.get("--clip-norm", 0))
     torch.manual_seed(opts.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(opts.source, num_labels=len(classes))
+    if opts.pooling == "mean":
+        model = mean_pooled_classifier(opts.source, len(classes))
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(opts.source, num_labels=len(classes))
     pad = model.config.pad_token_id or 0
     # every parameter decays, as under fairseq's Adam (decoupled weight decay, AdamW's)
     optimizer = torch.optim.AdamW(
@@ -172,15 +208,16 @@ def train(opts) -> int:
             indices = permutation[first : first + batch]
             ids, types, mask = batch_tensors(train_set, indices, pad)
             labels = torch.tensor([y_train[i] for i in indices])
-            out = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
-            out.loss.backward()
+            logits = logits_of(model(input_ids=ids, token_type_ids=types, attention_mask=mask))
+            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss.backward()
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            running, seen = running + out.loss.item() * len(indices), seen + len(indices)
+            running, seen = running + loss.item() * len(indices), seen + len(indices)
             if step % log_every == 0:
                 log_record(
                     "train_inner",
@@ -200,7 +237,7 @@ def train(opts) -> int:
             for first in range(0, len(valid_set), 64):
                 indices = list(range(first, min(first + 64, len(valid_set))))
                 ids, types, mask = batch_tensors(valid_set, indices, pad)
-                logits = model(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+                logits = logits_of(model(input_ids=ids, token_type_ids=types, attention_mask=mask))
                 targets = torch.tensor([y_valid[i] for i in indices])
                 loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
                 preds += logits.argmax(-1).tolist()
@@ -235,6 +272,14 @@ def parse_args(argv=None):
     p.add_argument("--lr", help="instead of the preset's (as LR= for train.sh)")
     p.add_argument("--batch-size", type=int, help="instead of the preset's (as BATCH_SIZE= for train.sh)")
     p.add_argument("--max-update", type=int, help="instead of the preset's (as MAX_UPDATE= for train.sh)")
+    p.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="cls: Transformers' sequence classifier ([CLS] through the pretrained pooler, as the recipe's "
+        "head); mean: a classifier on the mean of the final states (a sentence-transformers checkpoint's "
+        "own pooling), to measure what the [CLS] head costs such a checkpoint",
+    )
     return p.parse_args(argv)
 
 

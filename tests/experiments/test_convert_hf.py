@@ -622,6 +622,28 @@ def test_peer_run_logs_as_fairseq_and_the_tables_read_it(source_dir, converted, 
     assert "LR must be a positive number" in capsys.readouterr().err
 
 
+def test_peer_mean_pooling_averages_the_real_tokens_only(source_dir):
+    """--pooling mean: the classifier sees the mean of the final states over the unpadded tokens,
+    so a padded example gets the logits it gets alone; the encoder is the source's."""
+    pytest.importorskip("transformers", reason='the peer check needs transformers (pip install -e ".[peer]")')
+    from transformers import AutoModel
+
+    from r3f_experiments import peer_hf
+
+    torch.manual_seed(0)
+    model = peer_hf.mean_pooled_classifier(source_dir, 3).eval()
+    ids = torch.tensor([[101, 7592, 2088, 102, 0, 0], [101, 1996, 4248, 2829, 4419, 102]])
+    mask = (ids != 0).long()
+    types = torch.zeros_like(ids)
+    with torch.no_grad():
+        both = model(input_ids=ids, token_type_ids=types, attention_mask=mask)
+        alone = model(input_ids=ids[:1, :4], token_type_ids=types[:1, :4], attention_mask=mask[:1, :4])
+        states = AutoModel.from_pretrained(source_dir).eval()(input_ids=ids[:1, :4]).last_hidden_state
+    assert both.shape == (2, 3)
+    assert torch.allclose(both[0], alone[0], atol=1e-5)
+    assert torch.allclose(alone[0], model.classifier(states.mean(1))[0], atol=1e-5)
+
+
 @pytest.mark.slow
 def test_precision_cost_times_fp32_and_bf16_runs_of_the_recipe(converted, wordpiece_bin, capsys):
     """The bf16 benchmark: whole recipe runs per method and precision, the amp / fp32 ratio per
