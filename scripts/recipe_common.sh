@@ -34,9 +34,16 @@ resolve_precision() {
     return 0
 }
 
-# fairseq_tool NAME: the console script of the fairseq installed for $PYTHON.
+# fairseq_tool NAME: the console script of the fairseq installed for $PYTHON: beside the
+# interpreter, or (fairseq installed with pip --target or --user) the one on PATH.
 fairseq_tool() {
-    echo "$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/$1"
+    local beside
+    beside="$(dirname "$("$PYTHON" -c 'import sys; print(sys.executable)')")/$1"
+    if [[ -x "$beside" ]] || ! command -v "$1" > /dev/null; then
+        echo "$beside"
+    else
+        command -v "$1"
+    fi
 }
 
 # require_inputs VAR_OF_PRETRAINED DATA_FILE WHAT: before a run (not under DRY_RUN, whose command may

@@ -278,3 +278,29 @@ def test_train_sh_starts_from_the_pretrained_model_then_resumes(tmp_path, synthe
     assert f"Loaded checkpoint {save / 'checkpoint_last.pt'} (epoch" in output and "@ 2 updates)" in output
     assert "loading pretrained model" not in output
     assert int(fairseq_logs(output)["train"][-1]["train_num_updates"]) == 4
+
+
+def test_fairseq_train_is_found_on_path_when_not_beside_the_interpreter(tmp_path):
+    """fairseq installed with pip --target puts its console scripts apart from the interpreter:
+    the recipe then runs the fairseq-train on PATH; beside the interpreter it is preferred."""
+    import sys
+
+    interpreter = tmp_path / "python" / "python3"
+    interpreter.parent.mkdir()
+    interpreter.symlink_to(sys.executable)  # sys.executable then names this folder, without fairseq-train
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "fairseq-train").write_text("#!/bin/sh\n")
+    (tools / "fairseq-train").chmod(0o755)
+
+    def first_word(python, path):
+        env = {**os.environ, "DRY_RUN": "1", "PRECISION": "", "PYTHON": str(python), "PATH": path}
+        proc = subprocess.run(
+            ["bash", TRAIN_SH, "RTE", "std", "1", "/tmp/save"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        return shlex.split(proc.stdout)[0]
+
+    path = f"{tools}:{os.environ['PATH']}"
+    assert first_word(interpreter, path) == str(tools / "fairseq-train")
+    assert first_word(sys.executable, path) == os.path.join(os.path.dirname(sys.executable), "fairseq-train")
