@@ -102,6 +102,24 @@ def batch_tensors(examples, indices, pad: int):
     return ids, types, mask
 
 
+def batches(order: List[int], size: int) -> List[List[int]]:
+    """``order`` cut into consecutive batches of ``size`` (the last one shorter)."""
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def batch_plan(examples: int, size: int, epochs: int, seed: int, fixed: bool = False) -> List[List[List[int]]]:
+    """The batches of every epoch. Not ``fixed``: a new random split of the examples each epoch
+    (Transformers' random sampler). ``fixed``: one random split, its batches in a new order each
+    epoch, as fairseq's sentence_prediction task batches (a seeded shuffle, cut once)."""
+    import torch
+
+    order = torch.Generator().manual_seed(seed)
+    if not fixed:
+        return [batches(torch.randperm(examples, generator=order).tolist(), size) for _ in range(epochs)]
+    groups = batches(torch.randperm(examples, generator=order).tolist(), size)
+    return [[groups[i] for i in torch.randperm(len(groups), generator=order).tolist()] for _ in range(epochs)]
+
+
 def logits_of(output):
     """Logits from a Transformers output or a plain tensor."""
     return output if hasattr(output, "dim") else output.logits
@@ -195,17 +213,16 @@ def train(opts) -> int:
         return max(0.0, (updates - done) / (updates - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    order = torch.Generator().manual_seed(opts.seed)
+    plan = batch_plan(len(train_set), batch, epochs, opts.seed, fixed=opts.batches == "fixed")
     start, step, best = time.perf_counter(), 0, None
     log_every = int(values.get("--log-interval", 100))
-    for epoch in range(1, epochs + 1):
+    for epoch, epoch_batches in enumerate(plan, 1):
         model.train()
         running, seen = 0.0, 0
-        permutation = torch.randperm(len(train_set), generator=order).tolist()
-        for first in range(0, len(permutation), batch):
+        for k, indices in enumerate(epoch_batches):
             if step >= updates:
                 break
-            indices = permutation[first : first + batch]
+            first = k * batch
             ids, types, mask = batch_tensors(train_set, indices, pad)
             labels = torch.tensor([y_train[i] for i in indices])
             logits = logits_of(model(input_ids=ids, token_type_ids=types, attention_mask=mask))
@@ -272,6 +289,13 @@ def parse_args(argv=None):
     p.add_argument("--lr", help="instead of the preset's (as LR= for train.sh)")
     p.add_argument("--batch-size", type=int, help="instead of the preset's (as BATCH_SIZE= for train.sh)")
     p.add_argument("--max-update", type=int, help="instead of the preset's (as MAX_UPDATE= for train.sh)")
+    p.add_argument(
+        "--batches",
+        choices=("reshuffled", "fixed"),
+        default="reshuffled",
+        help="reshuffled: a new random split into batches every epoch (Transformers' sampler); fixed: one "
+        "random split, its batches in a new order every epoch (fairseq's sentence_prediction task)",
+    )
     p.add_argument(
         "--pooling",
         choices=("cls", "mean"),

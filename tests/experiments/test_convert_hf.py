@@ -622,6 +622,21 @@ def test_peer_run_logs_as_fairseq_and_the_tables_read_it(source_dir, converted, 
     assert "LR must be a positive number" in capsys.readouterr().err
 
 
+def test_peer_batch_plans():
+    """Reshuffled: every epoch a new split into batches; fixed (fairseq's): the same batches each
+    epoch in a new order; both cover every example once an epoch, and a seed repeats its plan."""
+    from r3f_experiments import peer_hf
+
+    for fixed in (False, True):
+        plan = peer_hf.batch_plan(70, 8, 3, seed=5, fixed=fixed)
+        assert plan == peer_hf.batch_plan(70, 8, 3, seed=5, fixed=fixed)
+        for epoch in plan:
+            assert sorted(i for b in epoch for i in b) == list(range(70)) and len(epoch) == 9
+        groups = [sorted(map(tuple, epoch)) for epoch in plan]
+        assert (groups[0] == groups[1] == groups[2]) == fixed
+        assert plan[0] != plan[1]
+
+
 def test_peer_mean_pooling_averages_the_real_tokens_only(source_dir):
     """--pooling mean: the classifier sees the mean of the final states over the unpadded tokens,
     so a padded example gets the logits it gets alone; the encoder is the source's."""
