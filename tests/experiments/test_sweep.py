@@ -6,6 +6,7 @@ mismatched dev set, `valid1` = the training split) runs once per module; the log
 tests read its real logs.
 """
 
+import argparse
 import csv
 import glob
 import importlib.util
@@ -443,6 +444,22 @@ def test_seeds_and_default_columns():
         "RTE": [("RTE", "valid", "accuracy")],
     }
     assert not results.columns_for("X", {"X": "loss"})[0].maximize
+
+
+def test_descending_seed_range_is_refused_before_any_run(tmp_path):
+    """--seeds 5-1 once planned no run and exited 0, as if the sweep were done."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--seeds '5-1': a descending range .*1-5 counts up"):
+        runs.parse_seeds(["1", "5-1"])
+    assert runs.parse_seeds(["3-3"]) == [3]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*SWEEP, "run", "--out-dir", str(out), "--tasks", "RTE", "--methods", "std", "--seeds", "5-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--seeds '5-1': a descending range plans no run" in proc.stderr, proc.stderr
+    assert not out.exists()
 
 
 def test_command_template_is_checked_and_quoted(tmp_path):
