@@ -21,6 +21,9 @@
 # OUT_DIR.
 set -euo pipefail
 START=$SECONDS
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings -------------------------------------------------------------------------------
 # Optimiser, dropout, weight decay, lambda and sigma: the paper's Table 6 through the recipe
@@ -39,9 +42,7 @@ SYNTHETIC_VALID="${SYNTHETIC_VALID:-500}"
 NOISE_REACH_EPS=(1e-5 1)                 # the recipe's sigma, and 1 x the embedding RMS (r3f-rel)
 # ---------------------------------------------------------------------------------------------
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-${DEMO_OUT:-${ROOT}/demo_out}}"
-PYTHON="${PYTHON:-python3}"
 [[ $# -le 1 ]] || { echo "usage: bash scripts/demo.sh [OUT_DIR]   (settings from the environment; see the script's header)" >&2; exit 2; }
 [[ "$MAX_UPDATE" =~ ^[1-9][0-9]*$ ]] || { echo "error: MAX_UPDATE must be a positive integer (got '${MAX_UPDATE}')" >&2; exit 2; }
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "error: JOBS must be a positive integer (got '${JOBS}')" >&2; exit 2; }

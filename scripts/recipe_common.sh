@@ -1,9 +1,11 @@
-# Shared by the recipe scripts (GLUE, XNLI, summarization); source it after setting ROOT.
+# Shared by the shell scripts (recipes, demo, benchmarks): functions only, nothing runs.
+#
+#   source "${ROOT}/scripts/recipe_common.sh"    # after setting ROOT (the repository)
 PYTHON="${PYTHON:-python3}"
 
-# print_usage SCRIPT: the comment block at the top of SCRIPT (after the #! line).
+# print_usage SCRIPT: the comment block at the top of SCRIPT (after the #! line, if any).
 print_usage() {
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+    awk 'NR == 1 && /^#!/ { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
 
 # handle_help SCRIPT "$@": -h / --help prints SCRIPT's usage and exits 0.
@@ -80,3 +82,10 @@ run_recipe() {
     mkdir -p "$SAVE_DIR"
     exec "${CMD[@]}" "${EXTRA[@]}"
 }
+
+# Run instead of sourced: -h / --help prints the usage above; anything else is an error.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    handle_help "$0" "$@"
+    print_usage "$0" >&2
+    exit 2
+fi

@@ -28,6 +28,8 @@
 # Environment: BPE_ENCODER, BPE_VOCAB, ROBERTA_DICT = RoBERTa's encoder.json, vocab.bpe, dict.txt
 # (unset: downloaded from GPT2_BPE_URL into OUT_DIR/gpt2_bpe); PYTHON; WORKERS; GLUE_URL; MRPC_URL.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings (each can be overridden from the environment) --------------------------------
 PYTHON="${PYTHON:-python3}"

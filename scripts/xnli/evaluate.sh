@@ -3,13 +3,14 @@
 #
 #   bash scripts/xnli/evaluate.sh CHECKPOINT [XNLI_BIN] [-- EXTRA fairseq-validate FLAGS]
 set -euo pipefail
-[[ $# -ge 1 ]] || { sed -n '2,4p' "$0" >&2; exit 2; }
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
+[[ $# -ge 1 ]] || { print_usage "$0" >&2; exit 2; }
 CHECKPOINT=$1; shift
 XNLI_BIN="${XNLI_BIN:-xnli_bin}"
 if [[ $# -gt 0 && $1 != "--" ]]; then XNLI_BIN=$1; shift; fi
 if [[ $# -gt 0 && $1 == "--" ]]; then shift; fi
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-source "${ROOT}/scripts/recipe_common.sh"
 LANGS="${XNLI_BIN}/languages.txt"
 [[ -f "$LANGS" ]] || { echo "error: ${LANGS} missing: XNLI_BIN must come from scripts/xnli/prepare.sh" >&2; exit 2; }
 n=$(grep -c . "$LANGS")
