@@ -71,6 +71,17 @@ recipe_command() {
     rm -f "$words"
 }
 
+# run_showing_progress LOG CMD...: CMD with all its output (stdout and stderr) into LOG, and its
+# progress lines ("[TAG] ...": a sweep's submitted / done / FAILED / ETA lines, not the runs it skips
+# as finished) on the terminal as they come. Returns CMD's exit status. Ctrl-C reaches CMD alone: tee
+# and awk ignore it and pass on what CMD writes while it stops (a sweep ends its runs first).
+run_showing_progress() {
+    local log=$1; shift
+    "$@" 2>&1 | (trap '' INT; exec tee "$log") \
+        | (trap '' INT; exec awk '/^\[[A-Za-z_]+\] / && !/: skipped \(finished/ { print; fflush() }')
+    return "${PIPESTATUS[0]}"
+}
+
 # run_recipe: run CMD with the EXTRA flags last (they override the rest) in SAVE_DIR.
 # DRY_RUN=1 prints the command (one line, shell-quoted) instead, e.g. for a scheduler.
 run_recipe() {
