@@ -89,7 +89,8 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_seeds(items: Sequence[str]) -> List[int]:
-    """["1-3", "7"] -> [1, 2, 3, 7] (order kept, duplicates dropped)."""
+    """["1-3", "7"] -> [1, 2, 3, 7] (order kept, duplicates dropped); a descending range
+    (e.g. "5-1", which would plan no run) is refused."""
     seeds: List[int] = []
     for item in items:
         for part in str(item).split(","):
@@ -97,6 +98,11 @@ def parse_seeds(items: Sequence[str]) -> List[int]:
             if not m:
                 raise argparse.ArgumentTypeError(f"bad seed {part!r}: use N or FIRST-LAST")
             first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+            if last < first:
+                raise argparse.ArgumentTypeError(
+                    f"--seeds {part.strip()!r}: a descending range plans no run (FIRST-LAST needs FIRST <= LAST; "
+                    f"{last}-{first} counts up)"
+                )
             seeds += [s for s in range(first, last + 1) if s not in seeds]
     return seeds
 

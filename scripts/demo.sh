@@ -18,15 +18,19 @@
 #
 # Environment: SEEDS, METHODS, MAX_UPDATE, GLUE_DIR, GLUE_TASKS, GLUE_DOWNLOAD, JOBS (runs at a
 # time), PYTHON. Reruns skip finished runs (the sweep's resume); a changed setting needs a new
-# OUT_DIR.
+# OUT_DIR. While the runs train, the sweep's progress (runs submitted, done, failed, then the ETA)
+# is printed as it comes; the sweep's whole output goes to OUT_DIR/sweep.log.
 set -euo pipefail
 START=$SECONDS
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings -------------------------------------------------------------------------------
 # Optimiser, dropout, weight decay, lambda and sigma: the paper's Table 6 through the recipe
 # (r3f_experiments/recipes/glue.py, PRESET=small: LR 1e-4, batch 16, validation every 40 updates).
-SEEDS=(${SEEDS:-1 2 3})
-METHODS=(${METHODS:-std rdrop r3f r4f})
+SEEDS=(${SEEDS-1 2 3})                   # set but empty is refused (unset: the default)
+METHODS=(${METHODS-std rdrop r3f r4f})
 MAX_UPDATE="${MAX_UPDATE:-60}"           # the small preset's 80, cut so the demo fits in ~10 minutes
 JOBS="${JOBS:-2}"                        # one run per CPU core, one thread each
 GLUE_DIR="${GLUE_DIR:-}"
@@ -39,13 +43,12 @@ SYNTHETIC_VALID="${SYNTHETIC_VALID:-500}"
 NOISE_REACH_EPS=(1e-5 1)                 # the recipe's sigma, and 1 x the embedding RMS (r3f-rel)
 # ---------------------------------------------------------------------------------------------
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-${DEMO_OUT:-${ROOT}/demo_out}}"
-PYTHON="${PYTHON:-python3}"
 [[ $# -le 1 ]] || { echo "usage: bash scripts/demo.sh [OUT_DIR]   (settings from the environment; see the script's header)" >&2; exit 2; }
 [[ "$MAX_UPDATE" =~ ^[1-9][0-9]*$ ]] || { echo "error: MAX_UPDATE must be a positive integer (got '${MAX_UPDATE}')" >&2; exit 2; }
 [[ "$JOBS" =~ ^[1-9][0-9]*$ ]] || { echo "error: JOBS must be a positive integer (got '${JOBS}')" >&2; exit 2; }
-[[ ${#SEEDS[@]} -ge 1 && ${#METHODS[@]} -ge 1 ]] || { echo "error: SEEDS and METHODS must not be empty" >&2; exit 2; }
+[[ ${#SEEDS[@]} -ge 1 ]] || { echo "error: SEEDS is set but empty: name the seeds (SEEDS=\"1 2 3\") or unset it for the default 1 2 3" >&2; exit 2; }
+[[ ${#METHODS[@]} -ge 1 ]] || { echo "error: METHODS is set but empty: name the methods or unset it for the default std rdrop r3f r4f" >&2; exit 2; }
 if [[ "$GLUE_DOWNLOAD" != 0 && "$GLUE_DOWNLOAD" != 1 ]]; then
     echo "error: GLUE_DOWNLOAD must be 0 or 1 (got '${GLUE_DOWNLOAD}')" >&2; exit 2
 fi
@@ -113,10 +116,12 @@ fi
 
 # ---- the runs: the recipe through the seed sweep ---------------------------------------------
 echo "[demo] ${#TASKS[@]} task(s) x ${#METHODS[@]} methods x ${#SEEDS[@]} seeds, ${MAX_UPDATE} updates each, ${JOBS} at a time"
+echo "[demo] the sweep's progress below (all its output in ${OUT}/sweep.log)"
 export PRESET=small GLUE_BIN="$DATA" ROBERTA="${CONVERTED}/model.pt" MAX_UPDATE PRECISION="" OMP_NUM_THREADS=1
 sweep_status=0
-"$PYTHON" -m r3f_experiments.sweep run --out-dir "${OUT}/runs" --tasks "${TASKS[@]}" --methods "${METHODS[@]}" \
-    --seeds "${SEEDS[@]}" --jobs "$JOBS" --poll-seconds 2 > "${OUT}/sweep.log" 2>&1 || sweep_status=$?
+run_showing_progress "${OUT}/sweep.log" "$PYTHON" -m r3f_experiments.sweep run --out-dir "${OUT}/runs" \
+    --tasks "${TASKS[@]}" --methods "${METHODS[@]}" --seeds "${SEEDS[@]}" --jobs "$JOBS" --poll-seconds 2 \
+    || sweep_status=$?
 if (( sweep_status )); then
     echo "error: some runs failed (${OUT}/sweep.log; each run's log under ${OUT}/runs):" >&2
     grep -i "fail" "${OUT}/sweep.log" | tail -5 >&2

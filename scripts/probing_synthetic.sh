@@ -31,6 +31,7 @@ TINY_MODEL=(--arch roberta_base --encoder-layers 2 --encoder-embed-dim 64 --enco
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
 OUT="$(mkdir -p "${1:-probing_synthetic_out}" && cd "${1:-probing_synthetic_out}" && pwd)"
 export GLUE_BIN="${OUT}/glue" PRECISION=""
 

@@ -1,9 +1,11 @@
-# Shared by the recipe scripts (GLUE, XNLI, summarization); source it after setting ROOT.
+# Shared by the shell scripts (recipes, demo, benchmarks): functions only, nothing runs.
+#
+#   source "${ROOT}/scripts/recipe_common.sh"    # after setting ROOT (the repository)
 PYTHON="${PYTHON:-python3}"
 
-# print_usage SCRIPT: the comment block at the top of SCRIPT (after the #! line).
+# print_usage SCRIPT: the comment block at the top of SCRIPT (after the #! line, if any).
 print_usage() {
-    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$1"
+    awk 'NR == 1 && /^#!/ { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$1"
 }
 
 # handle_help SCRIPT "$@": -h / --help prints SCRIPT's usage and exits 0.
@@ -76,6 +78,17 @@ recipe_command() {
     rm -f "$words"
 }
 
+# run_showing_progress LOG CMD...: CMD with all its output (stdout and stderr) into LOG, and its
+# progress lines ("[TAG] ...": a sweep's submitted / done / FAILED / ETA lines, not the runs it skips
+# as finished) on the terminal as they come. Returns CMD's exit status. Ctrl-C reaches CMD alone: tee
+# and awk ignore it and pass on what CMD writes while it stops (a sweep ends its runs first).
+run_showing_progress() {
+    local log=$1; shift
+    "$@" 2>&1 | (trap '' INT; exec tee "$log") \
+        | (trap '' INT; exec awk '/^\[[A-Za-z_]+\] / && !/: skipped \(finished/ { print; fflush() }')
+    return "${PIPESTATUS[0]}"
+}
+
 # run_recipe: run CMD with the EXTRA flags last (they override the rest) in SAVE_DIR.
 # DRY_RUN=1 prints the command (one line, shell-quoted) instead, e.g. for a scheduler.
 run_recipe() {
@@ -87,3 +100,10 @@ run_recipe() {
     mkdir -p "$SAVE_DIR"
     exec "${CMD[@]}" "${EXTRA[@]}"
 }
+
+# Run instead of sourced: -h / --help prints the usage above; anything else is an error.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    handle_help "$0" "$@"
+    print_usage "$0" >&2
+    exit 2
+fi

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Idempotent set-up: torch (if missing), fairseq-fixed, then this plugin (editable, with
 # test extras). A fast no-op once installed. Override the interpreter with PYTHON=...
+#
+#   bash scripts/setup.sh
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- pinned versions (docs/development.md: the stack) ----------------------------------
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"   # CPU build from local disk on this machine kind

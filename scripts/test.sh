@@ -8,9 +8,12 @@
 #
 # Tests run in PYTEST_WORKERS (default 2) pytest-xdist processes: most of the suite's time is
 # spent starting single-threaded fairseq tools, so two workers keep two cores busy
-# (`bash scripts/test.sh -n 0` runs in one process).
+# (`bash scripts/test.sh -n 0` runs in one process). -h / --help prints this text (pytest's own
+# help: python -m pytest --help).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "${ROOT}/scripts/recipe_common.sh"
+handle_help "$0" "$@"
 bash "${ROOT}/scripts/setup.sh"
 cd "${ROOT}"
 ARGS=("$@")

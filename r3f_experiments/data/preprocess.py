@@ -2,6 +2,7 @@
 binarise with it): one fairseq import for every call instead of one per subprocess."""
 
 import logging
+import struct
 
 
 def preprocess(*args: str, only_source: bool = True) -> None:
@@ -26,3 +27,13 @@ def preprocess(*args: str, only_source: bool = True) -> None:
             if handler not in before:
                 logger.removeHandler(handler)
                 handler.close()
+
+
+def binarized_size(idx_path: str) -> int:
+    """Sentences in a binarised split: the count in the header of its ``.idx`` (fairseq's mmap
+    index: 9-byte magic, version, dtype code, then the count), without importing fairseq."""
+    with open(idx_path, "rb") as f:
+        header = f.read(26)
+    if len(header) < 26 or header[:9] != b"MMIDIDX\x00\x00":
+        raise ValueError(f"{idx_path}: not a fairseq mmap index (fairseq-preprocess --dataset-impl mmap writes one)")
+    return struct.unpack("<Q", header[18:26])[0]

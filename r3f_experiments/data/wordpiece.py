@@ -6,17 +6,21 @@ One line of WordPiece token strings per input line (see ``fairseq_r3f.wordpiece`
 the output of ``python -m r3f_experiments.convert_hf`` or a Hugging Face BERT folder.
 """
 
+import argparse
 import sys
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__.split("\n\n")[1].strip(), file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m r3f_experiments.data.wordpiece",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("folder", metavar="FOLDER", help="the tokenizer's folder (convert_hf output or HF BERT)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from fairseq_r3f.wordpiece import WordPiece  # registers the BPE with fairseq: only when encoding
 
-    for line in WordPiece(argv[0]).encode_lines(sys.stdin):
+    for line in WordPiece(args.folder).encode_lines(sys.stdin):
         print(line)
     return 0
 

@@ -2,7 +2,7 @@
 
     python -m r3f_experiments.data.xnli prepare --xnli-dir XNLI-1.0 --train-file multinli.train.en.tsv \\
         --spm-model xlmr.large/sentencepiece.bpe.model --dict xlmr.large/dict.txt --out xnli_bin
-    python -m r3f_experiments.data.xnli table validate.log       # per-language accuracy, Table 3 layout
+    python -m r3f_experiments.data.xnli table validate.log --data xnli_bin   # Table 3's row, every example counted
 
 ``prepare`` reads XNLI's ``xnli.dev.tsv`` (and ``xnli.test.tsv`` with ``--split test``) by
 header names (``language``, ``gold_label``, ``sentence1``, ``sentence2``), splitting on tabs
@@ -11,7 +11,9 @@ only, and the English training file of XNLI-MT (``premise``, ``hypo``, ``label``
 model and binarised with fairseq-preprocess and XLM-R's dictionary. Each language becomes
 one validation subset: ``valid`` is the first of ``--languages``, ``valid1`` the second, ...
 (``OUT/languages.txt`` records the order), so ``--valid-subset valid,valid1,...`` evaluates
-them all in one ``fairseq-validate`` run.
+them all in one ``fairseq-validate`` run. ``table --data`` checks that the run scored every example
+of every language (fairseq's default ``--required-batch-size-multiple 8`` drops a last batch of fewer
+than 8 sentences).
 """
 
 import argparse
@@ -21,6 +23,7 @@ import sys
 from typing import Dict, List, Tuple
 
 from ..fairseq_logs import parse_valid_subsets
+from .preprocess import binarized_size
 
 # Table 3's column order
 LANGUAGES = ("en", "fr", "es", "de", "el", "bg", "ru", "tr", "ar", "vi", "th", "zh", "hi", "sw", "ur")
@@ -142,6 +145,32 @@ def accuracy_table(log_text: str, languages) -> Tuple[Dict[str, float], str]:
     return {**accuracy, "avg": average}, "\n".join((header, rule, row))
 
 
+def check_all_scored(log_text: str, languages, data: str) -> Dict[str, int]:
+    """{language: examples scored}, after checking that fairseq-validate scored every example of each
+    language: its ``<subset>_bsz`` (the sentences of all the subset's batches) against the subset's
+    size in DATA/input0/<subset>.idx. A difference raises ValueError naming the subset."""
+    subsets = parse_valid_subsets(log_text)
+    scored = {}
+    for i, lang in enumerate(languages):
+        subset = "valid" if i == 0 else f"valid{i}"
+        idx = os.path.join(data, "input0", f"{subset}.idx")
+        size = binarized_size(idx)
+        if subset not in subsets:
+            raise ValueError(f"no {subset} ({lang}) records in the log: did fairseq-validate run on every subset?")
+        record = subsets[subset][-1]
+        if f"{subset}_bsz" not in record:
+            raise ValueError(f"{subset} ({lang}): no {subset}_bsz in the log, so the examples scored are unknown")
+        count = round(float(record[f"{subset}_bsz"]))
+        if count != size:
+            raise ValueError(
+                f"{subset} ({lang}): fairseq-validate scored {count} of the {size} examples in {idx}; "
+                "every example must be scored (--required-batch-size-multiple 1: fairseq's default of 8 "
+                "drops a last batch of fewer than 8)"
+            )
+        scored[lang] = count
+    return scored
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +185,7 @@ def main(argv=None) -> None:
     t = sub.add_parser("table", help="print Table 3's row from a fairseq-validate log")
     t.add_argument("log")
     t.add_argument("--languages-file", help="languages.txt written by prepare (default: Table 3's 15)")
+    t.add_argument("--data", help="the data-bin evaluated: fail unless the log scored each of its examples")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         counts = prepare(
@@ -175,7 +205,15 @@ def main(argv=None) -> None:
             with open(args.languages_file) as f:
                 languages = tuple(line.strip() for line in f if line.strip())
         with open(args.log) as f:
-            print(accuracy_table(f.read(), languages)[1])
+            log_text = f.read()
+        try:
+            if args.data:
+                scored = check_all_scored(log_text, languages, args.data)
+                counts = ", ".join(f"{lang} {n}" for lang, n in scored.items())
+                print(f"[xnli] every example scored: {counts}", file=sys.stderr)
+            print(accuracy_table(log_text, languages)[1])
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@
 # one command may only run for 10 minutes, run them in parts: ONLY="step_time_amp_16x120" bash ...
 # TINY=1 runs the same on tiny models on the CPU (a check of this script, not a benchmark).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings ------------------------------------------------------------------------------------
 STEPS="${STEPS:-30}"                 # timed steps per run (after 5 warm-up steps)

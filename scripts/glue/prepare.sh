@@ -16,6 +16,8 @@
 #               OUT_DIR/TASK-bin/{input0,input1,label}  the data-bin (fairseq-train DATA)
 #               OUT_DIR/raw/TASK/   parsed text: {split}.input0/.input1/.label, skipped.tsv
 #               OUT_DIR/bpe/TASK/   GPT-2 BPE ids of the inputs
+#             A folder there that prepare.sh did not write (nor download, for OUT_DIR/glue_data/TASK)
+#             is never deleted or written into: the script names it and stops before any work.
 #
 # Splits: train, valid (dev.tsv); MNLI: valid = dev_matched, valid1 = dev_mismatched
 # (fairseq-train --valid-subset valid,valid1); test files, when present, become test (and MNLI's
@@ -28,6 +30,8 @@
 # Environment: BPE_ENCODER, BPE_VOCAB, ROBERTA_DICT = RoBERTa's encoder.json, vocab.bpe, dict.txt
 # (unset: downloaded from GPT2_BPE_URL into OUT_DIR/gpt2_bpe); PYTHON; WORKERS; GLUE_URL; MRPC_URL.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings (each can be overridden from the environment) --------------------------------
 PYTHON="${PYTHON:-python3}"
@@ -79,6 +83,57 @@ fi
 if [[ -n "$GLUE_DIR" && ! -d "$GLUE_DIR" ]]; then
     die "GLUE_DIR '$GLUE_DIR' is not a folder"
 fi
+
+# What this script writes carries MARKER; it rewrites a folder only if it holds one, and never a
+# folder that is (or holds, or lies inside) the task's source files.
+MARKER=.written-by-prepare.sh
+only_bpe_files() {  # FOLDER: holds files named as the BPE step writes them ({split}.input0/1), and nothing else
+    local entry any=1
+    [[ -d "$1" && ! -L "$1" ]] || return 1
+    for entry in "$1"/* "$1"/.[!.]*; do
+        [[ -e "$entry" || -L "$entry" ]] || continue
+        [[ -f "$entry" && ! -L "$entry" && "${entry##*/}" =~ ^(train|valid[0-9]*|test[0-9]*)\.input[01]$ ]] || return 1
+        any=0
+    done
+    return $any
+}
+refuse_to_overwrite() {  # SOURCE TASK RAW BIN BPE
+    local source=$1 task=$2 raw=$3 bin=$4 bpe=$5 folder src
+    src="$(realpath -m "${source}/${task}")"
+    [[ -d "$src" ]] || src="$(realpath -m "$source")"
+    for folder in "$raw" "$bin" "$bpe"; do
+        local out; out="$(realpath -m "$folder")"
+        if [[ "$out" == "$src" || "$src" == "$out"/* || "$out" == "$src"/* ]]; then
+            die "${task}: the output folder ${folder} is, holds or lies inside the source folder ${src};
+prepare.sh rewrites its outputs, so choose an OUT_DIR apart from GLUE_DIR."
+        fi
+        [[ -e "$folder" || -L "$folder" ]] || continue
+        [[ -e "${folder}/${MARKER}" ]] && continue
+        # folders written before the marker existed: raw/TASK holds skipped.tsv, TASK-bin input0/dict.txt,
+        # bpe/TASK only the BPE files
+        [[ "$folder" == "$raw" && -e "${folder}/skipped.tsv" ]] && continue
+        [[ "$folder" == "$bin" && -e "${folder}/input0/dict.txt" ]] && continue
+        [[ "$folder" == "$bpe" ]] && only_bpe_files "$folder" && continue
+        die "${task}: ${folder} exists and was not written by prepare.sh; remove it yourself or choose another OUT_DIR."
+    done
+}
+
+# Download mode: OUT_DIR/glue_data/TASK is the script's only with the marker .downloaded (see download_task).
+refuse_foreign_download() {  # TASK DEST_ROOT
+    local task=$1 root=$2
+    [[ -f "${root}/${task}/.downloaded" ]] && return 0
+    if [[ -e "${root}/${task}" || -L "${root}/${task}" ]]; then
+        die "${root}/${task} exists and was not downloaded by prepare.sh (it holds no .downloaded); it is left as it is.
+To prepare the GLUE files in it, pass its parent as GLUE_DIR: bash scripts/glue/prepare.sh ${task} ${root} ${OUT_DIR}
+To download ${task} instead, move ${root}/${task} elsewhere first."
+    fi
+}
+# every refusal before any work (downloads included)
+for TASK in "${TASKS[@]}"; do
+    SOURCE="${GLUE_DIR:-${OUT_DIR}/glue_data}"
+    [[ -n "$GLUE_DIR" ]] || refuse_foreign_download "$TASK" "$SOURCE"
+    refuse_to_overwrite "$SOURCE" "$TASK" "${OUT_DIR}/raw/${TASK}" "${OUT_DIR}/${TASK}-bin" "${OUT_DIR}/bpe/${TASK}"
+done
 mkdir -p "$OUT_DIR"
 
 # fetch URL DEST: download to DEST (via DEST.part, so a failed download leaves nothing behind)
@@ -130,50 +185,38 @@ Download GLUE yourself (GLUE's download_glue_data.py, see the comment at the top
 and pass its folder: bash scripts/glue/prepare.sh TASK GLUE_DIR [OUT_DIR]"
 }
 
+# DEST_ROOT/TASK is made in a folder of its own (DOWNLOAD_TMP, removed on exit) and moved into place
+# whole, with the marker .downloaded; a DEST_ROOT/TASK without that marker is not this script's, and
+# is neither deleted nor replaced.
+DOWNLOAD_TMP=""
+trap '[[ -z "$DOWNLOAD_TMP" ]] || rm -rf "$DOWNLOAD_TMP"' EXIT
 download_task() {  # TASK DEST_ROOT: DEST_ROOT/TASK/{train,dev,...}.tsv
-    local task=$1 root=$2 tmp found
+    local task=$1 root=$2 found
     [[ -f "${root}/${task}/.downloaded" ]] && return 0
-    tmp="${root}/.tmp-${task}"
-    rm -rf "$tmp" "${root:?}/${task}"
-    mkdir -p "$tmp"
+    refuse_foreign_download "$task" "$root"
+    mkdir -p "$root"
+    DOWNLOAD_TMP="$(mktemp -d "${root}/.download-${task}.XXXXXX")"
+    local tmp=$DOWNLOAD_TMP
     if [[ "$task" == MRPC ]]; then
         for f in msr_paraphrase_train.txt msr_paraphrase_test.txt; do
             fetch "${MRPC_URL}/${f}" "${tmp}/${f}" || download_failed "${MRPC_URL}/${f}"
         done
         fetch "${GLUE_URL}/mrpc_dev_ids.tsv" "${tmp}/mrpc_dev_ids.tsv" || download_failed "${GLUE_URL}/mrpc_dev_ids.tsv"
         "$PYTHON" -m r3f_experiments.data.mrpc "${tmp}/msr_paraphrase_train.txt" \
-            "${tmp}/msr_paraphrase_test.txt" "${tmp}/mrpc_dev_ids.tsv" "${root}/${task}" > /dev/null
+            "${tmp}/msr_paraphrase_test.txt" "${tmp}/mrpc_dev_ids.tsv" "${tmp}/${task}" > /dev/null
     else
         local zip="${GLUE_ZIP[$task]}"
         fetch "${GLUE_URL}/${zip}" "${tmp}/${zip}" || download_failed "${GLUE_URL}/${zip}"
         "$PYTHON" -m zipfile -e "${tmp}/${zip}" "${tmp}/x"
         found="$(find "${tmp}/x" -name train.tsv -print -quit)"
         [[ -n "$found" ]] || die "${GLUE_URL}/${zip} holds no train.tsv"
-        mv "$(dirname "$found")" "${root}/${task}"
+        mv "$(dirname "$found")" "${tmp}/${task}"
     fi
+    touch "${tmp}/${task}/.downloaded"
+    # -T: never into a DEST_ROOT/TASK that appeared meanwhile
+    mv -T "${tmp}/${task}" "${root}/${task}" || die "could not move the download into ${root}/${task}"
     rm -rf "$tmp"
-    touch "${root}/${task}/.downloaded"
-}
-
-# What this script writes carries MARKER; it rewrites a folder only if it holds one, and never a
-# folder that is (or holds, or lies inside) the task's source files.
-MARKER=.written-by-prepare.sh
-refuse_to_overwrite() {  # SOURCE TASK RAW BIN
-    local source=$1 task=$2 folder src
-    src="$(realpath -m "${source}/${task}")"
-    [[ -d "$src" ]] || src="$(realpath -m "$source")"
-    for folder in "$3" "$4"; do
-        local out; out="$(realpath -m "$folder")"
-        if [[ "$out" == "$src" || "$src" == "$out"/* || "$out" == "$src"/* ]]; then
-            die "${task}: the output folder ${folder} is, holds or lies inside the source folder ${src};
-prepare.sh rewrites its outputs, so choose an OUT_DIR apart from GLUE_DIR."
-        fi
-        # skipped.tsv: folders written before the marker existed
-        if [[ -e "$folder" && ! -e "${folder}/${MARKER}" && ! -e "${folder}/skipped.tsv" \
-              && ! -e "${folder}/input0/dict.txt" ]]; then
-            die "${task}: ${folder} exists and was not written by prepare.sh; remove it yourself or choose another OUT_DIR."
-        fi
-    done
+    DOWNLOAD_TMP=""
 }
 
 SUMMARY=()
@@ -185,15 +228,16 @@ for TASK in "${TASKS[@]}"; do
     fi
     RAW="${OUT_DIR}/raw/${TASK}"
     BIN="${OUT_DIR}/${TASK}-bin"
-    refuse_to_overwrite "$SOURCE" "$TASK" "$RAW" "$BIN"
+    BPE="${OUT_DIR}/bpe/${TASK}"
+    refuse_to_overwrite "$SOURCE" "$TASK" "$RAW" "$BIN" "$BPE"
     echo "[prepare] ${TASK}: parse ${SOURCE} -> ${RAW}" >&2
-    rm -rf "$RAW" "$BIN"
-    mkdir -p "$RAW" "$BIN"
-    touch "${RAW}/${MARKER}" "${BIN}/${MARKER}"
+    rm -rf "$RAW" "$BIN" "$BPE"
+    mkdir -p "$RAW" "$BIN" "$BPE"
+    touch "${RAW}/${MARKER}" "${BIN}/${MARKER}" "${BPE}/${MARKER}"
     "$PYTHON" -m r3f_experiments.data.glue "$TASK" "$SOURCE" "$RAW"
     LOG="${RAW}/binarize.log"
     echo "[prepare] ${TASK}: ${ENCODING_NAME} + fairseq-preprocess -> ${BIN} (log: ${LOG})" >&2
-    if ! "$PYTHON" -m r3f_experiments.data.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "${OUT_DIR}/bpe/${TASK}" \
+    if ! "$PYTHON" -m r3f_experiments.data.glue_binarize "$TASK" "$RAW" "$BIN" --bpe-dir "$BPE" \
             "${ENCODING[@]}" --workers "$WORKERS" > "$LOG" 2>&1; then
         tail -n 20 "$LOG" >&2
         die "${TASK}: BPE encoding / binarisation failed (full log: ${LOG})"

@@ -1,5 +1,6 @@
-# Shared by scripts/summarization/<dataset>/{prepare,train,evaluate}.sh; source it after
-# setting DATASET.
+# Shared by scripts/summarization/<dataset>/{prepare,train,evaluate}.sh: functions only.
+#
+#   source scripts/summarization/common.sh    # after setting DATASET
 
 # Hyper-parameters (paper Tables 7-8) and generation settings per dataset: one table,
 # r3f_experiments/recipes/summarization.py (which configs/summarization/*.yaml are generated from).
@@ -87,3 +88,10 @@ summarization_evaluate() {
     "$PYTHON" -m r3f_experiments.rouge "${out_dir}/test.hypo" "$references" \
         "${lsum[@]}" --json "${out_dir}/rouge.json"
 }
+
+# Run instead of sourced: -h / --help prints the usage above; anything else is an error.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    handle_help "$0" "$@"
+    print_usage "$0" >&2
+    exit 2
+fi

@@ -10,6 +10,8 @@
 #   OUT         default xnli_bin (input0/ input1/ label/ languages.txt)
 # Downloads need dl.fbaipublicfiles.com; where it is unreachable, download elsewhere and pass folders.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../recipe_common.sh"
+handle_help "$0" "$@"
 
 # ---- settings ---------------------------------------------------------------------------------
 XNLI_URL=https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip

@@ -63,6 +63,9 @@ def test_demo_built_in_task(tmp_path):
     found = tables(stdout)
     assert list(found) == ["SYNTHETIC"]
     check_rows(found["SYNTHETIC"], ["std", "r3f"], 2)
+    # the sweep's progress was shown while the runs trained (2 at a time: an ETA once one is done)
+    assert "[sweep] SYNTHETIC r3f seed 2: done in" in stdout
+    assert re.search(r"^\[sweep\] \d done, \d running, 0 failed, \d pending; ETA \d+ min$", stdout, re.M)
     assert float(found["SYNTHETIC"]["r3f"][7]) > 0  # seconds per update, from the logs' wall times
     # the noise line: this plugin's noise changes the outputs, the reference's call does not
     ours, reference = map(float, NOISE.search(stdout).groups())
@@ -91,6 +94,9 @@ def test_demo_built_in_task(tmp_path):
         ({"GLUE_DIR": "/no/such/glue"}, "GLUE_DIR=/no/such/glue: no such folder"),
         ({"GLUE_TASKS": "RTE"}, "GLUE_TASKS=RTE needs GLUE_DIR"),
         ({"GLUE_DOWNLOAD": "yes"}, "GLUE_DOWNLOAD must be 0 or 1"),
+        # set but empty once meant the default seeds (methods), silently
+        ({"SEEDS": ""}, "error: SEEDS is set but empty"),
+        ({"METHODS": " "}, "error: METHODS is set but empty"),
     ],
 )
 def test_demo_refuses_bad_settings_before_work(tmp_path, env, message):

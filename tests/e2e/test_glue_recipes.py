@@ -9,8 +9,9 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf
 
+from r3f_experiments.fairseq_logs import parse_valid_subsets
 from r3f_experiments.recipes import glue
-from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs, run_fairseq
+from tests.helpers import REPO, ROBERTA_DIMS, USER_DIR, fairseq_logs, run_fairseq
 
 TRAIN_SH = os.path.join(REPO, "scripts", "glue", "train.sh")
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "glue", "*.yaml")))
@@ -304,3 +305,43 @@ def test_fairseq_train_is_found_on_path_when_not_beside_the_interpreter(tmp_path
     path = f"{tools}:{os.environ['PATH']}"
     assert first_word(interpreter, path) == str(tools / "fairseq-train")
     assert first_word(sys.executable, path) == os.path.join(os.path.dirname(sys.executable), "fairseq-train")
+
+
+def readme_command(tool):
+    """The README's command line that starts with TOOL: its continuation lines joined, its comment dropped."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        lines = f.read().split("\n" + tool + " ", 1)[1].splitlines()
+    words = [tool]
+    for line in lines:
+        code = line.split(" #", 1)[0].rstrip()
+        words += shlex.split(code.rstrip("\\"))
+        if not code.endswith("\\"):
+            return words
+    raise AssertionError(f"README: {tool}'s command does not end")
+
+
+@pytest.mark.slow
+def test_readme_dev_accuracy_command_scores_every_example(tmp_path):
+    """The README's fairseq-validate line, run as written (in a folder laid out as its commands
+    leave it) on a dev set of 45 examples: all 45 are scored. With fairseq's default
+    --required-batch-size-multiple 8, the last batch (5 of --batch-size 8) was dropped."""
+    from r3f_experiments.data.synthetic import make_task
+
+    data = make_task(str(tmp_path / "task"), n_train=64, n_valid=45, seed=3)
+    os.makedirs(tmp_path / "glue_bin")
+    os.symlink(data, tmp_path / "glue_bin" / "RTE-bin")
+    os.symlink(USER_DIR, tmp_path / "fairseq_r3f")
+    proc = subprocess.run(
+        ["bash", TRAIN_SH, "RTE", "r3f", "1", "checkpoints/rte_r3f", "--", *TINY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "GLUE_BIN": "glue_bin", "ROBERTA": "", "PRECISION": "", "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    command = readme_command("fairseq-validate")
+    assert "checkpoints/rte_r3f/checkpoint_best.pt" in command and "glue_bin/RTE-bin" in command
+    proc = run_fairseq(*command, "--cpu", "--num-workers", "0", "--log-format", "json", cwd=tmp_path)
+    valid = parse_valid_subsets(proc.stdout + proc.stderr)["valid"][-1]
+    assert float(valid["valid_bsz"]) == 45

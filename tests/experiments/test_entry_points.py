@@ -1,12 +1,18 @@
-"""The experiments kit's entry points: console scripts and ``python -m`` modules answer --help,
-and its data and report modules start without importing fairseq or torch (seconds saved per call,
-and no patching of torch or fairseq by the plugin)."""
+"""The experiments kit's entry points: console scripts, ``python -m`` modules and every shell script
+under scripts/ answer --help (and do nothing else), and its data and report modules start without
+importing fairseq or torch (seconds saved per call, and no patching of torch or fairseq by the plugin)."""
 
+import glob
 import os
+import re
+import shlex
 import subprocess
 import sys
+import time
 
 import pytest
+
+from tests.helpers import REPO
 
 LIGHT_MODULES = [
     "r3f_experiments.sweep",
@@ -55,3 +61,79 @@ def test_checkpoint_model_flags_help_and_bad_files(tmp_path):
     ):
         proc = subprocess.run([*command, str(path)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ---- shell scripts: -h / --help prints the usage and does nothing else ------------------------
+
+SCRIPTS = sorted(
+    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "scripts", "**", "*.sh"), recursive=True)
+)
+# commands that download, install or start work: in the help runs they only record that they ran
+TRIPWIRES = ("curl", "wget", "pip", "pip3", "python", "python3", "unzip", "tar", "git", "nvidia-smi")
+
+
+def header_usage(path):
+    """The comment block at the top of a script (after its #! line), without the "# " prefixes."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if lines and lines[0].startswith("#!"):
+        lines = lines[1:]
+    usage = []
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        usage.append(re.sub(r"^# ?", "", line))
+    return "".join(line + "\n" for line in usage)
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    """An empty working folder, HOME and TMPDIR, and a PATH (and PYTHON) on which the commands of
+    TRIPWIRES only append their command line to ``calls`` and fail."""
+    calls = tmp_path / "calls"
+    tripwires = tmp_path / "tripwires"
+    tripwires.mkdir()
+    for name in TRIPWIRES:
+        path = tripwires / name
+        path.write_text(f'#!/bin/sh\necho "{name} $*" >> {shlex.quote(str(calls))}\nexit 97\n')
+        path.chmod(0o755)
+    folders = {name: tmp_path / name for name in ("cwd", "home", "tmp")}
+    for folder in folders.values():
+        folder.mkdir()
+    env = {
+        **os.environ,
+        "HOME": str(folders["home"]),
+        "TMPDIR": str(folders["tmp"]),
+        "PATH": f"{tripwires}{os.pathsep}{os.environ['PATH']}",
+        "PYTHON": str(tripwires / "python3"),
+    }
+    return {"env": env, "calls": calls, **folders}
+
+
+def run_for_help(sandbox, argv):
+    start = time.monotonic()
+    proc = subprocess.run(argv, cwd=sandbox["cwd"], env=sandbox["env"], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - start
+    assert not sandbox["calls"].exists(), sandbox["calls"].read_text()
+    for name in ("cwd", "home", "tmp"):
+        assert os.listdir(sandbox[name]) == [], (name, os.listdir(sandbox[name]))
+    assert elapsed < 5, f"{argv}: {elapsed:.1f} s"
+    return proc
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_answers_help_and_does_nothing_else(sandbox, script, flag):
+    proc = run_for_help(sandbox, ["bash", os.path.join(REPO, script), flag])
+    assert proc.returncode == 0, proc.stderr
+    usage = header_usage(os.path.join(REPO, script))
+    assert script in usage  # the header shows how to run (or source) the script
+    assert proc.stdout == usage and proc.stderr == ""
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_wordpiece_module_answers_help(sandbox, flag):
+    proc = run_for_help(sandbox, [sys.executable, "-m", "r3f_experiments.data.wordpiece", flag])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m r3f_experiments.data.wordpiece [-h] FOLDER")
+    assert "Traceback" not in proc.stderr

@@ -3,9 +3,14 @@ official files, the BPE + binarisation step (r3f_experiments.data.glue_binarize)
 scripts/glue/prepare.sh end to end with a local tiny GPT-2 BPE, then a seed sweep with the real
 scripts/glue/train.sh and its Table 2 report."""
 
+import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
+import zipfile
 
 import pytest
 
@@ -517,9 +522,10 @@ def test_prepare_without_glue_dir_explains_a_failed_download(tmp_path, tiny_bpe)
     assert "pass its folder: bash scripts/glue/prepare.sh TASK GLUE_DIR" in proc.stderr
     assert not os.path.exists(tmp_path / "out" / "RTE-bin")
 
+    (tmp_path / "glue").mkdir()  # apart from OUT_DIR: an OUT_DIR inside GLUE_DIR is refused first
     proc = prepare(
         "RTE",
-        str(tmp_path),
+        str(tmp_path / "glue"),
         str(tmp_path / "out"),
         env={"GPT2_BPE_URL": "http://127.0.0.1:1", "BPE_ENCODER": "", "BPE_VOCAB": "", "ROBERTA_DICT": ""},
     )
@@ -669,3 +675,83 @@ def test_prepare_never_deletes_the_source_or_foreign_folders(tmp_path, tiny_bpe)
     proc = prepare("SST-2", str(source), str(tmp_path / "out"), env=tiny_bpe)
     assert proc.returncode != 0 and "exists and was not written by prepare.sh" in proc.stderr
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_prepare_download_mode_never_deletes_a_task_folder_it_did_not_download(tmp_path, tiny_bpe):
+    """OUT_DIR/glue_data/TASK without the download's marker is the user's: it was deleted before the
+    download (and offline nothing replaced it)."""
+    out = tmp_path / "out"
+    mine = out / "glue_data" / "SST-2"
+    write_sst2(mine)
+    proc = prepare("SST-2", "-", str(out), env={**tiny_bpe, "GLUE_URL": "http://127.0.0.1:1"})
+    assert proc.returncode == 1
+    assert f"{mine} exists and was not downloaded by prepare.sh" in proc.stderr
+    assert "downloading" not in proc.stderr  # refused before any download
+    assert sorted(os.listdir(mine)) == ["dev.tsv", "train.tsv"]
+    assert os.listdir(out) == ["glue_data"] and os.listdir(out / "glue_data") == ["SST-2"]
+    # the way on that the message names: the folder as GLUE_DIR
+    advice = f"bash scripts/glue/prepare.sh SST-2 {out / 'glue_data'} {out}"
+    assert advice in proc.stderr
+    proc = prepare(*advice.split()[2:], env=tiny_bpe)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "SST-2-bin" / "input0" / "valid.bin").exists()
+    assert sorted(os.listdir(mine)) == ["dev.tsv", "train.tsv"]
+
+
+@contextlib.contextmanager
+def served(folder):
+    """FOLDER over HTTP on this machine (no network): yields the base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_prepare_downloads_into_a_marked_folder_and_reuses_it(tmp_path, tiny_bpe):
+    site = tmp_path / "site"
+    write_sst2(site / "SST-2")
+    with zipfile.ZipFile(site / "SST-2.zip", "w") as archive:
+        for name in ("train.tsv", "dev.tsv"):
+            archive.write(site / "SST-2" / name, f"SST-2/{name}")
+    out = tmp_path / "out"
+    with served(site) as url:
+        proc = prepare("SST-2", "-", str(out), env={**tiny_bpe, "GLUE_URL": url})
+        assert proc.returncode == 0, proc.stderr
+        assert f"downloading {url}/SST-2.zip" in proc.stderr
+        assert os.listdir(out / "glue_data") == ["SST-2"]  # no temporary folder left
+        assert sorted(os.listdir(out / "glue_data" / "SST-2")) == [".downloaded", "dev.tsv", "train.tsv"]
+        proc = prepare("SST-2", "-", str(out), env={**tiny_bpe, "GLUE_URL": url})
+        assert proc.returncode == 0, proc.stderr
+        assert "downloading" not in proc.stderr  # the marked download is reused
+    assert (out / "SST-2-bin" / "label" / "valid.bin").exists()
+
+
+def test_prepare_never_writes_into_a_foreign_bpe_folder(tmp_path, tiny_bpe):
+    """OUT_DIR/bpe/TASK is guarded as raw/TASK and TASK-bin are: BPE files were written into any
+    folder found there."""
+    source, out = tmp_path / "glue", tmp_path / "out"
+    write_sst2(source / "SST-2")
+    mine = out / "bpe" / "SST-2"
+    write(mine, "train.input0", "my own ids\n")
+    write(mine, "notes.txt", "mine")
+    proc = prepare("SST-2", str(source), str(out), env=tiny_bpe)
+    assert proc.returncode == 1
+    assert f"SST-2: {mine} exists and was not written by prepare.sh" in proc.stderr
+    assert (mine / "train.input0").read_text() == "my own ids\n" and (mine / "notes.txt").read_text() == "mine"
+    assert os.listdir(out) == ["bpe"]  # refused before any work
+    # holding only the BPE step's files (as written before the marker existed), it is rewritten, then marked
+    (mine / "notes.txt").unlink()
+    for _ in range(2):
+        proc = prepare("SST-2", str(source), str(out), env=tiny_bpe)
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(os.listdir(mine)) == [".written-by-prepare.sh", "train.input0", "valid.input0"]
+        assert (mine / "train.input0").read_text() != "my own ids\n"

@@ -6,6 +6,7 @@ mismatched dev set, `valid1` = the training split) runs once per module; the log
 tests read its real logs.
 """
 
+import argparse
 import csv
 import glob
 import importlib.util
@@ -445,6 +446,22 @@ def test_seeds_and_default_columns():
     assert not results.columns_for("X", {"X": "loss"})[0].maximize
 
 
+def test_descending_seed_range_is_refused_before_any_run(tmp_path):
+    """--seeds 5-1 once planned no run and exited 0, as if the sweep were done."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--seeds '5-1': a descending range .*1-5 counts up"):
+        runs.parse_seeds(["1", "5-1"])
+    assert runs.parse_seeds(["3-3"]) == [3]
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*SWEEP, "run", "--out-dir", str(out), "--tasks", "RTE", "--methods", "std", "--seeds", "5-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--seeds '5-1': a descending range plans no run" in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
 def test_command_template_is_checked_and_quoted(tmp_path):
     proc = subprocess.run([*SWEEP, "print", "--command", "train {nope}"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "{task} {method} {seed} {save_dir} {log}" in proc.stderr
@@ -528,6 +545,63 @@ def test_jobs_run_through_submitit_and_a_failing_run_is_reported_failed(tmp_path
     assert "[sweep] 1 done, 0 running, 1 failed, 0 pending" in proc.stdout
     assert os.path.isdir(os.path.join(out, ".submitit"))
     assert "unknown method bad" in open(os.path.join(out, TASK, "bad", "seed1", "train.log")).read()
+
+
+RECIPE_COMMON = os.path.join(os.path.dirname(USER_DIR), "scripts", "recipe_common.sh")
+
+
+def test_the_demo_shows_the_sweeps_progress_on_the_terminal(tmp_path, synthetic_data):
+    """scripts/demo.sh runs its sweep through run_showing_progress (scripts/recipe_common.sh): all of
+    the sweep's output into sweep.log, its progress lines on the terminal (the demo once printed
+    nothing for its minutes of training); the sweep's exit status is kept."""
+    pytest.importorskip("submitit")
+    with open(os.path.join(os.path.dirname(RECIPE_COMMON), "demo.sh")) as f:
+        assert 'run_showing_progress "${OUT}/sweep.log" "$PYTHON" -m r3f_experiments.sweep run' in f.read()
+    glue_bin = glue_bin_with_valid1(synthetic_data, str(tmp_path / "glue_bin"))
+    train = write_train_script(str(tmp_path / "train.sh"), glue_bin)
+    log = tmp_path / "sweep.log"
+    command = [
+        "bash",
+        "-c",
+        'source "$1" && shift && run_showing_progress "$@"',
+        "demo",
+        RECIPE_COMMON,
+        str(log),
+        *SWEEP,
+        "run",
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--tasks",
+        TASK,
+        "--methods",
+        "bad",
+        "std",
+        "--seeds",
+        "1",
+        "--jobs",
+        "2",
+        "--poll-seconds",
+        "0.5",
+        "--command",
+        f"bash {shlex.quote(train)} {{task}} {{method}} {{seed}} {{save_dir}}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # the sweep's: a run failed
+    shown = proc.stdout.splitlines()
+    assert shown and all(line.startswith("[sweep] ") for line in shown), shown
+    assert set(shown) <= set(log.read_text().splitlines())
+    assert f"[sweep] submit {TASK} std seed 1 -> " in proc.stdout
+    assert any(line.startswith(f"[sweep] {TASK} bad seed 1: FAILED") for line in shown)
+    assert f"[sweep] {TASK} std seed 1: done in" in proc.stdout
+    # the failed run ends first, while std still trains: the line with the ETA
+    assert re.search(r"^\[sweep\] 0 done, 1 running, 1 failed, 0 pending; ETA \d+ min$", proc.stdout, re.M)
+    assert "[sweep] 2 ran, 0 skipped (finished), 1 failed" in proc.stdout
+    # a rerun: the finished run's "skipped" line stays in the log, the count is shown
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1
+    assert f"{TASK} std seed 1: skipped (finished" in log.read_text() and "skipped (finished:" not in proc.stdout
+    assert "[sweep] 2 runs: 1 finished, 1 to run" in proc.stdout
 
 
 def test_fresh_start_instead_of_the_pretrained_model_is_not_counted(swept, tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from r3f_experiments.data.xnli import read_eval, read_train
+from r3f_experiments.fairseq_logs import parse_valid_subsets
 from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs
 
 XNLI_HEADER = (
@@ -97,7 +98,9 @@ def test_parser_errors_name_the_problem(tmp_path):
 
 @pytest.mark.slow
 def test_prepare_train_evaluate(tmp_path):
-    xnli_dir, train = write_fixture(tmp_path)
+    """27 examples per language (not a multiple of 8): evaluate.sh scores each of them, and fails
+    when fairseq-validate is made to drop a last partial batch (its default batch multiple of 8)."""
+    xnli_dir, train = write_fixture(tmp_path, per_language=27)
     xlmr = tiny_xlmr(tmp_path)
     out = tmp_path / "xnli_bin"
     env = {**os.environ, "LANGUAGES": "en,fr,de", "PRECISION": "", "XLMR": ""}
@@ -109,7 +112,7 @@ def test_prepare_train_evaluate(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "valid2 (de): 24 examples" in proc.stdout and "train: 96 examples" in proc.stdout
+    assert "valid2 (de): 27 examples" in proc.stdout and "train: 96 examples" in proc.stdout
     assert (out / "languages.txt").read_text().split() == ["en", "fr", "de"]
     assert (out / "input1" / "valid2.bin").exists()
 
@@ -138,25 +141,40 @@ def test_prepare_train_evaluate(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(fairseq_logs(proc.stdout + proc.stderr)["train"][-1]["train_symm_kl"]) > 0
 
-    proc = subprocess.run(
-        [
-            "bash",
-            os.path.join(REPO, "scripts", "xnli", "evaluate.sh"),
-            str(save / "checkpoint_best.pt"),
-            str(out),
-            "--",
-            "--cpu",
-            "--num-workers",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    def evaluate(*extra):
+        return subprocess.run(
+            [
+                "bash",
+                os.path.join(REPO, "scripts", "xnli", "evaluate.sh"),
+                str(save / "checkpoint_best.pt"),
+                str(out),
+                "--",
+                "--cpu",
+                "--num-workers",
+                "0",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    proc = evaluate()
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "| en | fr | de | avg |"
     values = [float(v) for v in re.findall(r"[0-9.]+", lines[2])]
     assert len(values) == 4 and all(0 <= v <= 100 for v in values)
     assert values[3] == pytest.approx(sum(values[:3]) / 3, abs=0.06)
+    # every example scored, in fairseq-validate's own count
+    scored = parse_valid_subsets((save / "xnli_eval.log").read_text())
+    assert {s: float(scored[s][-1][f"{s}_bsz"]) for s in ("valid", "valid1", "valid2")} == dict.fromkeys(
+        ("valid", "valid1", "valid2"), 27
+    )
+    assert "every example scored: en 27, fr 27, de 27" in proc.stderr
+    # fairseq's default multiple (8) drops 3 of each language's 27: the evaluation fails, naming the subset
+    proc = evaluate("--required-batch-size-multiple", "8")
+    assert proc.returncode == 1
+    assert "valid (en): fairseq-validate scored 24 of the 27 examples" in proc.stderr, proc.stderr[-3000:]
+    assert proc.stdout == ""
