@@ -35,12 +35,14 @@ refuse_registered_names()
 from .checkpoint_heads import install as _install_checkpoint_heads  # noqa: E402
 from .cpu_amp import install as _install_cpu_amp  # noqa: E402
 from .lipschitz_head import install as _install_lipschitz_head  # noqa: E402
+from .resume import install as _install_resume  # noqa: E402
 
 allow_fairseq_checkpoints()
 explain_unreadable_checkpoints()
 _install_lipschitz_head()
 _install_checkpoint_heads()
 _install_cpu_amp()
+_install_resume()
 explain_clashes_of_later_user_dirs()
 
 from . import (  # noqa: E402  (registered after the checks above)
