@@ -577,7 +577,7 @@ def test_hub_encodes_pairs_as_the_checkpoint_was_trained(converted, wordpiece_bi
     first, second = hub.encode(a).tolist(), hub.encode(b).tolist()
     eos = hub.task.source_dictionary.eos()
     bert_layout, roberta_layout = first + second[1:], first + [eos] + second[1:]
-    assert not hub.pair_separator and hub.encode(a, b).tolist() == bert_layout
+    assert hub.encode(a, b).tolist() == bert_layout and not hub.pair_separator
     assert hub.encode(a, b, no_separator=False).tolist() == roberta_layout  # an explicit choice still holds
 
     save_dir = str(tmp_path / "run")
