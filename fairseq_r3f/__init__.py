@@ -12,7 +12,10 @@ its names (e.g. the authors' reference, ``examples/rxf/rxf_src``); otherwise it
    CUDA only);
 4. makes the hub (``RobertaModel.from_pretrained``) encode sentence pairs as the checkpoint was
    trained: no extra separator for a converted BERT (``hub``);
-5. registers the criterions ``sentence_prediction_r3f`` (R3F/R4F), ``label_smoothed_cross_entropy_r3f``
+5. makes fairseq-train's start checkpoint safer (``resume``): an unreadable ``checkpoint_last.pt``
+   resumes from the newest intact checkpoint; an optimizer state saved for the other head (plain /
+   R4F) is refused, naming the flag; the task checks the checkpoint flags;
+6. registers the criterions ``sentence_prediction_r3f`` (R3F/R4F), ``label_smoothed_cross_entropy_r3f``
    (R3F for summarization) and ``sentence_prediction_smart`` (SMART); the tasks
    ``sentence_prediction_adv`` (FreeLB) and ``sentence_prediction_probe`` (linear probing of a
    frozen encoder, Sec. 4); and the BPE ``wordpiece`` (models converted from BERT).
