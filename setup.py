@@ -1,4 +1,4 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
     name="fairseq-r3f",
@@ -7,8 +7,11 @@ setup(
     "with the experiments that reproduce the paper",
     license="MIT",
     # fairseq_r3f: the plugin (what --user-dir loads); r3f_experiments: data preparation,
-    # recipes' hyper-parameter tables, sweeps, probing, benchmarks and reports.
-    packages=find_packages(include=["fairseq_r3f", "fairseq_r3f.*", "r3f_experiments", "r3f_experiments.*"]),
+    # recipes' hyper-parameter tables, sweeps, probing, benchmarks and reports;
+    # hydra_plugins.fairseq_r3f_user_dirs: Hydra runs it in every fairseq-train, and it refuses a
+    # --user-dir fairseq_r3f followed by another --user-dir, which fairseq would load instead.
+    packages=find_packages(include=["fairseq_r3f", "fairseq_r3f.*", "r3f_experiments", "r3f_experiments.*"])
+    + find_namespace_packages(include=["hydra_plugins.*"]),
     python_requires=">=3.10",
     # fairseq-fixed is installed by scripts/setup.sh with --no-build-isolation --no-deps
     # (its declared torchaudio requirement would replace torch); it is not pinned here

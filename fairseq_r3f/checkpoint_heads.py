@@ -5,7 +5,8 @@
 - a converted BERT's pretrained pooler (stored by ``r3f_experiments.convert_hf`` under
   ``pretrained_pooler.dense.*``) becomes the starting ``dense`` of every new head of its shape,
   so the model starts fine-tuning as its source does in Hugging Face (pooler + tanh);
-- heads convert between plain and R4F (``lipschitz_head.convert_checkpoint_heads``).
+- heads convert between plain and R4F (``lipschitz_head.convert_checkpoint_heads``); the model
+  records what was converted, for ``resume`` to refuse an optimizer state saved for the other head.
 """
 
 import logging
@@ -14,6 +15,7 @@ from torch import nn
 
 from .lipschitz_head import convert_checkpoint_heads
 from .patching import wrap_once
+from .resume import CONVERTED_HEADS
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,10 @@ def _wrap_upgrade_state_dict_named(model_cls) -> None:
         def upgrade_state_dict_named(self, state_dict, name):
             prefix = name + "." if name != "" else ""
             start_heads_from_pooler(self, state_dict, prefix)
-            for what in convert_checkpoint_heads(self, state_dict, prefix):
+            converted = convert_checkpoint_heads(self, state_dict, prefix)
+            if converted:  # read by resume: an optimizer state saved for the other head does not fit
+                self.__dict__[CONVERTED_HEADS] = converted
+            for what in converted:
                 logger.warning(
                     "R4F: checkpoint head %s (--spectral-norm-classification-head is %s in this run)",
                     what,

@@ -28,6 +28,8 @@ import collections
 import os
 import pickle
 import typing
+import zipfile
+from typing import Optional
 
 import numpy as np
 import torch
@@ -91,36 +93,95 @@ def allow_fairseq_checkpoints() -> None:
         torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
 
 
+# torch.save writes a zip archive (torch >= 1.6); older torch wrote a pickle stream, which starts
+# with the PROTO opcode.
+ZIP_MAGIC = b"PK\x03\x04"
+PICKLE_PROTO = b"\x80"
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file that torch cannot read: its message names the file, its size and what is
+    wrong with it."""
+
+
+def _first_bytes(head: bytes) -> str:
+    """How a file that is no torch checkpoint starts, for a message: text as text, else bytes in hex."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\n\r\t" for c in text):
+        return f"text ({text[:40]!r})"
+    return f"bytes {head[:8].hex(' ')} (random or foreign data)"
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """What is wrong with the file ``path`` as a torch checkpoint, found from its first bytes and,
+    for torch's zip format, its zip directory (at the end of the file, so a truncated copy has
+    none), without unpickling anything; None when the file looks whole, and for a path that is
+    not a local file (fairseq reports a missing one itself)."""
+    if not os.path.isfile(path):
+        return None
+    if os.path.getsize(path) == 0:
+        return "the file is empty"
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return (
+                "a zip archive (torch.save's format) without its end: the file is truncated, e.g. by a "
+                "copy or a download that was interrupted"
+            )
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return "a zip archive that torch.save did not write (it holds no data.pkl)"
+        return None
+    if head.startswith(PICKLE_PROTO):
+        return None  # torch's format before 1.6 (e.g. the published RoBERTa model.pt): torch reads it
+    return f"not written by torch.save: it starts with {_first_bytes(head)}"
+
+
 def unreadable_checkpoint_error(path: str, error: Exception) -> Exception:
-    """A ValueError naming ``path`` and its size when torch cannot read it as a checkpoint at all
-    (empty, truncated, not a torch file); ``error`` itself otherwise (e.g. the weights-only refusal
-    of a global that is not allowed, whose message already names it)."""
+    """An ``UnreadableCheckpointError`` naming ``path`` and its size when torch cannot read it as a
+    checkpoint at all (empty, truncated, corrupted, not a torch file); ``error`` itself otherwise
+    (a missing file, or the weights-only refusal of a global that is not allowed, whose message
+    already names it)."""
     message = str(error)
-    if (
-        isinstance(error, EOFError)
-        or "PytorchStreamReader" in message
-        or "zip archive" in message
-        or "invalid load key" in message
+    if isinstance(error, FileNotFoundError) or not os.path.isfile(path):
+        return error
+    if isinstance(error, pickle.UnpicklingError) and "unsupported global" in message.lower():
+        return error
+    if isinstance(error, RuntimeError) and not any(
+        key in message for key in ("PytorchStreamReader", "zip archive", "invalid load key")
     ):
-        size = os.path.getsize(path) if os.path.isfile(path) else None
-        return ValueError(
-            f"{path}: not a readable checkpoint ({size} bytes): the file is empty, truncated or "
-            f"not written by torch.save ({type(error).__name__}: {message or 'end of file'})"
-        )
-    return error
+        return error
+    return UnreadableCheckpointError(
+        f"{path}: not a readable checkpoint ({os.path.getsize(path)} bytes): the file is empty, truncated, "
+        f"corrupted or not written by torch.save ({type(error).__name__}: {message or 'end of file'})"
+    )
 
 
 def explain_unreadable_checkpoints() -> None:
     """Wrap fairseq's ``load_checkpoint_to_cpu`` (``--restore-file``, ``--finetune-from-model``,
-    resuming, ``load_model_ensemble``, ``from_pretrained``) so that an empty or truncated file
-    fails with its name and size instead of a bare ``EOFError`` (idempotent)."""
+    resuming, ``load_model_ensemble``, ``from_pretrained``, ``--probe-checkpoint``) so that an empty,
+    truncated, corrupted or foreign file fails with its name, its size and what is wrong with it,
+    before torch reads it where that can be told from the file's first bytes and zip directory,
+    instead of whatever error torch's reader ends in (EOFError, OSError, UnicodeDecodeError, ...)
+    (idempotent)."""
     from fairseq import checkpoint_utils
 
     def wrapper(original):
         def load_checkpoint_to_cpu(path, *args, **kwargs):
+            problem = checkpoint_problem(path)
+            if problem is not None:
+                raise UnreadableCheckpointError(
+                    f"{path}: not a readable checkpoint ({os.path.getsize(path)} bytes): {problem}"
+                )
             try:
                 return original(path, *args, **kwargs)
-            except (EOFError, RuntimeError, pickle.UnpicklingError) as e:
+            except (EOFError, OSError, RuntimeError, UnicodeDecodeError, IndexError, pickle.UnpicklingError) as e:
                 clearer = unreadable_checkpoint_error(path, e)
                 if clearer is e:
                     raise
@@ -132,5 +193,5 @@ def explain_unreadable_checkpoints() -> None:
         checkpoint_utils,
         "load_checkpoint_to_cpu",
         wrapper,
-        "an empty or truncated checkpoint fails with its name and size",
+        "an empty, truncated, corrupted or foreign checkpoint file fails with its name, size and what is wrong",
     )

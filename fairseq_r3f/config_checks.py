@@ -1,4 +1,5 @@
-"""Checks of the plugin's flags that fairseq's parser does not make."""
+"""Checks of the plugin's flags that fairseq's parser does not make: finite values, and upper bounds
+of the magnitudes (noise scales, step sizes, KL weights) above which no value can be meant."""
 
 import dataclasses
 import math
@@ -20,3 +21,52 @@ def refuse_non_finite(cfg, owner: str) -> None:
     for name, value in _items(cfg):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{owner}: --{name.replace('_', '-')} must be a finite number, got {value}")
+
+
+# The largest value of each magnitude flag that can be meant, and why anything above it cannot be.
+# Every one is orders of magnitude above what the papers and recipes use; a value above it (a typo,
+# a unit mix-up) trains to nan or inf gradients, which fairseq reports without naming a flag.
+UPPER_BOUNDS = {
+    "eps": (
+        100.0,
+        "it is the noise scale sigma; token embeddings have an RMS of about 0.05 (RoBERTa, BERT), and with "
+        "--noise-scale relative sigma is counted in that RMS, so noise above 100 leaves nothing of the input "
+        "(the paper uses 1e-5, the sigma sweep at most 1)",
+    ),
+    "r3f_lambda": (
+        1e4,
+        "it weighs the symmetric KL against the task loss; above 1e4 the task loss is less than 1e-4 of the "
+        "objective (the paper's grids stop at 5, and at about 10 per target token for summarization)",
+    ),
+    "smart_lambda": (
+        1e4,
+        "it weighs the symmetric KL against the task loss; above 1e4 the task loss is less than 1e-4 of the "
+        "objective (SMART's authors use 1 to 10)",
+    ),
+    "smart_noise_std": (
+        100.0,
+        "it is the std of the initial noise on embeddings of unit scale (the embedding block's output) or of "
+        "RMS about 0.05 (--smart-noise-at token-embeddings); noise above 100 leaves nothing of the input "
+        "(SMART's default is 1e-5)",
+    ),
+    "adv_init_mag": (
+        1e3,
+        "it is the size of FreeLB's random start on the token embeddings: per coordinate (linf) they have an "
+        "RMS of about 0.05, per example (l2) a norm of about 40 for 512 tokens of RoBERTa-large, so a start "
+        "above 1e3 leaves nothing of the input (FreeLB's settings are 0.1 to 1)",
+    ),
+    "adv_lr": (
+        1e3,
+        "it is FreeLB's ascent step on the token embeddings: per coordinate (linf) they have an RMS of about "
+        "0.05, per example (l2) a norm of about 40 for 512 tokens of RoBERTa-large, so a step above 1e3 "
+        "leaves nothing of the input (FreeLB's settings are 0.025 to 0.2)",
+    ),
+}
+
+
+def refuse_out_of_bounds(cfg, owner: str) -> None:
+    """A ValueError naming the first flag of ``cfg`` above its bound in ``UPPER_BOUNDS``, and why."""
+    for name, value in _items(cfg):
+        if name in UPPER_BOUNDS and isinstance(value, (int, float)) and value > UPPER_BOUNDS[name][0]:
+            bound, why = UPPER_BOUNDS[name]
+            raise ValueError(f"{owner}: --{name.replace('_', '-')} must be <= {bound:g}, got {value:g}: {why}")

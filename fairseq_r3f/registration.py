@@ -55,7 +55,9 @@ def refuse_registered_names() -> None:
 
 
 def refuse_repeated_user_dir(argv=None) -> None:
-    """fairseq keeps only the last of several ``--user-dir`` flags and loads nothing of the others."""
+    """fairseq keeps only the last of several ``--user-dir`` flags and loads nothing of the others.
+    This runs when the plugin is the last (the one fairseq imports); when it is not, fairseq never
+    imports it, and the package's Hydra plugin (``hydra_plugins/fairseq_r3f_user_dirs``) refuses."""
     argv = sys.argv if argv is None else argv
     dirs = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--user-dir"]
     dirs += [a.split("=", 1)[1] for a in argv if a.startswith("--user-dir=")]

@@ -85,6 +85,13 @@ class LabelSmoothedCrossEntropyR3FCriterion(R3FNoiseMixin, LabelSmoothedCrossEnt
                 "--criterion label_smoothed_cross_entropy_r3f is for encoder-decoder models "
                 "(--arch bart_base, bart_large, transformer, ...)"
             )
+        if getattr(getattr(model, "args", None), "spectral_norm_classification_head", False):
+            raise ValueError(
+                "--spectral-norm-classification-head: --criterion label_smoothed_cross_entropy_r3f trains "
+                "the decoder's output over the vocabulary, and no classification head, so R4F's 1-Lipschitz "
+                "head would change nothing. Drop the flag (R4F is for classification: --criterion "
+                "sentence_prediction_r3f)"
+            )
         self._checked_model = model
 
     def perturbed_passes(self, model, sample):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..config_checks import refuse_non_finite
+from ..config_checks import refuse_non_finite, refuse_out_of_bounds
 from ..method.noise import NOISE_TYPES
 from ..noise_diagnostics import NoiseDiagnostics
 from ..perturb import EmbeddingNoise, perturbed_decoder_embeddings, perturbed_token_embeddings
@@ -64,6 +64,7 @@ class R3FNoiseMixin:
     @staticmethod
     def check_r3f_config(cfg) -> None:
         refuse_non_finite(cfg, f"--criterion {cfg._name or 'r3f'}")
+        refuse_out_of_bounds(cfg, f"--criterion {cfg._name or 'r3f'}")
         if cfg.eps <= 0:
             raise ValueError(f"--eps must be > 0 (the noise scale sigma), got {cfg.eps}")
         if cfg.r3f_lambda < 0:

@@ -42,7 +42,7 @@ import torch
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
-from ..config_checks import refuse_non_finite
+from ..config_checks import refuse_non_finite, refuse_out_of_bounds
 from ..method.adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
 from ..method.divergence import symmetric_kl
 from ..method.noise import add_noise, sample_embedding_noise
@@ -90,6 +90,7 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
 
     def __init__(self, cfg: SentencePredictionSmartConfig, task):
         refuse_non_finite(cfg, "--criterion sentence_prediction_smart")
+        refuse_out_of_bounds(cfg, "--criterion sentence_prediction_smart")
         super().__init__(cfg, task, kl_weight=cfg.smart_lambda)
         checks = (
             (cfg.smart_lambda >= 0, f"--smart-lambda must be >= 0, got {cfg.smart_lambda}"),

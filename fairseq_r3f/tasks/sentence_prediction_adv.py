@@ -38,7 +38,7 @@ from fairseq.logging import metrics
 from fairseq.tasks import register_task
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig, SentencePredictionTask
 
-from ..config_checks import refuse_non_finite
+from ..config_checks import refuse_non_finite, refuse_out_of_bounds
 from ..cpu_amp import amp_context
 from ..method.adversarial import (
     NORM_TYPES,
@@ -89,6 +89,7 @@ class SentencePredictionAdvConfig(SentencePredictionConfig):
 class SentencePredictionAdvTask(SentencePredictionTask):
     def __init__(self, cfg: SentencePredictionAdvConfig, data_dictionary, label_dictionary):
         refuse_non_finite(cfg, "--task sentence_prediction_adv")
+        refuse_out_of_bounds(cfg, "--task sentence_prediction_adv")
         checks = (
             (cfg.adv_steps >= 0, f"--adv-steps must be >= 0, got {cfg.adv_steps}"),
             (cfg.adv_lr > 0, f"--adv-lr must be > 0, got {cfg.adv_lr}"),

@@ -14,6 +14,7 @@ that would load the source head too, and resets nothing about which parameters t
 
 The probe's own checkpoints hold the whole model, so resuming and reloading
 (``load_model_ensemble``, ``from_pretrained``) do not read ``--probe-checkpoint`` again.
+``--finetune-from-model`` is refused: fairseq would load it over the probed encoder.
 """
 
 import logging
@@ -53,6 +54,18 @@ class SentencePredictionProbeTask(SentencePredictionTask):
             if not os.path.isfile(cfg.probe_checkpoint):
                 raise FileNotFoundError(f"--probe-checkpoint {cfg.probe_checkpoint}: no such file")
         return super().setup_task(cfg, **kwargs)
+
+    def check_checkpoint_config(self, cfg) -> None:
+        """Called with the checkpoint flags before fairseq-train loads its start checkpoint
+        (``fairseq_r3f.resume``)."""
+        if cfg.finetune_from_model:
+            raise ValueError(
+                f"--task sentence_prediction_probe probes the encoder of --probe-checkpoint "
+                f"{self.cfg.probe_checkpoint}, but --finetune-from-model {cfg.finetune_from_model} would be "
+                "loaded over it (fairseq loads it after the task built the model), so another encoder than "
+                "the one named would be probed. Drop --finetune-from-model (checkpoint.finetune_from_model=null "
+                "in YAML) and name the checkpoint to probe with --probe-checkpoint"
+            )
 
     def build_model(self, cfg, from_checkpoint=False):
         if getattr(cfg, "spectral_norm_classification_head", False):

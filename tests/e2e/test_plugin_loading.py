@@ -1,15 +1,16 @@
 """Loading the plugin beside the authors' reference (``examples/rxf/rxf_src``, which registers
 two of the same criterion names): a clear error naming the clash and the cure in either order,
-and nothing patched when the plugin refuses to load. Each case runs in a fresh interpreter:
-fairseq's registries live for the whole process."""
+and nothing patched when the plugin refuses to load; two --user-dir flags refused in either order.
+Each case runs in a fresh interpreter: fairseq's registries live for the whole process."""
 
 import os
 import subprocess
 import sys
 
 import fairseq
+import pytest
 
-from tests.helpers import CLASSIFICATION, TINY_ROBERTA, USER_DIR, run_fairseq
+from tests.helpers import CLASSIFICATION, REPO, TINY_ROBERTA, USER_DIR, run_fairseq
 
 REFERENCE = os.path.join(os.path.dirname(fairseq.__file__), "examples", "rxf", "rxf_src")
 
@@ -59,15 +60,19 @@ print("allow-list installed:", argparse.Namespace in torch.serialization.get_saf
     assert "R4F head installed: False" in proc.stdout and "allow-list installed: False" in proc.stdout
 
 
-def test_two_user_dirs_are_refused(synthetic_data, tmp_path):
-    """fairseq keeps only the last --user-dir; the plugin, when it is the one loaded, says so."""
+@pytest.mark.parametrize("plugin_first", [False, True], ids=["reference first", "plugin first"])
+def test_two_user_dirs_are_refused_in_either_order(plugin_first, synthetic_data, tmp_path):
+    """fairseq keeps only the last --user-dir. Plugin last: the plugin refuses when it is imported.
+    Plugin first: fairseq never imports it and would train with the reference alone; the package's
+    Hydra plugin (hydra_plugins/fairseq_r3f_user_dirs, found on the path as once installed) refuses."""
+    dirs = [USER_DIR, REFERENCE] if plugin_first else [REFERENCE, USER_DIR]
     proc = run_fairseq(
         "fairseq-train",
         synthetic_data,
         "--user-dir",
-        REFERENCE,
+        dirs[0],
         "--user-dir",
-        USER_DIR,
+        dirs[1],
         *CLASSIFICATION,
         *TINY_ROBERTA,
         "--criterion",
@@ -77,7 +82,10 @@ def test_two_user_dirs_are_refused(synthetic_data, tmp_path):
         "--save-dir",
         str(tmp_path),
         check=False,
+        env={"PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)},
     )
     assert proc.returncode != 0
-    assert "--user-dir is given 2 times" in proc.stderr and "loads only the last one" in proc.stderr
+    assert f"--user-dir is given 2 times ({dirs[0]}, {dirs[1]}): fairseq loads only the last one" in proc.stderr
+    assert ("fairseq-r3f is not loaded" in proc.stderr) == plugin_first
+    assert "begin training" not in proc.stdout + proc.stderr
     assert not os.path.exists(tmp_path / "checkpoint_last.pt")

@@ -254,6 +254,17 @@ def test_models_without_a_transformer_encoder_are_refused(prepared):
 
 
 @pytest.mark.slow
+def test_r4f_head_flag_is_refused_naming_it(prepared):
+    """BART trained for summarization has no classification head: --spectral-norm-classification-head
+    would change nothing, so it is refused before the first update instead of being ignored."""
+    task, model, criterion = build(prepared, "--spectral-norm-classification-head")
+    with pytest.raises(ValueError, match="--spectral-norm-classification-head: .*no classification head"):
+        criterion(model, batch(task, range(2)))
+    task, model, criterion = build(prepared)
+    criterion(model, batch(task, range(2)))  # the same run without the flag trains
+
+
+@pytest.mark.slow
 def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, tmp_path):
     raw = os.path.join(prepared, "raw")
     assert open(os.path.join(raw, "test.target")).read().count("\n") == 6

@@ -564,6 +564,53 @@ def test_pooler_is_not_a_module_of_the_trained_model(converted, wordpiece_bin, t
     assert sorted(os.listdir(save_dir)) == ["checkpoint_best.pt"]
 
 
+def test_hub_encodes_pairs_as_the_checkpoint_was_trained(converted, wordpiece_bin, tmp_path):
+    """A converted BERT is fine-tuned on <s> A </s> B </s> (BERT's [CLS] A [SEP] B [SEP]: the GLUE recipe
+    leaves --separator-token out): the hub's encode(a, b) writes that, not fairseq's <s> A </s> </s> B </s>,
+    for the conversion (its conversion.json) and for a checkpoint fine-tuned from it (its saved flags)."""
+    from fairseq.models.roberta import RobertaModel
+
+    from r3f_experiments.recipes import glue
+
+    a, b = SENTENCES[0], SENTENCES[1]
+    hub = RobertaModel.from_pretrained(converted, checkpoint_file="model.pt")
+    first, second = hub.encode(a).tolist(), hub.encode(b).tolist()
+    eos = hub.task.source_dictionary.eos()
+    bert_layout, roberta_layout = first + second[1:], first + [eos] + second[1:]
+    assert hub.encode(a, b).tolist() == bert_layout and not hub.pair_separator
+    assert hub.encode(a, b, no_separator=False).tolist() == roberta_layout  # an explicit choice still holds
+
+    save_dir = str(tmp_path / "run")
+    _, *words = glue.command(
+        "SYN",
+        "std",
+        fairseq_train="fairseq-train",
+        data=wordpiece_bin,
+        user_dir=USER_DIR,
+        pretrained=os.path.join(converted, "model.pt"),
+        preset="converged",
+        updates=1,
+        lr="1e-12",
+        save_dir=save_dir,
+    )
+    assert "--separator-token" not in words
+    run_fairseq("fairseq-train", *words, "--cpu")
+
+    def tuned(**overrides):  # loaded from its own folder: no conversion.json there
+        return RobertaModel.from_pretrained(
+            save_dir,
+            "checkpoint_best.pt",
+            data_name_or_path=wordpiece_bin,
+            bpe="wordpiece",
+            wordpiece_dir=converted,
+            **overrides,
+        )
+
+    assert tuned().encode(a, b).tolist() == bert_layout
+    # the saved flag decides: the same checkpoint, as if it had been trained with --separator-token 2
+    assert tuned(separator_token=2).encode(a, b).tolist() == roberta_layout
+
+
 def test_peer_reads_the_data_bin_as_the_source_tokenizer_wrote_it(source_dir, converted, wordpiece_bin, tmp_path):
     """The peer's examples are the data-bin's sentences in the source's ids: [CLS] A [SEP],
     decoding to the raw text; a data-bin of another vocabulary is refused."""

@@ -93,3 +93,39 @@ def test_non_finite_flags_of_the_summarization_criterion():
         cfg = LabelSmoothedCrossEntropyR3FConfig(**{name: float("nan")})
         with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be a finite number, got nan"):
             LabelSmoothedCrossEntropyR3FCriterion(cfg, task=None)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--criterion", "sentence_prediction_r3f", "--eps", "1e30"],
+        ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1e30"],
+        ["--criterion", "sentence_prediction_smart", "--smart-noise-std", "1e30"],
+        ["--criterion", "sentence_prediction_smart", "--smart-lambda", "1e30"],
+        ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-init-mag", "1e30"],
+        ["--criterion", "sentence_prediction", "--task", "sentence_prediction_adv", "--adv-lr", "1e30"],
+    ],
+    ids=lambda flags: " ".join(flags[-2:]),
+)
+def test_absurd_magnitudes_are_refused_naming_the_flag_and_why(flags, synthetic_data):
+    """Finite but absurd: 1e30 passes the finiteness and sign checks and ends in nan gradients that
+    name no flag; refused when the criterion or task is built, with the bound and the reason."""
+    from fairseq_r3f.config_checks import UPPER_BOUNDS
+
+    name = flags[-2].lstrip("-").replace("-", "_")
+    bound, why = UPPER_BOUNDS[name]
+    with pytest.raises(ValueError, match=f"{flags[-2]} must be <= {bound:g}, got 1e\\+30: it "):
+        build_in_process(synthetic_data, *TINY_ROBERTA, *flags)
+    build_in_process(synthetic_data, *TINY_ROBERTA, *flags[:-1], f"{bound:g}")  # the bound itself is accepted
+
+
+def test_absurd_magnitudes_of_the_summarization_criterion():
+    from fairseq_r3f.criterions.label_smoothed_cross_entropy_r3f import (
+        LabelSmoothedCrossEntropyR3FConfig,
+        LabelSmoothedCrossEntropyR3FCriterion,
+    )
+
+    for name in ("r3f_lambda", "eps"):
+        cfg = LabelSmoothedCrossEntropyR3FConfig(**{name: 1e30})
+        with pytest.raises(ValueError, match=f"--{name.replace('_', '-')} must be <= .*, got 1e\\+30"):
+            LabelSmoothedCrossEntropyR3FCriterion(cfg, task=None)
