@@ -535,27 +535,34 @@ def test_pooler_starts_plain_and_r4f_heads_and_can_be_left_out(source_dir, conve
     assert fresh.dense.weight.abs().max().item() <= 1 / math.sqrt(pooler_w.shape[1])
 
 
+def finetune_converged(converted: str, data: str, save_dir: str, updates: int) -> list:
+    """A real fairseq-train run of the converged std recipe from the conversion (LR 1e-12: the
+    weights stay the converted ones); returns its words."""
+    from r3f_experiments.recipes import glue
+
+    _, *words = glue.command(
+        "SYN",
+        "std",
+        fairseq_train="fairseq-train",
+        data=data,
+        user_dir=USER_DIR,
+        pretrained=os.path.join(converted, "model.pt"),
+        preset="converged",
+        updates=updates,
+        lr="1e-12",
+        save_dir=save_dir,
+    )
+    run_fairseq("fairseq-train", *words, "--cpu")
+    return words
+
+
 def test_pooler_is_not_a_module_of_the_trained_model(converted, wordpiece_bin, tmp_path):
     """fairseq-train --finetune-from-model on the converted checkpoint: the saved model has the
     head (started from the pooler) and no pretrained_pooler keys, so it loads as any fairseq model."""
     from fairseq import checkpoint_utils
 
-    from r3f_experiments.recipes import glue
-
     save_dir = str(tmp_path / "run")
-    _, *words = glue.command(
-        "SYN",
-        "std",
-        fairseq_train="fairseq-train",
-        data=wordpiece_bin,
-        user_dir=USER_DIR,
-        pretrained=os.path.join(converted, "model.pt"),
-        preset="converged",
-        updates=2,
-        lr="1e-12",
-        save_dir=save_dir,
-    )
-    run_fairseq("fairseq-train", *words, "--cpu")
+    finetune_converged(converted, wordpiece_bin, save_dir, updates=2)
     state = checkpoint_utils.load_checkpoint_to_cpu(os.path.join(save_dir, "checkpoint_best.pt"))["model"]
     assert not any(k.startswith(POOLER) for k in state)
     pooler = torch.load(os.path.join(converted, "model.pt"), weights_only=False)["model"][POOLER + "weight"]
@@ -570,8 +577,6 @@ def test_hub_encodes_pairs_as_the_checkpoint_was_trained(converted, wordpiece_bi
     for the conversion (its conversion.json) and for a checkpoint fine-tuned from it (its saved flags)."""
     from fairseq.models.roberta import RobertaModel
 
-    from r3f_experiments.recipes import glue
-
     a, b = SENTENCES[0], SENTENCES[1]
     hub = RobertaModel.from_pretrained(converted, checkpoint_file="model.pt")
     first, second = hub.encode(a).tolist(), hub.encode(b).tolist()
@@ -581,20 +586,7 @@ def test_hub_encodes_pairs_as_the_checkpoint_was_trained(converted, wordpiece_bi
     assert hub.encode(a, b, no_separator=False).tolist() == roberta_layout  # an explicit choice still holds
 
     save_dir = str(tmp_path / "run")
-    _, *words = glue.command(
-        "SYN",
-        "std",
-        fairseq_train="fairseq-train",
-        data=wordpiece_bin,
-        user_dir=USER_DIR,
-        pretrained=os.path.join(converted, "model.pt"),
-        preset="converged",
-        updates=1,
-        lr="1e-12",
-        save_dir=save_dir,
-    )
-    assert "--separator-token" not in words
-    run_fairseq("fairseq-train", *words, "--cpu")
+    assert "--separator-token" not in finetune_converged(converted, wordpiece_bin, save_dir, updates=1)
 
     def tuned(**overrides):  # loaded from its own folder: no conversion.json there
         return RobertaModel.from_pretrained(
