@@ -53,7 +53,7 @@ summarization_train() {
         --arch "${ARCH:-bart_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
         ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
         ${UPDATE_FREQ:+--update-freq "$UPDATE_FREQ"}
-    run_recipe
+    run_recipe summarization "$DATASET" "$method"
 }
 
 # summarization_evaluate CHECKPOINT [OUT_DIR]: fairseq-generate on the test split, then ROUGE.
