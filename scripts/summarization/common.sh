@@ -61,7 +61,7 @@ summarization_train() {
 # a last batch smaller than 8 sentences, and those test examples would never be summarised.
 summarization_evaluate() {
     handle_help "$0" "$@"
-    [[ $# -ge 1 ]] || die "usage: evaluate.sh CHECKPOINT [OUT_DIR] (env DATA: the prepared folder)"
+    [[ $# -ge 1 ]] || die "usage: evaluate.sh CHECKPOINT [OUT_DIR] (env DATA_DIR: the prepared folder)"
     local checkpoint=$1 prepared="${DATA_DIR:-${DATA_ROOT}/${DATASET}}"
     local out_dir="${2:-$(dirname "$checkpoint")/eval}"
     [[ -f "$checkpoint" ]] || die "no checkpoint $checkpoint"
