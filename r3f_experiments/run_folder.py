@@ -122,8 +122,8 @@ def refusal(save_dir: str, run: str, seed: str, words: Sequence[str], anyway: bo
         if found and not anyway:
             return (
                 f"SAVE_DIR={save_dir} holds {', '.join(found)} but no {RECORD_NAME} saying which run wrote them, "
-                f"and fairseq would go on from them as {this}. If they are this run's, rerun with {ANYWAY} "
-                "(the record is written then); otherwise give this run its own SAVE_DIR"
+                f"and fairseq would go on from them, or overwrite them, as {this}. If they are this run's, "
+                f"rerun with {ANYWAY} (the record is written then); otherwise give this run its own SAVE_DIR"
             )
         write_record(path, run, seed, words)
         return None
@@ -131,7 +131,7 @@ def refusal(save_dir: str, run: str, seed: str, words: Sequence[str], anyway: bo
     if (record.get("run"), record.get("seed")) != (run, seed):
         return (
             f"SAVE_DIR={save_dir} holds the run {record.name} ({path}), not {this}: fairseq would go on "
-            "from that run's checkpoint. Give this run its own SAVE_DIR"
+            "from that run's checkpoint, or overwrite it. Give this run its own SAVE_DIR"
         )
     changed = differences(shlex.split(record.get("command", "")), words)
     if changed and not anyway:
@@ -139,7 +139,8 @@ def refusal(save_dir: str, run: str, seed: str, words: Sequence[str], anyway: bo
             f"SAVE_DIR={save_dir} holds {this} trained with other settings ({path}): "
             + "; ".join(changed[:8])
             + (f"; ... {len(changed) - 8} more" if len(changed) > 8 else "")
-            + f". fairseq would go on from its checkpoint with the new settings: give this run its own SAVE_DIR, "
+            + ". fairseq would go on from its checkpoint, or overwrite it, with the new settings: give this run "
+            + "its own SAVE_DIR, "
             f"or rerun with {ANYWAY} to go on anyway"
         )
     if changed:
