@@ -144,26 +144,33 @@ class FolderBusy(RuntimeError):
 LOCK_NAME = ".lock"
 
 
-@contextlib.contextmanager
-def folder_lock(folder: str, holder: str):
-    """Hold FOLDER/.lock (``flock``: released when this process ends, however it ends) while the
-    block runs, or raise FolderBusy naming the process that holds it."""
+def take_folder_lock(folder: str, holder: str, what: str = "one sweep per folder at a time"):
+    """FOLDER/.lock held (``flock``: released when the returned file is closed, or when this process
+    and whatever it execs into end, however they end), or FolderBusy naming the process that holds
+    it; ``what`` says why in that message."""
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, LOCK_NAME)
     f = open(path, "a+")
     try:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise FolderBusy(
-                f"{folder} is in use by {f.read().strip() or 'another process'}: one sweep per folder at a time "
-                "(wait for it to end, or stop it)"
-            ) from None
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         f.seek(0)
-        f.truncate()
-        f.write(f"{holder} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
-        f.flush()
+        holder_line = f.read().strip() or "another process"
+        f.close()
+        raise FolderBusy(f"{folder} is in use by {holder_line}: {what} (wait for it to end, or stop it)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{holder} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+    f.flush()
+    return f
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str, holder: str):
+    """Hold FOLDER/.lock while the block runs (``take_folder_lock``), or raise FolderBusy naming
+    the process that holds it."""
+    f = take_folder_lock(folder, holder)
+    try:
         yield
     finally:
         f.close()

@@ -6,9 +6,9 @@
 # proving that the noise reaches the encoder (this plugin's noise_kl against the reference's),
 # and figures.
 #
-#   bash scripts/demo.sh [OUT_DIR]      # default $DEMO_OUT, else ./demo_out in the repository
+#   bash scripts/demo.sh [OUT_DIR]      # default $DEMO_OUT, else demo_out in the repository
 #
-# The encoder is all-MiniLM-L6-v2 (6 layers, 384 dims, 22M parameters; installed by
+# The encoder is all-MiniLM-L6-v2 (6 layers, 384 dims; installed by
 # scripts/setup.sh), converted from Hugging Face to fairseq. Without GLUE files the task is the
 # built-in SYNTHETIC one (r3f_experiments/data/synthetic.py, rule sentiment_exception: the
 # sentiment of English cue words, flipped in long sentences that hold a topic word), which

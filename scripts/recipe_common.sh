@@ -89,7 +89,12 @@ run_showing_progress() {
     return "${PIPESTATUS[0]}"
 }
 
-# run_recipe: run CMD with the EXTRA flags last (they override the rest) in SAVE_DIR.
+# run_recipe NAME...: run CMD with the EXTRA flags last (they override the rest) in SAVE_DIR, as
+# the run "NAME... seed SEED" (e.g. run_recipe glue RTE r3f). SAVE_DIR holds one run: its record
+# (SAVE_DIR/recipe_run.txt, written at the first start) must match this run and its settings, or
+# the rerun is refused before fairseq starts (fairseq would go on from another run's checkpoint);
+# RESUME_ANYWAY=1 goes on with other settings. SAVE_DIR/.lock is held while the run trains: a
+# second run into the same SAVE_DIR is refused, naming the holder's pid (r3f_experiments/run_folder.py).
 # DRY_RUN=1 prints the command (one line, shell-quoted) instead, e.g. for a scheduler.
 run_recipe() {
     if [[ -n "${DRY_RUN:-}" ]]; then
@@ -97,8 +102,14 @@ run_recipe() {
         echo
         return 0
     fi
-    mkdir -p "$SAVE_DIR"
-    exec "${CMD[@]}" "${EXTRA[@]}"
+    local anyway=()
+    case "${RESUME_ANYWAY:-}" in
+        "" | 0) ;;
+        1) anyway=(--resume-anyway) ;;
+        *) echo "error: RESUME_ANYWAY=${RESUME_ANYWAY}: 1 (go on with other settings) or unset" >&2; exit 2 ;;
+    esac
+    exec "$PYTHON" -m r3f_experiments.run_folder "$SAVE_DIR" --run "$*" --seed "$SEED" "${anyway[@]}" \
+        -- "${CMD[@]}" "${EXTRA[@]}"
 }
 
 # Run instead of sourced: -h / --help prints the usage above; anything else is an error.

@@ -8,7 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/recipe_common.sh"
 handle_help "$0" "$@"
 
 # ---- pinned versions (docs/development.md: the stack) ----------------------------------
-TORCH_VERSION="${TORCH_VERSION:-2.13.0}"   # CPU build from local disk on this machine kind
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"   # the torch the tests run with; only when torch is missing
 FAIRSEQ_VERSION="0.12.3.1"                  # fairseq-fixed: fairseq 0.12 that imports on py3.11+
 # fairseq-fixed's real run-time requirements, listed explicitly: its declared torchaudio
 # requirement would pull in a different torch, and nothing here imports torchaudio.

@@ -2,9 +2,10 @@
 
     python -m r3f_experiments.data.glue TASK GLUE_DIR OUT_RAW_DIR
 
-writes ``OUT_RAW_DIR/{split}.input0``, ``.input1`` and ``.label`` plus ``skipped.tsv`` (every row
-left out, with its reason). Standard library only. Split names and the files' quirks this parser
-handles: ``docs/glue.md``.
+writes ``OUT_RAW_DIR/{split}.input0``, ``.input1`` and ``.label``, ``{split}.line`` (each example's
+line number in its source file) and ``sources.tsv`` (each split's source file), so that later steps
+name a row by its source; plus ``skipped.tsv`` (every row left out, with its reason). Standard
+library only. Split names and the files' quirks this parser handles: ``docs/glue.md``.
 """
 
 import argparse
@@ -111,6 +112,7 @@ class SplitResult:
     split: str
     path: str
     examples: List[Tuple[str, Optional[str], Optional[str]]] = field(default_factory=list)
+    lines: List[int] = field(default_factory=list)  # each example's 1-based line number in the file
     read: int = 0  # data rows (header excluded)
     skipped: List[Tuple[int, str]] = field(default_factory=list)  # (1-based line number, reason)
     normalised: int = 0  # rows kept after line-break characters in a field became spaces
@@ -225,6 +227,7 @@ def parse_split(task: Task, spec: Split, path: str) -> SplitResult:
             if cleaned != [s1, s2]:
                 result.normalised += 1
             result.examples.append((cleaned[0], cleaned[1], label))
+            result.lines.append(line_no)
     if spec.header and indices is None:
         raise GlueFormatError(f"{path}: empty file, expected a header line")
     if not result.examples:
@@ -252,8 +255,12 @@ def parse_task(task, glue_dir: str) -> Dict[str, SplitResult]:
     return results
 
 
+SOURCES_NAME = "sources.tsv"
+
+
 def write_raw(task: Task, results: Dict[str, SplitResult], out_dir: str) -> None:
-    """``{split}.input0``, ``{split}.input1`` (pair tasks), ``{split}.label`` and ``skipped.tsv``."""
+    """``{split}.input0``, ``{split}.input1`` (pair tasks), ``{split}.label``, ``{split}.line``,
+    ``sources.tsv`` and ``skipped.tsv``."""
     os.makedirs(out_dir, exist_ok=True)
     for split, result in results.items():
         columns = [("input0", 0)] + ([("input1", 1)] if task.pair else [])
@@ -262,6 +269,11 @@ def write_raw(task: Task, results: Dict[str, SplitResult], out_dir: str) -> None
         for suffix, k in columns:
             with open(os.path.join(out_dir, f"{split}.{suffix}"), "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(example[k] + "\n" for example in result.examples)
+        with open(os.path.join(out_dir, f"{split}.line"), "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(f"{n}\n" for n in result.lines)
+    with open(os.path.join(out_dir, SOURCES_NAME), "w", encoding="utf-8", newline="\n") as f:
+        f.write("split\tfile\n")
+        f.writelines(f"{split}\t{result.path}\n" for split, result in results.items())
     with open(os.path.join(out_dir, "skipped.tsv"), "w", encoding="utf-8", newline="\n") as f:
         f.write("file\tline\treason\n")
         for result in results.values():

@@ -33,9 +33,9 @@ import sys
 from collections import Counter
 from contextlib import ExitStack
 from multiprocessing import Pool
-from typing import List
+from typing import Dict, List, NamedTuple, Optional
 
-from r3f_experiments.data.glue import GlueFormatError, Task, task_spec
+from r3f_experiments.data.glue import SOURCES_NAME, GlueFormatError, Task, task_spec
 from r3f_experiments.data.preprocess import preprocess
 
 STSB_SCALE = 5.0  # fairseq's example: score / 5, so regression targets lie in [0, 1]
@@ -101,18 +101,55 @@ def wordpiece_encode(inputs: List[str], outputs: List[str], folder: str) -> Coun
     return tokens
 
 
-def check_no_empty_lines(paths: List[str]) -> None:
-    """A GlueFormatError naming the lines (1-based) that encoded to no token at all: fairseq would
-    binarise them as a lone </s>, a sentence with nothing in it."""
+class Origin(NamedTuple):
+    """Where a raw split's examples came from: the source file, each example's line number in it,
+    and the source column of each input (``input0``, ``input1``)."""
+
+    path: str
+    lines: List[int]
+    columns: Dict[str, str]
+
+
+def split_origin(task: Task, raw_dir: str, split: str) -> Optional[Origin]:
+    """The Origin of RAW_DIR's SPLIT as ``r3f_experiments.data.glue`` recorded it (``sources.tsv``,
+    ``{split}.line``), or None for raw files written otherwise."""
+    sources, lines = os.path.join(raw_dir, SOURCES_NAME), os.path.join(raw_dir, f"{split}.line")
+    if not (os.path.isfile(sources) and os.path.isfile(lines)):
+        return None
+    with open(sources, encoding="utf-8", newline="\n") as f:
+        files = dict(line.rstrip("\n").split("\t", 1) for line in list(f)[1:] if "\t" in line)
+    if split not in files:
+        return None
+    spec = next(s for s in task.splits if s.name == split)
+    columns = {}
+    for name, column in (("input0", spec.sentence1), ("input1", spec.sentence2)):
+        if column is not None:
+            columns[name] = f"'{column}'" if isinstance(column, str) else f"column {column + 1}"
+    return Origin(files[split], [int(n) for n in _read(lines)], columns)
+
+
+def check_no_empty_lines(paths: List[str], origin: Optional[Origin] = None) -> None:
+    """A GlueFormatError naming the rows that encoded to no token at all: fairseq would binarise
+    them as a lone </s>, a sentence with nothing in it. With ``origin`` (where the encoded split came
+    from), the rows are named by their source file and line there; else by the lines (1-based) of
+    the encoded file."""
     for path in paths:
         with open(path, encoding="utf-8", newline="\n") as f:
             empty = [n for n, line in enumerate(f, start=1) if not line.strip()]
-        if empty:
-            shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        if not empty:
+            continue
+        field = os.path.basename(path).rsplit(".", 1)[-1]
+        if origin is not None and len(origin.lines) >= empty[-1] and field in origin.columns:
+            rows = [origin.lines[n - 1] for n in empty]
+            shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
             raise GlueFormatError(
-                f"{path}: {len(empty)} line(s) encode to no token (lines {shown}); remove "
-                "those rows from the source file"
+                f"{origin.path}: {len(rows)} row(s) whose {origin.columns[field]} encodes to no token "
+                f"(lines {shown}; encoded in {path}); remove those rows from {origin.path}"
             )
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        raise GlueFormatError(
+            f"{path}: {len(empty)} line(s) encode to no token (lines {shown}); remove those rows from the source file"
+        )
 
 
 def check_dictionary(ids: Counter, dict_txt: str, max_unknown: float = 0.01, wordpiece: bool = False) -> int:
@@ -193,7 +230,7 @@ def binarize(
             ids += wordpiece_encode(sources, targets, wordpiece)
         else:
             ids += bpe_encode(sources, targets, encoder_json, vocab_bpe, workers)
-        check_no_empty_lines(targets)
+        check_no_empty_lines(targets, split_origin(task, raw_dir, split))
     unknown = check_dictionary(ids, dict_txt, wordpiece=bool(wordpiece))
     if unknown:
         print(

@@ -94,7 +94,7 @@ ADV_NORM_TYPE = "l2"
 # R-Drop beyond seed spread in that sweep: this is where the noise matters, not a tuned optimum.
 R3F_RELATIVE_EPS = "1"
 
-# ---- PRESET=small: a converted BERT-size encoder on CPU cores (e.g. all-MiniLM-L6-v2, 22M) -----
+# ---- PRESET=small: a converted BERT-size encoder on CPU cores (e.g. all-MiniLM-L6-v2) ----------
 # Table 6 and the methods stay; the schedule is scaled so one run takes minutes on one CPU core
 # (docs/glue.md), the same for every task. The model flags and the pair layout come from the
 # checkpoint (and its conversion.json), so any converted BERT works.

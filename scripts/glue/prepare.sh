@@ -14,7 +14,8 @@
 #             Omitted (or "" or -): downloaded into OUT_DIR/glue_data from GLUE_URL (below).
 #   OUT_DIR   default glue_bin (what scripts/glue/train.sh reads). Writes per task:
 #               OUT_DIR/TASK-bin/{input0,input1,label}  the data-bin (fairseq-train DATA)
-#               OUT_DIR/raw/TASK/   parsed text: {split}.input0/.input1/.label, skipped.tsv
+#               OUT_DIR/raw/TASK/   parsed text: {split}.input0/.input1/.label, {split}.line (the
+#                                   rows' lines in the source file), sources.tsv, skipped.tsv
 #               OUT_DIR/bpe/TASK/   GPT-2 BPE ids of the inputs
 #             A folder there that prepare.sh did not write (nor download, for OUT_DIR/glue_data/TASK)
 #             is never deleted or written into: the script names it and stops before any work.
@@ -25,7 +26,9 @@
 # score / 5 as text, not binarised (train with --regression-target --num-classes 1).
 #
 # Rows the parser cannot use (wrong column count, empty field, unknown label, bad UTF-8) are
-# skipped and listed with their line numbers (printed, and in OUT_DIR/raw/TASK/skipped.tsv).
+# skipped and listed with their line numbers (printed, and in OUT_DIR/raw/TASK/skipped.tsv). A
+# row whose sentence encodes to no token (e.g. accents alone, which WordPiece strips) stops the
+# preparation, named by its source file and line.
 #
 # Environment: BPE_ENCODER, BPE_VOCAB, ROBERTA_DICT = RoBERTa's encoder.json, vocab.bpe, dict.txt
 # (unset: downloaded from GPT2_BPE_URL into OUT_DIR/gpt2_bpe); PYTHON; WORKERS; GLUE_URL; MRPC_URL.

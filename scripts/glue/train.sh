@@ -31,7 +31,11 @@
 # DRY_RUN=1 prints the command instead of running it.
 #
 # Rerun after a kill, the same command resumes from SAVE_DIR/checkpoint_last.pt (fairseq's
-# --finetune-from-model reads ROBERTA only when SAVE_DIR holds no checkpoint yet).
+# --finetune-from-model reads ROBERTA only when SAVE_DIR holds no checkpoint yet); flags that only
+# say when to stop (--max-update after --) may change. SAVE_DIR holds one run: its first start
+# writes SAVE_DIR/recipe_run.txt (run, seed, settings), and a run of another task, method or seed,
+# or other settings, is refused there before fairseq starts (RESUME_ANYWAY=1 goes on with other
+# settings). While it trains, the run holds SAVE_DIR/.lock: a second train.sh into it is refused.
 #
 # Hyper-parameters: paper Table 5 (per task), Table 6 (shared), SMART's and FreeLB's settings,
 # all in one table, r3f_experiments/recipes/glue.py (which configs/glue/*.yaml are generated from).
@@ -55,4 +59,4 @@ recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrai
     ${MAX_UPDATE:+--max-update "$MAX_UPDATE"} ${LR:+--lr "$LR"} ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
     ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token}
-run_recipe
+run_recipe glue "$TASK" "$METHOD"

@@ -53,7 +53,7 @@ summarization_train() {
         --arch "${ARCH:-bart_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
         ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
         ${UPDATE_FREQ:+--update-freq "$UPDATE_FREQ"}
-    run_recipe
+    run_recipe summarization "$DATASET" "$method"
 }
 
 # summarization_evaluate CHECKPOINT [OUT_DIR]: fairseq-generate on the test split, then ROUGE.
@@ -61,7 +61,7 @@ summarization_train() {
 # a last batch smaller than 8 sentences, and those test examples would never be summarised.
 summarization_evaluate() {
     handle_help "$0" "$@"
-    [[ $# -ge 1 ]] || die "usage: evaluate.sh CHECKPOINT [OUT_DIR] (env DATA: the prepared folder)"
+    [[ $# -ge 1 ]] || die "usage: evaluate.sh CHECKPOINT [OUT_DIR] (env DATA_DIR: the prepared folder)"
     local checkpoint=$1 prepared="${DATA_DIR:-${DATA_ROOT}/${DATASET}}"
     local out_dir="${2:-$(dirname "$checkpoint")/eval}"
     [[ -f "$checkpoint" ]] || die "no checkpoint $checkpoint"

@@ -8,7 +8,8 @@
 # XLMR (pre-trained model.pt, default xlmr.large/model.pt; empty = random init),
 # ARCH (default roberta_large: XLM-R large is a RoBERTa-large encoder), R3F_LAMBDA, NOISE_TYPE,
 # PRECISION (default: --amp when a GPU is present). Flags after `--` come last.
-# DRY_RUN=1 prints the command instead of running it. A rerun resumes from SAVE_DIR/checkpoint_last.pt.
+# DRY_RUN=1 prints the command instead of running it. A rerun resumes from SAVE_DIR/checkpoint_last.pt;
+# SAVE_DIR holds one run, as for scripts/glue/train.sh.
 #
 # Hyper-parameters: paper Table 9, in r3f_experiments/recipes/xnli.py (which configs/xnli/*.yaml
 # are generated from). Model selection on the English dev set (zero-shot: no target-language data).
@@ -29,4 +30,4 @@ require_inputs XLMR "${XNLI_BIN}/input0/dict.txt" \
 recipe_command xnli "$METHOD" --data "$XNLI_BIN" --pretrained "$XLMR" \
     --arch "${ARCH:-roberta_large}" --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"}
-run_recipe
+run_recipe xnli "$METHOD"

@@ -5,6 +5,7 @@ import glob
 import os
 import shlex
 import subprocess
+import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -279,6 +280,89 @@ def test_train_sh_starts_from_the_pretrained_model_then_resumes(tmp_path, synthe
     assert f"Loaded checkpoint {save / 'checkpoint_last.pt'} (epoch" in output and "@ 2 updates)" in output
     assert "loading pretrained model" not in output
     assert int(fairseq_logs(output)["train"][-1]["train_num_updates"]) == 4
+
+
+@pytest.mark.slow
+def test_save_dir_holds_one_run_and_is_refused_to_another(tmp_path, synthetic_data):
+    """fairseq resumes from SAVE_DIR/checkpoint_last.pt whatever it was trained with: pointed at a
+    SAVE_DIR that holds another method's, task's or seed's run (or the same run with other
+    settings), train.sh once went on training that run. Now it refuses before fairseq starts, naming
+    both runs, and leaves the folder as it is; RESUME_ANYWAY=1 goes on with changed settings."""
+    for task in ("RTE", "MRPC"):
+        os.symlink(synthetic_data, tmp_path / f"{task}-bin")
+    env = {"GLUE_BIN": str(tmp_path), "ROBERTA": ""}
+    save = tmp_path / "save"
+    assert recipe("glue/train.sh", "RTE", "std", "1", str(save), "--", *TINY, env=env).returncode == 0
+    record = (save / "recipe_run.txt").read_text()
+    assert "run glue RTE std\nseed 1\n" in record and "--criterion sentence_prediction " in record
+
+    def files():
+        return {p.name: p.stat().st_mtime_ns for p in save.iterdir() if p.name != ".lock"}
+
+    before = files()
+    for args, holds in (
+        (["RTE", "r3f", "1"], "glue RTE r3f seed 1"),  # another method
+        (["MRPC", "std", "1"], "glue MRPC std seed 1"),  # another task
+        (["RTE", "std", "2"], "glue RTE std seed 2"),  # another seed
+    ):
+        proc = recipe("glue/train.sh", *args, str(save), "--", *TINY, env=env)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert f"SAVE_DIR={save} holds the run glue RTE std seed 1 ({save / 'recipe_run.txt'}), not {holds}" in (
+            proc.stderr
+        )
+        assert "Loaded checkpoint" not in proc.stdout + proc.stderr
+    # the same run with another learning rate; a longer --max-update alone is a resume (test above)
+    changed = recipe("glue/train.sh", "RTE", "std", "1", str(save), "--", *TINY, "--lr", "3e-3", env=env)
+    assert changed.returncode == 2
+    assert f"SAVE_DIR={save} holds glue RTE std seed 1 trained with other settings" in changed.stderr
+    assert "--lr: 1e-5 in the record, 3e-3 now" in changed.stderr and "RESUME_ANYWAY=1" in changed.stderr
+    assert files() == before  # nothing written
+    # checkpoints without a record (a folder written before records were kept) are not adopted silently
+    (save / "recipe_run.txt").unlink()
+    proc = recipe("glue/train.sh", "RTE", "r3f", "1", str(save), "--", *TINY, env=env)
+    assert proc.returncode == 2 and "checkpoint_best.pt, checkpoint_last.pt but no recipe_run.txt" in proc.stderr
+    assert not (save / "recipe_run.txt").exists()
+    longer = [*TINY, "--max-update", "6"]
+    anyway = recipe("glue/train.sh", "RTE", "std", "1", str(save), "--", *longer, env={**env, "RESUME_ANYWAY": "1"})
+    assert anyway.returncode == 0, anyway.stderr[-3000:]
+    assert f"Loaded checkpoint {save / 'checkpoint_last.pt'}" in anyway.stdout + anyway.stderr
+    assert "run glue RTE std\nseed 1\n" in (save / "recipe_run.txt").read_text()
+
+
+def test_a_second_run_into_a_save_dir_in_use_is_refused_naming_the_holder(tmp_path, synthetic_data):
+    """Two recipes writing checkpoints into one folder would overwrite each other's: while a run
+    trains, its fairseq-train process (the pid train.sh started as) holds SAVE_DIR/.lock, and a
+    second train.sh into that SAVE_DIR, even the same run, is refused naming that pid."""
+    from r3f_experiments import runs
+
+    os.symlink(synthetic_data, tmp_path / "RTE-bin")
+    env = {**os.environ, "GLUE_BIN": str(tmp_path), "ROBERTA": "", "PRECISION": "", "OMP_NUM_THREADS": "1"}
+    save = tmp_path / "save"
+    long = [*TINY, "--max-update", "100000", "--total-num-update", "100000"]
+    first = subprocess.Popen(
+        ["bash", TRAIN_SH, "RTE", "std", "1", str(save), "--", *long],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with open(f"/proc/{first.pid}/cmdline", "rb") as f:
+                if b"fairseq-train" in f.read():
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("train.sh did not start fairseq-train")
+        second = recipe("glue/train.sh", "RTE", "std", "1", str(save), "--", *long, env=env)
+        assert second.returncode == 2
+        assert f"SAVE_DIR={save} is in use by glue RTE std seed 1 (pid {first.pid}, since" in second.stderr
+        assert "one run per folder at a time" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=60)
+    with runs.folder_lock(str(save), "test"):  # free again once the run has ended
+        pass
 
 
 def test_fairseq_train_is_found_on_path_when_not_beside_the_interpreter(tmp_path):

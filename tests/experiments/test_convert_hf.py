@@ -345,6 +345,43 @@ def test_prepare_refuses_bad_wordpiece_arguments(tmp_path):
     assert proc.returncode == 1 and f"--wordpiece {tmp_path}: no dict.txt there" in proc.stderr
 
 
+def test_prepare_names_the_source_row_that_wordpiece_encodes_to_nothing(converted, tmp_path):
+    """A sentence of accents alone has a visible character, so the parser keeps it, but BERT's
+    tokenizer strips accents and leaves no token. The refusal names the row by the GLUE file and
+    its line there (line 4: a malformed row before it was skipped), not by the line of the
+    intermediate WordPiece file (line 2), which the user cannot find in the source."""
+    import subprocess
+
+    from tests.helpers import REPO
+
+    glue_dir = tmp_path / "glue"
+    (glue_dir / "RTE").mkdir(parents=True)
+    header = "index\tsentence1\tsentence2\tlabel\n"
+    (glue_dir / "RTE" / "train.tsv").write_text(
+        header
+        + "0\ta row with a column missing\tentailment\n"
+        + "1\tA cat sat.\tA cat rested.\tentailment\n"
+        + "2\tIt rained.\t\u0301\u0301\tnot_entailment\n"
+        + "3\tHe ran.\tHe sat.\tnot_entailment\n",
+        encoding="utf-8",
+    )
+    (glue_dir / "RTE" / "dev.tsv").write_text(header + "0\tA dog slept.\tA dog rested.\tentailment\n")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        ["bash", os.path.join(REPO, "scripts", "glue", "prepare.sh"), "--wordpiece", converted, "RTE", glue_dir, out],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "WORKERS": "1"},
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    source, encoded = glue_dir / "RTE" / "train.tsv", out / "bpe" / "RTE" / "train.input1"
+    message = f"{source}: 1 row(s) whose 'sentence2' encodes to no token (lines 4; encoded in {encoded})"
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert f"remove those rows from {source}" in proc.stderr
+    assert encoded.read_text(encoding="utf-8").splitlines()[1] == ""
+
+
 def small_command(converted, task, method, data, preset="small", **kwargs):
     from r3f_experiments.recipes import glue
     from r3f_experiments.recipes.run_spec import argv

@@ -28,6 +28,7 @@ LIGHT_MODULES = [
     "r3f_experiments.data.wordpiece",
     "r3f_experiments.bench.wall_time",
     "r3f_experiments.sigma_sweep",
+    "r3f_experiments.run_folder",
 ]
 CONSOLE_SCRIPTS = ["r3f-convert-hf", "r3f-sweep", "r3f-probing", "r3f-recipe"]
 

@@ -275,13 +275,21 @@ def test_cli_prints_skipped_rows_and_count_table(tmp_path, capsys):
     assert table[2].split() == ["valid", "dev.tsv", "1", "1", "0", "0"]
     assert sorted(os.listdir(out)) == [
         "skipped.tsv",
+        "sources.tsv",
         "train.input0",
         "train.input1",
         "train.label",
+        "train.line",
         "valid.input0",
         "valid.input1",
         "valid.label",
+        "valid.line",
     ]
+    # each example's line in its source file (line 3 was skipped), for messages about a row
+    assert (out / "train.line").read_text() == "2\n4\n" and (out / "valid.line").read_text() == "2\n"
+    assert (
+        out / "sources.tsv"
+    ).read_text() == f"split\tfile\ntrain\t{folder / 'train.tsv'}\nvalid\t{folder / 'dev.tsv'}\n"
     assert (out / "train.input0").read_text() == "a?\ne?\n"
     assert (out / "train.input1").read_text() == "b?\nf?\n"
     assert (out / "train.label").read_text() == "0\n1\n"

@@ -8,7 +8,8 @@
 # Environment: DATA (default summarization/cnn_dm/bin), BART (pre-trained model.pt, default
 # bart.large/model.pt; empty = from scratch), ARCH (default bart_large), R3F_LAMBDA, NOISE_TYPE,
 # PRECISION (default --amp with a GPU). Flags after `--` come last and override the rest.
-# A rerun resumes from SAVE_DIR/checkpoint_last.pt (BART is read only when there is none).
+# A rerun resumes from SAVE_DIR/checkpoint_last.pt (BART is read only when there is none);
+# SAVE_DIR holds one run, as for scripts/glue/train.sh.
 # Hyper-parameters: paper Tables 7 (this dataset) and 8, in r3f_experiments/recipes/summarization.py.
 set -euo pipefail
 DATASET=cnn_dm
