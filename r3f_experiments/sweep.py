@@ -142,7 +142,7 @@ def write_markdown(
         "both ran (seed N of both shares data order and head initialisation): [min, max] of the per-seed "
         "differences and a two-sided paired t-test. Welch (n=a+b), for runs of another implementation, whose "
         "seeds pair with nothing: the 95% interval of the difference and Welch's unpaired t-test. "
-        f"p-values are Holm-adjusted over the {tested} comparisons of this table. "
+        f"p-values are Holm-adjusted over the {tested} comparison{'' if tested == 1 else 's'} of this table. "
         '"differs" when the adjusted p < 0.05 and the mean difference exceeds the seed spread (the larger of '
         'the two standard deviations), "consistent, below the seed spread" when only the test passes, else '
         '"within seed noise".\n\n',
