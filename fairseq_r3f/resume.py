@@ -3,6 +3,8 @@
 
 - the task may refuse the checkpoint flags before anything is loaded (``check_checkpoint_config``:
   the probing task refuses ``--finetune-from-model``);
+- a ``--restore-file`` other than ``checkpoint_last.pt`` that names no file: fairseq then trains from
+  random init and exits 0, so the plugin warns, naming the path and ``--finetune-from-model``;
 - resuming (``--restore-file`` left at ``checkpoint_last.pt``) when ``checkpoint_last.pt`` cannot be
   read: fairseq writes a checkpoint once and copies it to ``checkpoint_last.pt``, so a run killed
   during that copy leaves it truncated beside the intact copy. The run resumes from the newest
@@ -65,6 +67,12 @@ def _wrap_load_checkpoint() -> None:
             check = getattr(trainer.task, "check_checkpoint_config", None)
             if check is not None:
                 check(cfg)
+            if cfg.restore_file != "checkpoint_last.pt" and not os.path.isfile(cfg.restore_file):
+                logger.warning(
+                    "--restore-file %s: no such file; fairseq starts from random initialisation. To start "
+                    "from a pre-trained model use --finetune-from-model, which refuses a missing file",
+                    cfg.restore_file,
+                )
             if cfg.restore_file == "checkpoint_last.pt":
                 suffix = trainer.checkpoint_suffix or ""
                 last = os.path.join(cfg.save_dir, f"checkpoint_last{suffix}.pt")

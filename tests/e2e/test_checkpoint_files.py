@@ -193,3 +193,13 @@ def test_probe_refuses_finetune_from_model(trained, synthetic_data, tmp_path):
     assert f"probes the encoder of --probe-checkpoint {probed}, but --finetune-from-model {other}" in proc.stderr
     assert "Drop --finetune-from-model" in proc.stderr
     assert "begin training" not in proc.stdout + proc.stderr and not os.listdir(tmp_path)
+
+
+def test_a_restore_file_that_names_no_file_is_warned_about(synthetic_data, tmp_path):
+    """fairseq trains from random init when --restore-file names no file (and exits 0): the plugin
+    warns, naming the path and --finetune-from-model."""
+    missing = str(tmp_path / "pretrained" / "modle.pt")
+    proc = train(synthetic_data, tmp_path / "run", "--restore-file", missing, "--max-update", "1")
+    output = proc.stdout + proc.stderr
+    assert f"--restore-file {missing}: no such file; fairseq starts from random initialisation" in output
+    assert "use --finetune-from-model" in output
