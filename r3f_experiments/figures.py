@@ -5,7 +5,7 @@ import os
 import statistics
 from typing import List, Sequence
 
-from .results import METHODS, Column, mean_by, ordered
+from .results import METHODS, Column, ordered
 
 
 def _pyplot():
@@ -172,49 +172,73 @@ def sigma_figure(records: List[dict], task: str, path_prefix: str) -> None:
 # ---- probing
 
 
+def _seed_points(ax, xs, values_by_x, colour, label=None, offset=0.0):
+    """Each seed a point at its x (nudged by ``offset``), the mean over seeds a line through them."""
+    means = []
+    for x in xs:
+        values = values_by_x.get(x, [])
+        ax.scatter([x + offset] * len(values), values, s=12, color=colour, alpha=0.6, linewidths=0)
+        means.append(statistics.fmean(values) if values else float("nan"))
+    ax.plot([x + offset for x in xs], means, marker="_", markersize=14, color=colour, label=label)
+
+
 def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], method_order: Sequence[str]) -> None:
-    """Figure 3 (bars per probed task), 4 (the source probe along the chain) or 5 (a panel per
-    task, probe after each cycle): mean probe accuracy over seeds."""
+    """Figure 3 (a panel per probed task: every method, each seed a point, the mean a bar mark),
+    4 (the source probe along the chain) or 5 (a panel per task, probe after each cycle): probe
+    accuracy, each panel on its own y axis, n (seeds) in the legend."""
     plt = _pyplot()
 
     methods = ordered({r["method"] for r in records}, method_order)
+    colours = {m: method_colour(m, methods) for m in methods}
+    n = {m: len({r["seed"] for r in records if r["method"] == m}) for m in methods}
+
+    def values(method, key, keys):
+        out = {}
+        for r in records:
+            if r["method"] == method and all(r[k] == v for k, v in keys.items()):
+                out.setdefault(r[key], []).append(r["accuracy"])
+        return out
+
     if experiment == "cross-task":
-        tasks = list(stages[0].probes)
-        acc = mean_by(records, "method", "probe_task")
-        fig, ax = plt.subplots(figsize=(1.2 * len(tasks) + 2, 3.5))
-        width = 0.8 / max(1, len(methods))
-        for i, m in enumerate(methods):
-            ax.bar([x + i * width for x in range(len(tasks))], [acc.get((m, t), 0.0) for t in tasks], width, label=m)
-        ax.set_xticks([x + width * (len(methods) - 1) / 2 for x in range(len(tasks))])
-        ax.set_xticklabels(tasks)
-        ax.set_title(f"Figure 3: probing after fine-tuning on {stages[0].task}")
-        axes = [ax]
+        tasks = list(dict.fromkeys(r["probe_task"] for r in records))
+        fig, axes = plt.subplots(1, len(tasks), figsize=(0.5 * len(methods) * len(tasks) + 2, 3.4), squeeze=False)
+        axes = list(axes.flat)
+        for ax, t in zip(axes, tasks):
+            for i, m in enumerate(methods):
+                _seed_points(
+                    ax, [i], {i: values(m, "probe_task", {"probe_task": t}).get(t, [])}, colours[m], f"{m} (n={n[m]})"
+                )
+            ax.set_xticks(range(len(methods)))
+            ax.set_xticklabels(methods, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"probe {t}")
+        fig.suptitle(f"Figure 3: probing after fine-tuning on {stages[0].task}")
     elif experiment == "sequential":
-        acc = mean_by(records, "method", "position")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for m in methods:
-            xs = [s.position for s in stages if (m, s.position) in acc]
-            ax.plot(xs, [acc[(m, x)] for x in xs], marker="o", label=m)
-        ax.set_xticks([s.position for s in stages])
-        ax.set_xticklabels([s.task for s in stages])
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        positions = sorted({r["position"] for r in records})
+        for i, m in enumerate(methods):
+            by_position = values(m, "position", {})
+            xs = [p for p in positions if p in by_position]
+            _seed_points(ax, xs, by_position, colours[m], f"{m} (n={n[m]})", offset=0.04 * i)
+        names = {0: "pre-trained", **{s.position: s.task for s in stages}}
+        ax.set_xticks(positions)
+        ax.set_xticklabels([names[p] for p in positions])
         ax.set_xlabel("after fine-tuning on")
         ax.set_title(f"Figure 4: {stages[0].probes[0]} probe along the chain")
         axes = [ax]
     else:
         tasks = list(dict.fromkeys(t for s in stages for t in s.probes))
-        acc = mean_by(records, "method", "cycle", "probe_task")
         fig, axes = plt.subplots(1, len(tasks), figsize=(3 * len(tasks), 3.2), squeeze=False)
         axes = list(axes.flat)
         for ax, t in zip(axes, tasks):
-            for m in methods:
-                xs = sorted(c for (mm, c, tt) in acc if mm == m and tt == t)
-                ax.plot(xs, [acc[(m, c, t)] for c in xs], marker="o", label=m)
+            for i, m in enumerate(methods):
+                by_cycle = values(m, "cycle", {"probe_task": t})
+                _seed_points(ax, sorted(by_cycle), by_cycle, colours[m], f"{m} (n={n[m]})", offset=0.04 * i)
             ax.set_title(f"probe {t}")
-            ax.set_xticks(sorted({s.cycle for s in stages}))
-            ax.set_xlabel("cycle")
+            ax.set_xticks(sorted({s.cycle for s in stages} | {r["cycle"] for r in records}))
+            ax.set_xlabel("cycle (0: pre-trained)")
         fig.suptitle("Figure 5: probes after each cycle")
     axes[0].set_ylabel("probe accuracy (%)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

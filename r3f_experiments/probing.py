@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Representational-collapse probing (Aghajanyan et al., ICLR 2021, Sec. 4): cross-task probing
-(Figure 3), a sequential chain of tasks (Figure 4) and a cyclic one (Figure 5), each fine-tuning
-stage and each probe a run of ``scripts/glue/train.sh``. Manual: docs/probing.md."""
+(Figure 3), a sequential chain of tasks (Figure 4) and a cyclic one (Figure 5). Each fine-tuning
+stage is a run of ``scripts/glue/train.sh``; each probe is ``PROBE_CHECKPOINT=... train.sh TASK std``,
+run by fairseq or (default) fitted on the frozen encoder's cached features
+(``r3f_experiments.feature_probe``). The pre-trained encoder is probed too (method "pretrained").
+Tasks default to those in GLUE_BIN. Manual: docs/probing.md."""
 
 import argparse
 import json
@@ -12,23 +15,26 @@ import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from . import figures, runs
+from . import feature_probe, figures, runs
 from .fairseq_logs import LOG_NAME, is_finished
 from .paths import recipe
 from .recipes import glue
-from .results import Column, MetricMissing, collect, mean_by, ordered
+from .results import Column, MetricMissing, collect, comparisons, fmt, mean_by, mean_std, ordered
 
 # ---- experiment design: paper Sec. 4 (Figures 3-5) --------------------------------------------
 SOURCE = "SST-2"  # Figures 3-5 start from SST-2
-CROSS_TASK_PROBES = ["MNLI", "QNLI", "QQP", "RTE", "MRPC", "CoLA"]  # Figure 3
-CHAIN = ["SST-2", "QNLI", "QQP", "RTE"]  # Figures 4 and 5
+CHAIN = ["SST-2", "QNLI", "QQP", "RTE"]  # Figures 4 and 5 (the tasks of it in GLUE_BIN, then the others)
+CHAIN_LENGTH = len(CHAIN)
 CYCLES = 3  # Figure 5
 METHOD_CANDIDATES = ["std++", "r3f", "r4f", "smart"]  # the default methods
+METHOD_ORDER = ["pretrained", "std", "std++", "rdrop", "r3f", "r4f", "r3f-rel", "smart", "freelb"]
+PRETRAINED = "pretrained"  # the row of the pre-trained encoder, probed before any fine-tuning
 METHOD_ALIASES = {"stdpp": "std++"}  # the spelling of configs/glue
 PROBE_RECIPE = "std"  # the probe trains with train.sh's plain sentence_prediction recipe
-# Only checkpoint_best.pt of a stage is read again, and a probe's result is its log.
+# Only checkpoint_best.pt of a stage is read again, and a probe's result is its log (or probe.json).
 FINETUNE_FLAGS = ["--no-last-checkpoints", "--no-save-optimizer-state"]
 PROBE_FLAGS = ["--no-save"]  # dropped by --save-probes
+BACKENDS = ("features", "fairseq")
 # -------------------------------------------------------------------------------------------------
 
 TRAIN_SH = recipe("glue", "train.sh")
@@ -46,6 +52,38 @@ class Stage(NamedTuple):
     cycle: int
     position: int  # 1-based, over the whole chain
     probes: tuple
+
+
+def tasks_in(glue_bin: str) -> List[str]:
+    """The tasks binarised in GLUE_BIN (TASK-bin folders), Table 2's order first, then by name."""
+    try:
+        names = [d[: -len("-bin")] for d in os.listdir(glue_bin) if d.endswith("-bin")]
+    except OSError as e:
+        raise SystemExit(
+            f"error: GLUE_BIN={glue_bin}: {e.strerror} (scripts/glue/prepare.sh writes TASK-bin there)"
+        ) from e
+    names = [n for n in names if os.path.isfile(os.path.join(glue_bin, f"{n}-bin", "input0", "dict.txt"))]
+    return ordered(names, glue.TASKS)
+
+
+def default_chain(present: Sequence[str], source: str) -> List[str]:
+    """The paper's chain where its tasks are present, then the other present tasks, up to its length."""
+    rest = [t for t in CHAIN if t in present] + [t for t in present if t not in CHAIN]
+    return [source, *[t for t in rest if t != source]][:CHAIN_LENGTH]
+
+
+def check_tasks(tasks: Sequence[str], present: Sequence[str], glue_bin: str) -> None:
+    missing = [t for t in dict.fromkeys(tasks) if t not in present]
+    if missing:
+        raise SystemExit(
+            f"error: GLUE_BIN={glue_bin} holds no {', '.join(missing)} (it has {' '.join(present) or 'no task'}; "
+            "scripts/glue/prepare.sh TASK GLUE_DIR GLUE_BIN writes one)"
+        )
+
+
+def plan_pretrained(probes: Sequence[str]) -> Stage:
+    """Position 0: the pre-trained encoder, probed on every task the experiment probes."""
+    return Stage("stage0-pretrained", "", 0, 0, tuple(dict.fromkeys(probes)))
 
 
 def plan_cross_task(source: str, probes: Sequence[str]) -> List[Stage]:
@@ -92,14 +130,64 @@ def strip_heads(src: str, dst: str) -> None:
     strip_classification_heads(src, dst)
 
 
+def probe_done(probe_dir: str, args) -> bool:
+    """A finished probe of this backend; one trained on another subset is refused, not redone."""
+    if args.probe_backend == "fairseq":
+        return finished(os.path.join(probe_dir, LOG))
+    path = os.path.join(probe_dir, feature_probe.PROBE_RESULT)
+    if not os.path.isfile(path):
+        return False
+    with open(path) as f:
+        stored = json.load(f).get("train_examples")
+    if stored != args.probe_train_examples:
+        raise SystemExit(
+            f"error: {path} was trained on {stored} examples, not --probe-train-examples "
+            f"{args.probe_train_examples}: use another --out-dir (or move that folder away)"
+        )
+    return True
+
+
+def run_probe(args, task: str, checkpoint: str, seed: int, probe_dir: str) -> bool:
+    """One probe of ``checkpoint``'s encoder on ``task``: fitted on cached features, or a
+    fairseq-train run of the same command (``--probe-backend fairseq``)."""
+    flags = [*args.extra, *args.probe_flags]
+    if args.probe_backend == "features":
+        try:
+            feature_probe.run_probe(
+                checkpoint, task, seed, probe_dir, args.feature_cache, flags, args.probe_train_examples
+            )
+        except SystemExit as e:
+            print(f"{e}", file=sys.stderr, flush=True)
+            return False
+        return True
+    argv = [
+        "bash",
+        TRAIN_SH,
+        task,
+        PROBE_RECIPE,
+        str(seed),
+        probe_dir,
+        "--",
+        *([] if args.save_probes else PROBE_FLAGS),
+    ]
+    rc = runs.run_logged([*argv, *flags], probe_dir, {"ROBERTA": "", "PROBE_CHECKPOINT": checkpoint}, header=True)
+    return rc == 0 and finished(os.path.join(probe_dir, LOG))
+
+
 def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: str) -> bool:
-    """Every stage and probe of one (method, seed); False once something failed."""
+    """Every stage and probe of one (method, seed); False once something failed. Stage 0 is the
+    pre-trained encoder (probed, never trained); with ``args.finetuned`` the first stage's
+    checkpoint is a finished run's."""
     start = os.environ.get("ROBERTA", "roberta.large/model.pt")
     tag = f"[probing] {method} seed {seed}"
     for stage in stages:
         stage_dir = os.path.join(run_dir, stage.name)
         best = os.path.join(stage_dir, BEST)
-        if finished(os.path.join(stage_dir, LOG), best):
+        if stage.position == 0:
+            best = start
+        elif stage.position == 1 and getattr(args, "finetuned", None):
+            best = finetuned_checkpoint(args.finetuned, stage.task, method, seed)
+        elif finished(os.path.join(stage_dir, LOG), best):
             print(f"{tag} {stage.name}: skipped (finished)", flush=True)
         else:
             env = {"ROBERTA": start}
@@ -131,50 +219,70 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
         start = best
         for task in stage.probes:
             probe_dir = os.path.join(stage_dir, f"probe-{task}")
-            if finished(os.path.join(probe_dir, LOG)):
+            if probe_done(probe_dir, args):
                 continue
-            argv = [
-                "bash",
-                TRAIN_SH,
-                task,
-                PROBE_RECIPE,
-                str(seed),
-                probe_dir,
-                "--",
-                "--task",
-                "sentence_prediction_probe",
-                "--probe-checkpoint",
-                best,
-                *([] if args.save_probes else PROBE_FLAGS),
-                *args.extra,
-                *args.probe_flags,
-            ]
             t0 = time.monotonic()
-            rc = runs.run_logged(argv, probe_dir, {"ROBERTA": ""}, header=True)
-            if rc != 0 or not finished(os.path.join(probe_dir, LOG)):
-                print(f"{tag} {stage.name}: probe {task} FAILED (exit {rc}); see {probe_dir}/{LOG}", flush=True)
+            if not run_probe(args, task, best, seed, probe_dir):
+                print(f"{tag} {stage.name}: probe {task} FAILED; see {probe_dir}", flush=True)
                 return False
             print(f"{tag} {stage.name}: probe {task} done in {time.monotonic() - t0:.0f} s", flush=True)
     return True
 
 
-def cmd_experiment(args) -> int:
-    chain = getattr(args, "chain", None) or CHAIN
+def finetuned_checkpoint(runs_dir: str, task: str, method: str, seed: int) -> str:
+    """A finished fine-tuning run's best checkpoint, in the sweep's layout RUNS/TASK/METHOD/seedS."""
+    return os.path.join(runs_dir, task, method, f"seed{seed}", BEST)
+
+
+def plan_experiment(args) -> List[Stage]:
+    """The experiment's stages, the tasks taken from GLUE_BIN where not named, checked there."""
+    glue_bin = os.environ.get("GLUE_BIN", "glue_bin")
+    present = tasks_in(glue_bin)
+    source = getattr(args, "source", None) or (args.chain[0] if getattr(args, "chain", None) else SOURCE)
     if args.experiment == "cross-task":
-        stages = plan_cross_task(args.source or SOURCE, args.probe_tasks or CROSS_TASK_PROBES)
-    elif args.experiment == "sequential":
-        stages = plan_sequential(chain)
+        probes = args.probe_tasks or [t for t in present if t != source]
+        stages = plan_cross_task(source, probes)
     else:
-        stages = plan_cyclic(chain, args.cycles)
+        chain = args.chain or default_chain(present, source)
+        if len(chain) < 2:
+            raise SystemExit(f"error: a chain needs at least 2 tasks; GLUE_BIN={glue_bin} gives {' '.join(chain)}")
+        stages = plan_sequential(chain) if args.experiment == "sequential" else plan_cyclic(chain, args.cycles)
+    check_tasks([s.task for s in stages] + [t for s in stages for t in s.probes], present, glue_bin)
+    if not stages[0].probes and args.experiment == "cross-task":
+        raise SystemExit(f"error: GLUE_BIN={glue_bin} holds no task to probe besides {source}")
+    return stages
+
+
+def cmd_experiment(args) -> int:
+    stages = plan_experiment(args)
     methods = resolve_methods(args.methods)
+    if args.finetuned:
+        if args.experiment != "cross-task":
+            raise SystemExit("error: --finetuned is for cross-task (a chain fine-tunes every stage itself)")
+        missing = [
+            path
+            for path in (
+                finetuned_checkpoint(args.finetuned, stages[0].task, m, s) for m in methods for s in args.seeds
+            )
+            if not os.path.isfile(path)
+        ]
+        if missing:
+            raise SystemExit(f"error: --finetuned {args.finetuned}: no " + ", ".join(missing))
+    pretrained = os.environ.get("ROBERTA", "roberta.large/model.pt")
+    probed = [t for s in stages for t in s.probes]
+    with_pretrained = not args.no_pretrained and bool(pretrained)
+    if not args.no_pretrained and not pretrained:
+        print("[probing] no pre-trained row: ROBERTA is empty (random init)", flush=True)
     exp_dir = os.path.join(args.out_dir, args.experiment)
     os.makedirs(exp_dir, exist_ok=True)
+    plan_stages = ([plan_pretrained(probed)] if with_pretrained else []) + list(stages)
     with open(os.path.join(exp_dir, "plan.json"), "w") as f:
-        json.dump({"experiment": args.experiment, "stages": [s._asdict() for s in stages]}, f, indent=1)
+        json.dump({"experiment": args.experiment, "stages": [s._asdict() for s in plan_stages]}, f, indent=1)
     failed = []
-    for method in methods:
+    chains = ([(PRETRAINED, [plan_pretrained(probed)])] if with_pretrained else []) + [(m, stages) for m in methods]
+    for method, planned in chains:
         for seed in args.seeds:
-            if not run_chain(args, stages, method, seed, os.path.join(exp_dir, method, f"seed{seed}")):
+            if not run_chain(args, planned, method, seed, os.path.join(exp_dir, method, f"seed{seed}")):
                 failed.append((method, seed))
     report(exp_dir, args.no_plots)
     if failed:
@@ -185,8 +293,15 @@ def cmd_experiment(args) -> int:
 # ------------------------------------------------------------------------------------- report --
 
 
-def probe_score(log: str, task: str) -> Optional[Dict[str, float]]:
-    """Best validation accuracy of a finished probe run and the update it was reached at."""
+def probe_score(probe_dir: str, task: str) -> Optional[Dict[str, float]]:
+    """Best validation accuracy of a finished probe and the update it was reached at: from the
+    feature probe's probe.json, else from the fairseq probe's log."""
+    result_file = os.path.join(probe_dir, feature_probe.PROBE_RESULT)
+    if os.path.isfile(result_file):
+        with open(result_file) as f:
+            stored = json.load(f)
+        return {"accuracy": stored["accuracy"], "update": stored["update"], "backend": "features"}
+    log = os.path.join(probe_dir, LOG)
     if not finished(log):
         return None
     with open(log, errors="replace") as f:
@@ -195,7 +310,7 @@ def probe_score(log: str, task: str) -> Optional[Dict[str, float]]:
         result = collect(output, [Column(task, "valid", "accuracy", task)])[task]
     except MetricMissing:
         return None
-    return {"accuracy": result.best, "update": result.best_update}
+    return {"accuracy": result.best, "update": result.best_update, "backend": "fairseq"}
 
 
 def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
@@ -206,8 +321,8 @@ def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
                 continue
             for stage in stages:
                 for task in stage.probes:
-                    log = os.path.join(exp_dir, method, seed_dir, stage.name, f"probe-{task}", LOG)
-                    score = probe_score(log, task)
+                    probe_dir = os.path.join(exp_dir, method, seed_dir, stage.name, f"probe-{task}")
+                    score = probe_score(probe_dir, task)
                     if score is not None:
                         records.append(
                             {
@@ -219,7 +334,7 @@ def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
                                 "stage_task": stage.task,
                                 "probe_task": task,
                                 **score,
-                                "log": log,
+                                "probe_dir": probe_dir,
                             }
                         )
     return records
@@ -230,7 +345,7 @@ def summarise(records: Sequence[dict], source: str) -> List[dict]:
     source task's probe at its first and last probing, and the drop between them."""
     per_probe = mean_by(records, "method", "position", "probe_task")
     rows = []
-    for method in ordered({m for m, _, _ in per_probe}, METHOD_CANDIDATES):
+    for method in ordered({m for m, _, _ in per_probe}, METHOD_ORDER):
         mine = {(p, t): a for (m, p, t), a in per_probe.items() if m == method}
         src = [a for (p, t), a in sorted(mine.items()) if t == source]
         first, last = (src[0], src[-1]) if len(src) >= 2 else (None, None)
@@ -248,7 +363,47 @@ def summarise(records: Sequence[dict], source: str) -> List[dict]:
     return rows
 
 
-def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict]) -> str:
+def probe_label(experiment: str, record: dict) -> str:
+    """The column a probe belongs to: the probed task (cross-task; the pre-trained row included),
+    else the probed task at one point of the chain."""
+    if experiment == "cross-task":
+        return record["probe_task"]
+    if record["position"] == 0:
+        return f"{record['probe_task']} before fine-tuning"
+    cycle = f", cycle {record['cycle']}" if experiment == "cyclic" else ""
+    return f"{record['probe_task']} after {record['stage_task']} (stage {record['position']}{cycle})"
+
+
+def probe_table(experiment: str, records: Sequence[dict]) -> List[dict]:
+    """Per column and method: n, mean ± std, min / median / max over seeds, and the method against
+    std paired over seeds (Holm's correction over every comparison of the experiment)."""
+    bests: Dict[str, Dict[str, Dict[int, float]]] = {}
+    for r in records:
+        bests.setdefault(probe_label(experiment, r), {}).setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
+    labels = list(bests)
+    tests = comparisons(bests, [Column(label, "valid", "accuracy", label) for label in labels])
+    rows = []
+    for label in labels:
+        for method in ordered(bests[label], METHOD_ORDER):
+            values = list(bests[label][method].values())
+            mean, std = mean_std(values)
+            rows.append(
+                {
+                    "probe": label,
+                    "method": method,
+                    "n": len(values),
+                    "mean": mean,
+                    "std": std,
+                    "min": min(values),
+                    "median": statistics.median(values),
+                    "max": max(values),
+                    "vs_std": tests.get((method, label)),
+                }
+            )
+    return rows
+
+
+def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict], table: Sequence[dict] = ()) -> str:
     f1 = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     lines = [
         f"## Probing, {experiment} ({EXPERIMENTS[experiment]}): probe accuracy (%), mean over seeds\n\n",
@@ -260,6 +415,25 @@ def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict])
         f"{f1(r['source_first'])} | {f1(r['source_last'])} | {f1(r['source_drop'])} |\n"
         for r in rows
     ]
+    if table:
+        lines.append(
+            "\nPer probe: dev accuracy (%) over seeds (one probe per seed of the fine-tuning), and each method "
+            "against std paired over seeds, Holm's correction over every comparison below.\n\n"
+            "| probe | method | n | mean ± std | min / median / max | vs std (paired) [min, max] | verdict |\n"
+            "|---|---|---|---|---|---|---|\n"
+        )
+        for r in table:
+            test = r["vs_std"]
+            diff = (
+                "-"
+                if test is None or test.mean is None
+                else f"{test.mean:+.2f} [{fmt(test.low, 2)}, {fmt(test.high, 2)}]"
+            )
+            lines.append(
+                f"| {r['probe']} | {r['method']} | {r['n']} | {fmt(r['mean'], 1)} ± {fmt(r['std'], 1)} | "
+                f"{r['min']:.1f} / {r['median']:.1f} / {r['max']:.1f} | {diff} | "
+                f"{'-' if test is None else test.verdict()} |\n"
+            )
     text = "".join(lines)
     with open(path, "w") as f:
         f.write(text)
@@ -271,19 +445,37 @@ def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
         plan = json.load(f)
     experiment = plan["experiment"]
     stages = [Stage(**{**s, "probes": tuple(s["probes"])}) for s in plan["stages"]]
-    source = stages[0].task
+    trained = [s for s in stages if s.position > 0]
+    source = trained[0].task
     records = collect_records(exp_dir, stages)
     rows = summarise(records, source)
+    table = probe_table(experiment, records)
+    serialisable = [{**r, "vs_std": None if r["vs_std"] is None else r["vs_std"]._asdict()} for r in table]
     with open(os.path.join(exp_dir, "report.json"), "w") as f:
-        json.dump({"experiment": experiment, "source": source, "summary": rows, "records": records}, f, indent=1)
-    columns = ["method", "seed", "stage", "position", "cycle", "stage_task", "probe_task", "accuracy", "update", "log"]
+        json.dump(
+            {"experiment": experiment, "source": source, "summary": rows, "table": serialisable, "records": records},
+            f,
+            indent=1,
+        )
+    columns = [
+        "method",
+        "seed",
+        "stage",
+        "position",
+        "cycle",
+        "stage_task",
+        "probe_task",
+        "accuracy",
+        "update",
+        "backend",
+    ]
     with open(os.path.join(exp_dir, "report.tsv"), "w") as f:
         f.write("\t".join(columns) + "\n")
         f.writelines("\t".join(str(r[c]) for c in columns) + "\n" for r in records)
-    text = write_summary(os.path.join(exp_dir, "summary.md"), experiment, source, rows)
+    text = write_summary(os.path.join(exp_dir, "summary.md"), experiment, source, rows, table)
     figure = os.path.join(exp_dir, EXPERIMENTS[experiment] + ".png")
     if records and not no_plots:
-        figures.probing_figure(figure, experiment, stages, records, METHOD_CANDIDATES)
+        figures.probing_figure(figure, experiment, trained, records, METHOD_ORDER)
     print(
         text
         + f"[probing] wrote {exp_dir}/report.json, report.tsv, summary.md"
@@ -321,13 +513,40 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--seeds", nargs="+", default=["1"], help="N, FIRST-LAST or a list (default 1)")
     exp.add_argument("--finetune-flags", default="", help="extra fairseq-train flags of the fine-tuning stages")
     exp.add_argument("--probe-flags", default="", help="extra fairseq-train flags of the probes")
-    exp.add_argument("--save-probes", action="store_true", help="keep the probes' checkpoints (default --no-save)")
+    exp.add_argument(
+        "--save-probes", action="store_true", help="fairseq backend: keep the probes' checkpoints (default --no-save)"
+    )
+    exp.add_argument(
+        "--probe-backend",
+        choices=BACKENDS,
+        default="features",
+        help="features (default): the linear layer fitted on the frozen encoder's cached features, with the "
+        "probe command's optimiser and schedule; fairseq: that command run by fairseq-train",
+    )
+    exp.add_argument("--feature-cache", help="the features' cache folder (default OUT_DIR/feature_cache)")
+    exp.add_argument(
+        "--probe-train-examples",
+        type=int,
+        metavar="N",
+        help="features backend: probes train on a fixed random N examples of each training set (all by default)",
+    )
+    exp.add_argument("--no-pretrained", action="store_true", help="no probes of the pre-trained encoder (ROBERTA)")
     cross = sub.add_parser("cross-task", parents=[exp], help="Figure 3")
     cross.add_argument("--source", help=f"default {SOURCE}")
-    cross.add_argument("--probe-tasks", nargs="+", help=f"default {' '.join(CROSS_TASK_PROBES)}")
+    cross.add_argument("--probe-tasks", nargs="+", help="default: every other task in GLUE_BIN")
+    cross.add_argument(
+        "--finetuned",
+        metavar="RUNS",
+        help="the source checkpoints of finished runs, RUNS/SOURCE/METHOD/seedS/checkpoint_best.pt (a sweep's "
+        "out-dir with PRESET=converged), instead of fine-tuning them again",
+    )
     for name, figure in (("sequential", "Figure 4"), ("cyclic", "Figure 5")):
         p = sub.add_parser(name, parents=[exp], help=figure)
-        p.add_argument("--chain", nargs="+", help=f"default {' '.join(CHAIN)}")
+        p.add_argument(
+            "--chain",
+            nargs="+",
+            help=f"default: {' '.join(CHAIN)} where in GLUE_BIN, then GLUE_BIN's other tasks, {CHAIN_LENGTH} in all",
+        )
         if name == "cyclic":
             p.add_argument("--cycles", type=int, default=CYCLES)
     sub.add_parser("report", parents=[common], help="re-render every experiment's report from its logs")
@@ -345,12 +564,19 @@ def main(argv=None) -> int:
     if args.experiment == "report":
         return cmd_report(args)
     args.extra = extra
+    args.finetuned = getattr(args, "finetuned", None)
+    args.feature_cache = args.feature_cache or os.path.join(args.out_dir, "feature_cache")
     args.finetune_flags = shlex.split(args.finetune_flags)
     args.probe_flags = shlex.split(args.probe_flags)
     try:
         args.seeds = runs.parse_seeds(args.seeds)
     except argparse.ArgumentTypeError as e:
         parser.error(str(e))
+    if args.probe_train_examples is not None:
+        if args.probe_train_examples < 1:
+            parser.error(f"--probe-train-examples must be a positive number, got {args.probe_train_examples}")
+        if args.probe_backend != "features":
+            parser.error("--probe-train-examples is for --probe-backend features")
     if getattr(args, "cycles", 1) < 1:
         parser.error("--cycles must be at least 1")
     return cmd_experiment(args)

@@ -103,6 +103,10 @@ def main(argv=None) -> int:
     )
     cmd.add_argument("--lr", help="glue only: the learning rate instead of the preset's")
     cmd.add_argument(
+        "--probe-checkpoint",
+        help="glue only, METHOD std: a linear probe of this checkpoint's frozen encoder (sentence_prediction_probe)",
+    )
+    cmd.add_argument(
         "--batch-size",
         type=int,
         help="glue only: sentences per batch instead of the preset's",
@@ -150,6 +154,7 @@ def main(argv=None) -> int:
                 "updates",
                 "lr",
                 "batch_size",
+                "probe_checkpoint",
             )
             if getattr(args, k) is not None
         }
@@ -175,6 +180,7 @@ def main(argv=None) -> int:
             "updates": "glue",
             "lr": "glue",
             "batch_size": "glue",
+            "probe_checkpoint": "glue",
         }
         for key, family in only.items():
             if key in options and args.family != family:

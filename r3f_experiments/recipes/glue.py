@@ -114,6 +114,11 @@ CONVERGED_EPOCHS = 3
 CONVERGED_LR = "5e-5"
 CONVERGED_BATCH_SIZE = 32
 CONVERGED_LOG_INTERVAL = 50
+# A probe (PROBE_CHECKPOINT) trains one linear layer on a frozen encoder: to its plateau, not for the
+# fine-tuning schedule (at LR 5e-5 for 3 epochs MRPC's and RTE's probes stay at their majority class;
+# LR 1e-3 x 10 or 30 epochs and 1e-2 x 30 agree within a point: docs/results/probing_real).
+CONVERGED_PROBE_LR = "1e-3"
+CONVERGED_PROBE_EPOCHS = 30
 # -------------------------------------------------------------------------------------------------
 
 PRESETS = {
@@ -138,6 +143,9 @@ METHODS = {
 }
 # configs/glue/<task>_<method>.yaml spell std++ as stdpp
 CONFIG_SPELLING = {"std++": "stdpp", "r3f-rel": "r3f_rel"}
+# the fairseq task of a linear probe (PROBE_CHECKPOINT): the encoder frozen, one linear layer on <s>
+PROBE_TASK = "sentence_prediction_probe"
+ADV_TASK = "sentence_prediction_adv"  # FreeLB's
 # methods trained with sentence_prediction_r3f (they take its flags, e.g. the diagnostics interval)
 R3F_FAMILY = ("r3f", "r4f", "rdrop", "r3f-rel")
 
@@ -196,14 +204,15 @@ def max_update(
     preset: str = "paper",
     updates: Optional[int] = None,
     epoch_updates: Optional[int] = None,
+    epochs: int = CONVERGED_EPOCHS,
 ) -> int:
     """The run's updates: ``updates`` (MAX_UPDATE), else the preset's (PRESET=converged:
-    ``epoch_updates`` per epoch); std++ trains twice as long."""
+    ``epochs`` of ``epoch_updates``); std++ trains twice as long."""
     if updates is not None and updates < 1:
         raise RecipeError(f"MAX_UPDATE must be a positive number of updates, got {updates}")
     if not updates:
         if preset == "converged":
-            updates = CONVERGED_EPOCHS * epoch_updates
+            updates = epochs * epoch_updates
         else:
             updates = SMALL_MAX_UPDATE if preset == "small" else MAX_UPDATE[task]
     return updates * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
@@ -267,7 +276,7 @@ def checkpoint_model(preset: str, pretrained: Optional[str], arch: Optional[str]
     --max-positions) of the checkpoint.
     A checkpoint converted from BERT (its conversion.json says so) takes BERT's pair layout
     [CLS] A [SEP] B [SEP] = <s> A </s> B </s>: no --separator-token."""
-    from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert
+    from ..checkpoint_model_flags import checkpoint_model_flags, converted_from_bert, load_state
 
     if not pretrained:
         raise RecipeError(
@@ -280,7 +289,9 @@ def checkpoint_model(preset: str, pretrained: Optional[str], arch: Optional[str]
             "preset (model flags after -- override the checkpoint's)"
         )
     try:
-        words = checkpoint_model_flags(pretrained)
+        state = load_state(pretrained)
+        words = checkpoint_model_flags(pretrained, state)
+        bert_layout = converted_from_bert(pretrained, state)
     except (OSError, ValueError) as e:
         raise RecipeError(f"PRESET={preset}: {e}") from e
     pairs = dict(zip(words[::2], words[1::2]))
@@ -288,7 +299,7 @@ def checkpoint_model(preset: str, pretrained: Optional[str], arch: Optional[str]
     # one --max-positions flag serves the task and the model: the checkpoint's
     max_positions = int(pairs.pop("--max-positions", MAX_POSITIONS))
     model = [flag(name, value, "model") for name, value in pairs.items()]
-    return arch, model, (None if converted_from_bert(pretrained) else 2), max_positions
+    return arch, model, (None if bert_layout else 2), max_positions
 
 
 def settings(
@@ -311,12 +322,23 @@ def settings(
     updates: Optional[int] = None,
     lr: Optional[str] = None,
     batch_size: Optional[int] = None,
+    probe_checkpoint: Optional[str] = None,
 ) -> List[Setting]:
     """Every setting of ``bash scripts/glue/train.sh TASK METHOD``, in its command-line order.
+    ``probe_checkpoint``: a linear probe of that checkpoint's frozen encoder instead
+    (``--task sentence_prediction_probe``; METHOD std, no ``pretrained``), the same schedule.
     ``separator_token`` None: BERT's pair layout (the checkpoint presets read it from the checkpoint).
     ``updates``, ``lr``, ``batch_size``: the run's instead of the preset's (warm-up and decay follow
     the updates; PRESET=converged's epochs follow the batch)."""
     check(task, method, preset)
+    if probe_checkpoint:
+        if method != "std":
+            raise RecipeError(f"a probe (PROBE_CHECKPOINT) trains with METHOD std, not {method}")
+        if pretrained:
+            raise RecipeError(
+                f"a probe's encoder comes from PROBE_CHECKPOINT={probe_checkpoint}; ROBERTA={pretrained} "
+                "(--finetune-from-model) would load over it: set ROBERTA= (empty)"
+            )
     if lr is not None and not _positive_number(lr):
         raise RecipeError(f"LR must be a positive number, got {lr!r}")
     if batch_size is not None and batch_size < 1:
@@ -337,7 +359,9 @@ def settings(
     if preset in CHECKPOINT_PRESETS:
         if yaml:
             raise RecipeError("configs/ hold the paper preset only")
-        arch, model, checkpoint_separator, max_positions = checkpoint_model(preset, pretrained, arch)
+        arch, model, checkpoint_separator, max_positions = checkpoint_model(
+            preset, probe_checkpoint or pretrained, arch
+        )
         separator_token = separator_token and checkpoint_separator
     if preset == "small":
         table_lr, table_batch, log_interval = SMALL_LR, SMALL_BATCH_SIZE, SMALL_LOG_INTERVAL
@@ -349,13 +373,14 @@ def settings(
         if method in R3F_FAMILY:
             methods.append(flag("--r3f-diagnostics-interval", SMALL_DIAGNOSTICS_INTERVAL, "criterion"))
     if preset == "converged":
-        table_lr, table_batch = CONVERGED_LR, CONVERGED_BATCH_SIZE
+        table_lr, table_batch = (CONVERGED_PROBE_LR if probe_checkpoint else CONVERGED_LR), CONVERGED_BATCH_SIZE
     lr, batch_size = lr or table_lr, batch_size or table_batch
     if preset == "converged":
         log_interval = CONVERGED_LOG_INTERVAL
         max_tokens = batch_size * max_positions  # the batch size binds, never the tokens
         epoch_updates = math.ceil(train_size(data) / batch_size) if not updates else None
         epochs = CONVERGED_EPOCHS * (STD_PLUS_PLUS_FACTOR if method == "std++" else 1)
+        epochs = CONVERGED_PROBE_EPOCHS if probe_checkpoint else epochs
         schedule = [
             None if updates else flag("--max-epoch", epochs, "optimization"),
             flag("--no-last-checkpoints", True, "checkpoint"),
@@ -367,7 +392,12 @@ def settings(
             data=data,
             user_dir=user_dir,
             pretrained=pretrained,
-            task_name="sentence_prediction_adv" if method == "freelb" else "sentence_prediction",
+            task_name=PROBE_TASK
+            if probe_checkpoint
+            else "sentence_prediction_adv"
+            if method == "freelb"
+            else "sentence_prediction",
+            probe_checkpoint=probe_checkpoint,
             num_classes=num_classes,
             arch=arch or "roberta_large",
             dropout=DROPOUT,
@@ -377,7 +407,14 @@ def settings(
             adam_eps=ADAM_EPS,
             weight_decay=WEIGHT_DECAY,
             lr=lr,
-            updates=max_update(task, method, preset, updates, epoch_updates),
+            updates=max_update(
+                task,
+                method,
+                preset,
+                updates,
+                epoch_updates,
+                CONVERGED_PROBE_EPOCHS if probe_checkpoint else CONVERGED_EPOCHS,
+            ),
             warmup_percent=WARMUP_PERCENT,
             batch=(flag("--batch-size", batch_size, "dataset"), flag("--max-tokens", max_tokens, "dataset")),
             seed=seed,

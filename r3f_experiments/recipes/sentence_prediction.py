@@ -32,6 +32,7 @@ class SentencePredictionRun:
     methods: Tuple[Setting, ...] = ()  # the criterion (and FreeLB's task) settings of the method
     report: Tuple[Setting, ...] = ()  # extra metrics the criterion logs (MCC, F1)
     task_name: str = "sentence_prediction"
+    probe_checkpoint: Optional[str] = None  # sentence_prediction_probe: the checkpoint whose encoder it probes
     save_dir: Optional[str] = None
     valid_subset: str = "valid"
     precision: Tuple[str, ...] = ()  # e.g. ("--amp",)
@@ -65,6 +66,7 @@ def run_settings(run: SentencePredictionRun) -> List[Setting]:
         yaml_only("task", "data", run.data) if yaml else None,
         *pretrained_settings(run.pretrained),
         flag("--task", run.task_name, "task", "_name"),
+        flag("--probe-checkpoint", run.probe_checkpoint, "task") if run.probe_checkpoint else None,
         flag("--num-classes", run.num_classes, "task"),
         flag("--init-token", 0, "task"),
         flag("--separator-token", run.separator_token, "task") if run.separator_token is not None else None,

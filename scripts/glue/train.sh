@@ -28,6 +28,8 @@
 # empty = random init), ARCH (paper preset; default roberta_large), R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, PRECISION
 # (default: --amp when a GPU is present), NO_SEPARATOR_TOKEN=1 (for a BERT converted with
 # WordPiece: <s> A </s> B </s>, BERT's [CLS] A [SEP] B [SEP]; model flags go after `--`). Flags after `--` come last and override the rest.
+# PROBE_CHECKPOINT (with METHOD std): a linear probe of that checkpoint's frozen encoder on TASK
+# (--task sentence_prediction_probe, docs/probing.md), the preset's schedule; ROBERTA defaults to empty.
 # DRY_RUN=1 prints the command instead of running it.
 #
 # Rerun after a kill, the same command resumes from SAVE_DIR/checkpoint_last.pt (fairseq's
@@ -50,13 +52,19 @@ parse_run_args "$@"
 
 GLUE_BIN="${GLUE_BIN:-glue_bin}"
 SAVE_DIR="${SAVE_DIR:-checkpoints/glue/${TASK}/${METHOD}/seed${SEED}}"
-ROBERTA="${ROBERTA-roberta.large/model.pt}"
+PROBE_CHECKPOINT="${PROBE_CHECKPOINT:-}"
+if [[ -n "$PROBE_CHECKPOINT" ]]; then ROBERTA="${ROBERTA-}"; else ROBERTA="${ROBERTA-roberta.large/model.pt}"; fi
 resolve_precision
+if [[ -n "$PROBE_CHECKPOINT" && -z "${DRY_RUN:-}" && ! -f "$PROBE_CHECKPOINT" ]]; then
+    echo "error: PROBE_CHECKPOINT=${PROBE_CHECKPOINT}: no such file (the checkpoint whose encoder the probe reads)" >&2
+    exit 2
+fi
 require_inputs ROBERTA "${GLUE_BIN}/${TASK}-bin/input0/dict.txt" \
     "GLUE_BIN=${GLUE_BIN} holds no prepared ${TASK} (bash scripts/glue/prepare.sh ${TASK} GLUE_DIR ${GLUE_BIN})"
 recipe_command glue "$TASK" "$METHOD" --data "${GLUE_BIN}/${TASK}-bin" --pretrained "$ROBERTA" \
     ${ARCH:+--arch "$ARCH"} ${PRESET:+--preset "$PRESET"} \
     ${MAX_UPDATE:+--max-update "$MAX_UPDATE"} ${LR:+--lr "$LR"} ${BATCH_SIZE:+--batch-size "$BATCH_SIZE"} --seed "$SEED" --save-dir "$SAVE_DIR" \
     ${R3F_LAMBDA:+--r3f-lambda "$R3F_LAMBDA"} ${NOISE_TYPE:+--noise-type "$NOISE_TYPE"} \
-    ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token}
+    ${SMART_LAMBDA:+--smart-lambda "$SMART_LAMBDA"} ${NO_SEPARATOR_TOKEN:+--no-separator-token} \
+    ${PROBE_CHECKPOINT:+--probe-checkpoint "$PROBE_CHECKPOINT"}
 run_recipe glue "$TASK" "$METHOD"

@@ -14,7 +14,7 @@ from fairseq import checkpoint_utils
 from fairseq.trainer import Trainer
 
 import fairseq_r3f  # noqa: F401  (registers sentence_prediction_probe)
-from tests.helpers import ROBERTA_DIMS, TINY_ROBERTA, build_in_process, valid_batch
+from tests.helpers import REPO, ROBERTA_DIMS, TINY_ROBERTA, build_in_process, valid_batch
 
 DRIVER = [sys.executable, "-m", "r3f_experiments.probing"]
 HEAD = "sentence_classification_head"
@@ -79,6 +79,8 @@ def chain(glue_bin, tmp_path_factory):
         "--chain",
         *CHAIN,
         "--save-probes",
+        "--probe-backend",
+        "fairseq",
         "--probe-flags",
         PROBE_UPDATES,
         "--",
@@ -106,7 +108,8 @@ def test_chain_reports_a_probe_score_per_stage(chain):
         (3, "RTE", "SST-2"),
     ]
     for r in records:
-        valid = [line for line in open(r["log"]) if '"valid_accuracy"' in line]
+        assert r["backend"] == "fairseq"
+        valid = [line for line in open(os.path.join(r["probe_dir"], "train.log")) if '"valid_accuracy"' in line]
         assert valid and 0 <= r["accuracy"] <= 100
         assert r["accuracy"] == max(float(json.loads(line[line.index("{") :])["valid_accuracy"]) for line in valid)
     (row,) = report["summary"]
@@ -129,9 +132,20 @@ def test_chain_reports_a_probe_score_per_stage(chain):
 
     # resumable: a second run finds every stage and probe finished and trains nothing
     again = drive(
-        "sequential", "--out-dir", chain["out"], "--methods", "r4f", "--chain", *CHAIN, "--", *TINY, env=chain["env"]
+        "sequential",
+        "--out-dir",
+        chain["out"],
+        "--methods",
+        "r4f",
+        "--chain",
+        *CHAIN,
+        "--probe-backend",
+        "fairseq",
+        "--",
+        *TINY,
+        env=chain["env"],
     )
-    assert again.count("skipped (finished)") == 3 and "fine-tuning" not in again and "probe SST-2 done" not in again
+    assert again.count("skipped (finished)") == 3 and ": fine-tuning " not in again and "probe SST-2 done" not in again
 
 
 @pytest.mark.slow
@@ -276,7 +290,7 @@ def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
             target = exp_dir / "r3f" / "seed1" / stage.name / f"probe-{task}"
             target.mkdir(parents=True)
             (target / "train.log").write_text(open(log).read())
-            placed[(stage.position, task)] = driver.probe_score(log, "SST-2")["accuracy"]
+            placed[(stage.position, task)] = driver.probe_score(os.path.dirname(log), "SST-2")["accuracy"]
     driver.report(str(exp_dir))
     report = json.loads((exp_dir / "report.json").read_text())
     assert {(r["position"], r["probe_task"]): r["accuracy"] for r in report["records"]} == placed
@@ -306,3 +320,164 @@ def test_probe_loads_the_published_roberta_key_layout(chain, tmp_path):
     )
     expected = encoder_state(source)
     assert all(torch.equal(expected[f"encoder.{k}"], v) for k, v in model.encoder.state_dict().items())
+
+
+# ---- probes on cached features (r3f_experiments.feature_probe) ------------------------------------
+
+
+def probe_env(chain, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("PRESET", "ROBERTA", "PROBE_CHECKPOINT")}
+    return {**env, "GLUE_BIN": chain["glue"], "PRECISION": "", "OMP_NUM_THREADS": "1", **extra}
+
+
+@pytest.mark.slow
+def test_cached_features_are_what_the_fairseq_probe_head_reads(chain, tmp_path, monkeypatch):
+    from r3f_experiments import feature_probe
+
+    for key, value in probe_env(chain).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PRESET", raising=False)
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    command = feature_probe.probe_command("QNLI", source, 1, str(tmp_path / "p"), [*TINY, *PROBE_UPDATES.split()])
+    assert command[command.index("--task") + 1] == "sentence_prediction_probe"
+    assert command[command.index("--probe-checkpoint") + 1] == source and "--finetune-from-model" not in command
+    cfg, task, model = feature_probe.build_probe(command)
+    assert feature_probe.schedule(cfg, 160) == (16, 30, 10)
+    feats, targets = feature_probe.compute_features(task, model, "valid")
+    sample = valid_batch(task, size=16)
+    with torch.no_grad():
+        logits = model(**sample["net_input"], classification_head_name=HEAD)[0]
+    head = model.classification_heads[HEAD]
+    ids = sample["id"]
+    assert torch.allclose(head(feats[ids].unsqueeze(1)), logits, atol=1e-5)
+    assert torch.equal(targets[ids], sample["target"].view(-1))
+    # a subset is a fixed draw: the same rows whoever asks, a part of the whole
+    part, part_targets = feature_probe.compute_features(task, model, "valid", examples=20)
+    rows = feature_probe.subset(len(targets), 20)
+    assert len(rows) == 20 and rows == feature_probe.subset(len(targets), 20)
+    assert torch.allclose(part, feats[rows], atol=1e-5) and torch.equal(part_targets, targets[rows])
+
+
+@pytest.mark.slow
+def test_feature_probe_agrees_with_the_fairseq_probe_and_reuses_its_cache(chain, tmp_path, monkeypatch):
+    from r3f_experiments import feature_probe
+
+    for key, value in probe_env(chain).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("PRESET", raising=False)
+    cache = str(tmp_path / "cache")
+    extra = [*TINY, *PROBE_UPDATES.split()]
+    for stage in chain["stages"]:
+        source = os.path.join(stage, "checkpoint_best.pt")
+        first = feature_probe.run_probe(source, "SST-2", 1, str(tmp_path / "a"), cache, extra)
+        assert first["updates"] == 30 and first["feature_seconds"] > 0
+        # the fairseq probe of the same command (the chain's, seed 1): within 8 of 64 dev examples
+        log = os.path.join(stage, "probe-SST-2", "train.log")
+        fairseq_best = max(float(json_line["valid_accuracy"]) for json_line in valid_records(log))
+        assert abs(first["accuracy"] - fairseq_best) <= 12.5, (stage, first["accuracy"], fairseq_best)
+        again = feature_probe.run_probe(source, "SST-2", 1, str(tmp_path / "b"), cache, extra)
+        assert again["feature_seconds"] == 0 and again["accuracy"] == first["accuracy"]
+        with open(tmp_path / "b" / "probe.json") as f:
+            assert json.load(f)["checkpoint"] == source
+    assert len(os.listdir(cache)) == 2 * len(chain["stages"])  # train + valid per checkpoint
+    feature_probe.run_probe(source, "SST-2", 1, str(tmp_path / "c"), cache, extra, train_examples=40)
+    assert len(os.listdir(cache)) == 2 * len(chain["stages"]) + 1  # the subset's features: one more file
+
+
+def valid_records(log):
+    with open(log) as f:
+        return [json.loads(line[line.index("{") :]) for line in f if '"valid_accuracy"' in line]
+
+
+@pytest.mark.slow
+def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_path):
+    runs_dir = tmp_path / "runs" / "SST-2" / "r4f" / "seed1"
+    runs_dir.mkdir(parents=True)
+    finetuned = str(runs_dir / "checkpoint_best.pt")
+    os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    pretrained = os.path.join(chain["stages"][1], "checkpoint_best.pt")  # any encoder stands in for one
+    env = {"ROBERTA": pretrained, "GLUE_BIN": chain["glue"], "PRECISION": ""}
+    out = str(tmp_path / "out")
+    args = ["cross-task", "--out-dir", out, "--methods", "r4f", "--finetuned", str(tmp_path / "runs")]
+    stdout = drive(*args, "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
+    assert ": fine-tuning " not in stdout
+    with open(os.path.join(out, "cross-task", "report.json")) as f:
+        report = json.load(f)
+    # every other task in GLUE_BIN is probed, on the finished run's checkpoint and the pre-trained one
+    assert sorted((r["method"], r["probe_task"], r["backend"]) for r in report["records"]) == [
+        ("pretrained", "QNLI", "features"),
+        ("pretrained", "RTE", "features"),
+        ("r4f", "QNLI", "features"),
+        ("r4f", "RTE", "features"),
+    ]
+    for r in report["records"]:
+        with open(os.path.join(r["probe_dir"], "probe.json")) as f:
+            probed = json.load(f)
+        assert probed["checkpoint"] == (pretrained if r["method"] == "pretrained" else finetuned)
+        assert probed["accuracy"] == r["accuracy"]
+    assert {(row["probe"], row["method"], row["n"]) for row in report["table"]} == {
+        ("RTE", "pretrained", 1),
+        ("RTE", "r4f", 1),
+        ("QNLI", "pretrained", 1),
+        ("QNLI", "r4f", 1),
+    }
+    assert open(os.path.join(out, "cross-task", "figure3.png"), "rb").read(4) == b"\x89PNG"
+    # a seed without a finished run is named before anything runs
+    proc = subprocess.run(
+        [*DRIVER, *args, "--seeds", "1-2", "--out-dir", str(tmp_path / "out2"), "--", *TINY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode != 0 and "SST-2/r4f/seed2/checkpoint_best.pt" in proc.stderr
+    assert not os.path.exists(tmp_path / "out2" / "cross-task" / "pretrained")
+
+
+@pytest.mark.slow
+def test_train_sh_builds_the_probe_command_from_the_probed_checkpoint(chain, tmp_path):
+    from r3f_experiments.recipes.glue import CONVERGED_PROBE_EPOCHS, CONVERGED_PROBE_LR
+
+    source = os.path.join(chain["stages"][0], "checkpoint_best.pt")
+    train_sh = os.path.join(REPO, "scripts", "glue", "train.sh")
+
+    def dry(task_method, **env):
+        return subprocess.run(
+            ["bash", train_sh, *task_method, "1", str(tmp_path / "p")],
+            capture_output=True,
+            text=True,
+            env=probe_env(chain, DRY_RUN="1", PRESET="converged", **env),
+        )
+
+    words = dry(["QNLI", "std"], PROBE_CHECKPOINT=source).stdout.split()
+    assert words[words.index("--task") + 1] == "sentence_prediction_probe"
+    assert words[words.index("--probe-checkpoint") + 1] == source and "--finetune-from-model" not in words
+    assert words[words.index("--encoder-embed-dim") + 1] == "64"  # the model of the probed checkpoint
+    assert words[words.index("--lr") + 1] == CONVERGED_PROBE_LR
+    assert words[words.index("--max-epoch") + 1] == str(CONVERGED_PROBE_EPOCHS)
+    assert words[words.index("--separator-token") + 1] == "2"
+    refused = dry(["QNLI", "std"], PROBE_CHECKPOINT=source, ROBERTA=source)
+    assert refused.returncode == 2 and "set ROBERTA= (empty)" in refused.stderr
+    refused = dry(["QNLI", "r3f"], PROBE_CHECKPOINT=source)
+    assert refused.returncode == 2 and "trains with METHOD std, not r3f" in refused.stderr
+
+    # a checkpoint fine-tuned with BERT's pair layout (no separator token) keeps it in its probes
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    state["cfg"]["task"]["separator_token"] = None
+    bert_layout = str(tmp_path / "bert_layout.pt")
+    torch.save(state, bert_layout)
+    assert "--separator-token" not in dry(["QNLI", "std"], PROBE_CHECKPOINT=bert_layout).stdout.split()
+
+
+def test_tasks_and_chain_come_from_glue_bin(tmp_path):
+    from r3f_experiments import probing as driver
+
+    for task in ("CoLA", "SST-2", "MRPC", "RTE", "WNLI"):
+        (tmp_path / f"{task}-bin" / "input0").mkdir(parents=True)
+        (tmp_path / f"{task}-bin" / "input0" / "dict.txt").write_text("a 1\n")
+    (tmp_path / "QQP-bin").mkdir()  # not binarised: not a task
+    present = driver.tasks_in(str(tmp_path))
+    assert present == ["RTE", "MRPC", "CoLA", "SST-2", "WNLI"]
+    assert driver.default_chain(present, "SST-2") == ["SST-2", "RTE", "MRPC", "CoLA"]
+    assert driver.default_chain(present, "MRPC") == ["MRPC", "SST-2", "RTE", "CoLA"]
+    with pytest.raises(SystemExit, match="holds no QNLI, QQP"):
+        driver.check_tasks(["SST-2", "QNLI", "QQP"], present, str(tmp_path))
