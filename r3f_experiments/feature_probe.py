@@ -5,8 +5,8 @@ TASK std`` (fairseq's ``sentence_prediction_probe``) in seconds instead of a fin
 The probed encoder is frozen and in eval mode, so its ``<s>`` representation of every example is
 the same at every update: computed once per (checkpoint, data split), cached on disk, and the
 linear layer is trained on the cache. Everything else is read from the command the fairseq probe
-would run (``train.sh`` with DRY_RUN=1): the data and its pair layout, the encoder (built and
-loaded by the probe task itself), fairseq's Adam and polynomial-decay scheduler with that
+would run (built from the same recipe table and environment as train.sh's): the data and its pair
+layout, the encoder (built and loaded by the probe task itself), fairseq's Adam and polynomial-decay scheduler with that
 command's settings, its batch size, updates and epochs, its seed. What differs from the fairseq
 path: examples are batched in a seeded random order instead of by length (which only changes
 which examples share a batch), and validation is at every epoch's end (the converged preset's).
@@ -21,15 +21,10 @@ import hashlib
 import json
 import math
 import os
-import shlex
-import subprocess
 import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from .paths import recipe
-
-TRAIN_SH = recipe("glue", "train.sh")
 FEATURE_BATCH = 64  # examples per forward pass when computing features (memory only)
 CACHE_VERSION = 1  # bump when what a cache file holds changes
 SUBSET_SEED = 0  # the draw of a training subset (--train-examples): one subset for every checkpoint
@@ -50,14 +45,41 @@ class ProbeResult(NamedTuple):
 
 
 def probe_command(task: str, checkpoint: str, seed: int, save_dir: str, extra: Sequence[str] = ()) -> List[str]:
-    """The fairseq-train command of ``PROBE_CHECKPOINT=checkpoint train.sh TASK std SEED``, as
-    train.sh builds it from the environment (GLUE_BIN, PRESET, LR, ...), without running it."""
-    env = {**os.environ, "DRY_RUN": "1", "PROBE_CHECKPOINT": checkpoint, "ROBERTA": ""}
-    argv = ["bash", TRAIN_SH, task, "std", str(seed), save_dir, *(["--", *extra] if extra else [])]
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"error: {' '.join(argv)} (the probe's command): {proc.stderr.strip()}")
-    return shlex.split(proc.stdout.strip().splitlines()[-1])
+    """The fairseq-train command of ``PROBE_CHECKPOINT=checkpoint train.sh TASK std SEED SAVE_DIR
+    -- EXTRA``, from the GLUE recipe table and the environment train.sh reads (GLUE_BIN, PRESET,
+    ARCH, MAX_UPDATE, LR, BATCH_SIZE, NO_SEPARATOR_TOKEN). PRECISION is not read: the features are
+    computed and the probe trained in float32."""
+    from .paths import plugin_dir
+    from .recipes import glue
+    from .recipes.run_spec import RecipeError
+
+    env = os.environ.get
+    options = {
+        "arch": env("ARCH") or None,
+        "updates": int(env("MAX_UPDATE")) if env("MAX_UPDATE") else None,
+        "lr": env("LR") or None,
+        "batch_size": int(env("BATCH_SIZE")) if env("BATCH_SIZE") else None,
+    }
+    if env("NO_SEPARATOR_TOKEN"):
+        options["separator_token"] = None
+    data = os.path.join(env("GLUE_BIN") or "glue_bin", f"{task}-bin")
+    try:
+        words = glue.command(
+            task,
+            "std",
+            fairseq_train="fairseq-train",
+            data=data,
+            user_dir=plugin_dir(),
+            pretrained="",
+            seed=seed,
+            save_dir=save_dir,
+            preset=env("PRESET") or "paper",
+            probe_checkpoint=checkpoint,
+            **{k: v for k, v in options.items() if k == "separator_token" or v is not None},
+        )
+    except RecipeError as e:
+        raise SystemExit(f"error: the probe of {checkpoint} on {task}: {e}") from e
+    return [*words, *extra]
 
 
 def build_probe(command: Sequence[str]):
