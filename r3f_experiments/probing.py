@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
@@ -35,6 +36,7 @@ PROBE_RECIPE = "std"  # the probe trains with train.sh's plain sentence_predicti
 FINETUNE_FLAGS = ["--no-last-checkpoints", "--no-save-optimizer-state"]
 PROBE_FLAGS = ["--no-save"]  # dropped by --save-probes
 BACKENDS = ("features", "fairseq")
+CHAIN_LOG = "chain.log"  # a chain's own driver output under --jobs
 # -------------------------------------------------------------------------------------------------
 
 TRAIN_SH = recipe("glue", "train.sh")
@@ -253,9 +255,31 @@ def plan_experiment(args) -> List[Stage]:
     return stages
 
 
+def run_in_children(args, exp_dir: str, work: Sequence[tuple]) -> List[tuple]:
+    """Each (method, seed) chain in a driver of its own, ``args.jobs`` at a time; the failed ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(method: str, seed: int):
+        run_dir = os.path.join(exp_dir, method, f"seed{seed}")
+        os.makedirs(run_dir, exist_ok=True)
+        argv = [sys.executable, "-m", "r3f_experiments.probing", *args.argv]
+        argv += ["--methods", method, "--seeds", str(seed), "--jobs", "1", "--only-chain", "--", *args.extra]
+        with open(os.path.join(run_dir, CHAIN_LOG), "a") as log:
+            rc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT).returncode
+        print(f"[probing] {method} seed {seed}: {'done' if rc == 0 else 'FAILED'} ({run_dir}/{CHAIN_LOG})", flush=True)
+        return rc
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        codes = list(pool.map(lambda w: one(*w), work))
+    return [w for w, rc in zip(work, codes) if rc != 0]
+
+
 def cmd_experiment(args) -> int:
     stages = plan_experiment(args)
-    methods = resolve_methods(args.methods)
+    if args.only_chain and args.methods == [PRETRAINED]:
+        methods = []
+    else:
+        methods = resolve_methods(args.methods)
     if args.finetuned:
         if args.experiment != "cross-task":
             raise SystemExit("error: --finetuned is for cross-task (a chain fine-tunes every stage itself)")
@@ -271,19 +295,32 @@ def cmd_experiment(args) -> int:
     pretrained = os.environ.get("ROBERTA", "roberta.large/model.pt")
     probed = [t for s in stages for t in s.probes]
     with_pretrained = not args.no_pretrained and bool(pretrained)
+    if args.only_chain:
+        with_pretrained = not methods  # a child runs the one chain it was given
     if not args.no_pretrained and not pretrained:
         print("[probing] no pre-trained row: ROBERTA is empty (random init)", flush=True)
     exp_dir = os.path.join(args.out_dir, args.experiment)
     os.makedirs(exp_dir, exist_ok=True)
+    chains = ([(PRETRAINED, [plan_pretrained(probed)])] if with_pretrained else []) + [(m, stages) for m in methods]
+    if args.only_chain:  # one chain of a parent driver's --jobs: no plan, no report
+        failed = [
+            (m, s)
+            for m, planned in chains
+            for s in args.seeds
+            if not run_chain(args, planned, m, s, os.path.join(exp_dir, m, f"seed{s}"))
+        ]
+        return 1 if failed else 0
     plan_stages = ([plan_pretrained(probed)] if with_pretrained else []) + list(stages)
     with open(os.path.join(exp_dir, "plan.json"), "w") as f:
         json.dump({"experiment": args.experiment, "stages": [s._asdict() for s in plan_stages]}, f, indent=1)
-    failed = []
-    chains = ([(PRETRAINED, [plan_pretrained(probed)])] if with_pretrained else []) + [(m, stages) for m in methods]
-    for method, planned in chains:
-        for seed in args.seeds:
-            if not run_chain(args, planned, method, seed, os.path.join(exp_dir, method, f"seed{seed}")):
-                failed.append((method, seed))
+    work = [(method, seed) for method, _ in chains for seed in args.seeds]
+    if args.jobs > 1:
+        failed = run_in_children(args, exp_dir, work)
+    else:
+        planned_by = dict(chains)
+        failed = [
+            (m, s) for m, s in work if not run_chain(args, planned_by[m], m, s, os.path.join(exp_dir, m, f"seed{s}"))
+        ]
     report(exp_dir, args.no_plots)
     if failed:
         print("[probing] failed: " + ", ".join(f"{m} seed {s}" for m, s in failed), flush=True)
@@ -530,6 +567,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="features backend: probes train on a fixed random N examples of each training set (all by default)",
     )
+    exp.add_argument(
+        "--jobs", type=int, default=1, help="chains (method x seed) run side by side, each in a driver of its own"
+    )
+    exp.add_argument("--only-chain", action="store_true", help=argparse.SUPPRESS)  # a child of --jobs
     exp.add_argument("--no-pretrained", action="store_true", help="no probes of the pre-trained encoder (ROBERTA)")
     cross = sub.add_parser("cross-task", parents=[exp], help="Figure 3")
     cross.add_argument("--source", help=f"default {SOURCE}")
@@ -564,6 +605,9 @@ def main(argv=None) -> int:
     if args.experiment == "report":
         return cmd_report(args)
     args.extra = extra
+    args.argv = argv
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     args.finetuned = getattr(args, "finetuned", None)
     args.feature_cache = args.feature_cache or os.path.join(args.out_dir, "feature_cache")
     args.finetune_flags = shlex.split(args.finetune_flags)

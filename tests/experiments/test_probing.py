@@ -422,6 +422,14 @@ def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_p
         ("QNLI", "r4f", 1),
     }
     assert open(os.path.join(out, "cross-task", "figure3.png"), "rb").read(4) == b"\x89PNG"
+    # the same chains side by side, each in a driver of its own: the same probes, the same scores
+    side = str(tmp_path / "side")
+    drive(*args, "--out-dir", side, "--jobs", "2", "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
+    with open(os.path.join(side, "cross-task", "report.json")) as f:
+        parallel = json.load(f)
+    score = lambda rs: sorted((r["method"], r["probe_task"], r["accuracy"]) for r in rs)  # noqa: E731
+    assert score(parallel["records"]) == score(report["records"])
+    assert all(os.path.isfile(os.path.join(side, "cross-task", m, "seed1", "chain.log")) for m in ("pretrained", "r4f"))
     # a seed without a finished run is named before anything runs
     proc = subprocess.run(
         [*DRIVER, *args, "--seeds", "1-2", "--out-dir", str(tmp_path / "out2"), "--", *TINY],
