@@ -25,16 +25,23 @@ class FairseqSetup(NamedTuple):
     criterion: Optional[Any]
 
 
+def parse_flags(argv: Sequence[str]):
+    """fairseq-train's configuration of ``argv`` (DATA first), nothing built."""
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), list(argv)))
+
+
 def build_from_flags(
     argv: Sequence[str], *, criterion: bool = True, load_train: bool = False, seeded: bool = False
 ) -> FairseqSetup:
     """``argv`` as fairseq-train's command line (DATA first). ``load_train``: the train split is
     loaded before the model is built; ``seeded``: numpy and torch seeded from ``--seed`` first,
     as fairseq-train does, so that every build starts from the same weights."""
-    from fairseq import options, tasks, utils
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq import tasks, utils
 
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), list(argv)))
+    cfg = parse_flags(argv)
     if seeded:
         import numpy as np
 

@@ -82,14 +82,23 @@ def probe_command(task: str, checkpoint: str, seed: int, save_dir: str, extra: S
     return [*words, *extra]
 
 
+def probe_config(command: Sequence[str]):
+    """The fairseq configuration of the probe command (nothing built, no checkpoint read)."""
+    from .fairseq_setup import parse_flags
+
+    cfg = parse_flags(command[1:])
+    if cfg.task._name != "sentence_prediction_probe":
+        raise SystemExit(f"error: not a probe command (--task {cfg.task._name}): {' '.join(command)}")
+    return cfg
+
+
 def build_probe(command: Sequence[str]):
     """(cfg, task, model) of the probe command, built in this process as fairseq-train builds
     them: the probe task loads and freezes the encoder of --probe-checkpoint."""
     from .fairseq_setup import build_from_flags
 
+    probe_config(command)
     cfg, task, model, _ = build_from_flags(list(command[1:]), criterion=False)
-    if cfg.task._name != "sentence_prediction_probe":
-        raise SystemExit(f"error: not a probe command (--task {cfg.task._name}): {' '.join(command)}")
     model.eval()
     return cfg, task, model
 
@@ -152,10 +161,9 @@ def compute_features(task, model, split: str, examples: Optional[int] = None, ba
     return torch.stack(feats), torch.tensor(targets, dtype=torch.long)
 
 
-def cached_features(
-    cache_dir: str, checkpoint_digest: str, cfg, task, model, split: str, examples: Optional[int] = None
-):
-    """compute_features through the cache: (features, targets, seconds spent computing)."""
+def cached_features(cache_dir: str, checkpoint_digest: str, cfg, built, split: str, examples: Optional[int] = None):
+    """compute_features through the cache: (features, targets, seconds spent computing).
+    ``built()`` gives (task, model), called only when the cache does not hold the features."""
     import torch
 
     path = os.path.join(cache_dir, f"{cache_key(checkpoint_digest, cfg, split, examples)}.pt")
@@ -163,7 +171,7 @@ def cached_features(
         stored = torch.load(path)
         return stored["features"], stored["targets"], 0.0
     t0 = time.monotonic()
-    feats, targets = compute_features(task, model, split, examples)
+    feats, targets = compute_features(*built(), split, examples)
     seconds = time.monotonic() - t0
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -260,15 +268,22 @@ def probe(
     """The feature probe of one fairseq probe command (its --seed is ``seed``); ``train_examples``:
     train on that fixed subset of the training set (the dev set is always whole)."""
     from .dev_scores import label_classes
+    from .recipes.glue import train_size
 
-    cfg, task, model = build_probe(command)
+    cfg = probe_config(command)
     digest = digest or file_digest(cfg.task.probe_checkpoint)
     valid_split = cfg.dataset.valid_subset.split(",")[0]
-    task.load_dataset("train", combine=False, epoch=1)
-    if train_examples is not None and train_examples >= len(task.dataset("train")):
+    if train_examples is not None and train_examples >= train_size(cfg.task.data):
         train_examples = None  # the whole set: the same features (and cache file) as without a subset
-    x_train, y_train, s_train = cached_features(cache_dir, digest, cfg, task, model, "train", train_examples)
-    x_valid, y_valid, s_valid = cached_features(cache_dir, digest, cfg, task, model, valid_split)
+    model_of: Dict[str, tuple] = {}
+
+    def built():  # the encoder is loaded once, and only when a split's features are not cached
+        if not model_of:
+            model_of["built"] = build_probe(command)[1:]
+        return model_of["built"]
+
+    x_train, y_train, s_train = cached_features(cache_dir, digest, cfg, built, "train", train_examples)
+    x_valid, y_valid, s_valid = cached_features(cache_dir, digest, cfg, built, valid_split)
     result = fit_probe(cfg, (x_train, y_train), (x_valid, y_valid), label_classes(cfg.task.data), seed)
     return result._replace(feature_seconds=s_train + s_valid)
 
