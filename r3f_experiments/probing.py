@@ -281,8 +281,6 @@ def cmd_experiment(args) -> int:
     else:
         methods = resolve_methods(args.methods)
     if args.finetuned:
-        if args.experiment != "cross-task":
-            raise SystemExit("error: --finetuned is for cross-task (a chain fine-tunes every stage itself)")
         missing = [
             path
             for path in (
@@ -572,15 +570,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--only-chain", action="store_true", help=argparse.SUPPRESS)  # a child of --jobs
     exp.add_argument("--no-pretrained", action="store_true", help="no probes of the pre-trained encoder (ROBERTA)")
+    exp.add_argument(
+        "--finetuned",
+        metavar="RUNS",
+        help="the first fine-tuning stage's checkpoints from finished runs, RUNS/TASK/METHOD/seedS/checkpoint_best.pt "
+        "(a sweep's out-dir with PRESET=converged), instead of fine-tuning them again; a chain goes on from them",
+    )
     cross = sub.add_parser("cross-task", parents=[exp], help="Figure 3")
     cross.add_argument("--source", help=f"default {SOURCE}")
     cross.add_argument("--probe-tasks", nargs="+", help="default: every other task in GLUE_BIN")
-    cross.add_argument(
-        "--finetuned",
-        metavar="RUNS",
-        help="the source checkpoints of finished runs, RUNS/SOURCE/METHOD/seedS/checkpoint_best.pt (a sweep's "
-        "out-dir with PRESET=converged), instead of fine-tuning them again",
-    )
     for name, figure in (("sequential", "Figure 4"), ("cyclic", "Figure 5")):
         p = sub.add_parser(name, parents=[exp], help=figure)
         p.add_argument(
@@ -608,7 +606,6 @@ def main(argv=None) -> int:
     args.argv = argv
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    args.finetuned = getattr(args, "finetuned", None)
     args.feature_cache = args.feature_cache or os.path.join(args.out_dir, "feature_cache")
     args.finetune_flags = shlex.split(args.finetune_flags)
     args.probe_flags = shlex.split(args.probe_flags)

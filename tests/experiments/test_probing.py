@@ -442,6 +442,31 @@ def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_p
 
 
 @pytest.mark.slow
+def test_a_chain_goes_on_from_finished_runs(chain, tmp_path):
+    """sequential --finetuned RUNS: stage 1 is a finished run's checkpoint, probed, and stage 2 starts from it."""
+    runs_dir = tmp_path / "runs" / "SST-2" / "r4f" / "seed1"
+    runs_dir.mkdir(parents=True)
+    finetuned = str(runs_dir / "checkpoint_best.pt")
+    os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    out = str(tmp_path / "out")
+    args = ["sequential", "--out-dir", out, "--methods", "r4f", "--chain", "SST-2", "QNLI", "--no-pretrained"]
+    stdout = drive(
+        *args, "--finetuned", str(tmp_path / "runs"), "--probe-flags", PROBE_UPDATES, "--", *TINY, env=chain["env"]
+    )
+    assert "fine-tuning SST-2" not in stdout and f"fine-tuning QNLI from {finetuned}" in stdout
+    stage2 = os.path.join(out, "sequential", "r4f", "seed1", "stage2-QNLI")
+    assert f"Loaded checkpoint {stage2}/start.pt" in open(os.path.join(stage2, "train.log")).read()
+    with open(os.path.join(out, "sequential", "report.json")) as f:
+        records = sorted(json.load(f)["records"], key=lambda r: r["position"])
+    probed = []
+    for r in records:
+        with open(os.path.join(r["probe_dir"], "probe.json")) as f:
+            probed.append(json.load(f)["checkpoint"])
+    assert [(r["position"], r["probe_task"]) for r in records] == [(1, "SST-2"), (2, "SST-2")]
+    assert probed == [finetuned, os.path.join(stage2, "checkpoint_best.pt")]
+
+
+@pytest.mark.slow
 def test_train_sh_builds_the_probe_command_from_the_probed_checkpoint(chain, tmp_path):
     from r3f_experiments.recipes.glue import CONVERGED_PROBE_EPOCHS, CONVERGED_PROBE_LR
 
