@@ -225,6 +225,27 @@ FIGURE_CAPTIONS = {
 }
 
 
+def add_earlier_runs(rows, paths, out_dir, tasks=None, methods=None):
+    """``rows`` and the runs of earlier reports' runs.csv files (runs whose logs are gone, e.g. made
+    on another machine); a run (column, method, seed) found twice is an error, never a silent pick."""
+    merged, where = list(rows), {}
+    for r in rows:
+        where[(r.column.label, r.method, r.seed)] = r.log
+    for path in paths:
+        for r in read_runs_csv(path, out_dir):
+            if (tasks and r.column.task not in tasks) or (methods and r.method not in methods):
+                continue
+            key = (r.column.label, r.method, r.seed)
+            if key in where:
+                raise ValueError(
+                    f"{path}: {r.column.label} {r.method} seed {r.seed} is also in {where[key]}; "
+                    "keep one of the two (move the log away or leave that runs.csv out)"
+                )
+            where[key] = path
+            merged.append(r)
+    return merged
+
+
 def cmd_report(args) -> int:
     published = []
     for path in args.references:
@@ -246,13 +267,20 @@ def cmd_report(args) -> int:
             found = {t: v for t, v in found.items() if t in args.tasks}
         if args.methods:
             found = {t: {m: s for m, s in v.items() if m in args.methods} for t, v in found.items()}
-        if not any(found.values()):
+        if not any(found.values()) and not args.add_runs:
             print(f"error: no {args.out_dir}/TASK/METHOD/seedN/{LOG_NAME}", file=sys.stderr)
             return 1
         overrides = parse_metric_overrides(args.metric)
         columns_by_task = {task: columns_for(task, overrides) for task in found}
         columns = [c for task in ordered(found, TASKS) for c in columns_by_task[task]]
         rows = collect_all(found, columns_by_task, args.include_unfinished)
+    if args.add_runs:
+        try:
+            rows = add_earlier_runs(rows, args.add_runs, args.out_dir, args.tasks, args.methods)
+        except (OSError, ValueError) as e:
+            print(f"error: --add-runs: {e}", file=sys.stderr)
+            return 1
+        columns = list(dict.fromkeys([*columns, *(r.column for r in rows)]))
     if not rows:
         print(f"error: no run in {args.runs_csv}", file=sys.stderr)
         return 1
@@ -376,6 +404,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--runs-csv",
         help="rebuild the tables from this runs.csv of an earlier report instead of "
         "the logs (its metrics and counted runs as they were)",
+    )
+    report.add_argument(
+        "--add-runs",
+        nargs="+",
+        default=[],
+        metavar="RUNS_CSV",
+        help="add the runs of earlier reports (their runs.csv) to those of the logs, e.g. runs whose logs "
+        "are gone; a run found twice is an error. The new runs.csv holds them all",
     )
     report.add_argument(
         "--independent",

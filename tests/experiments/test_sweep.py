@@ -226,6 +226,33 @@ def test_mean_std_and_the_paired_test_against_std(swept):
         assert ("p = 1.00)" if diffs[0] == 0 else "p = 0.000)") in row
 
 
+@pytest.mark.slow
+def test_earlier_runs_join_the_logs_and_a_run_found_twice_is_refused(swept, tmp_path):
+    """--add-runs: std's runs only as an earlier runs.csv (their logs gone), r3f's from the logs: the
+    same tables as the report of all four logs; a run in both is named, not picked."""
+    import shutil
+
+    with open(os.path.join(swept["report"], "runs.csv")) as f:
+        rows = list(csv.DictReader(f))
+    earlier = str(tmp_path / "earlier.csv")
+    with open(earlier, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["method"] == "std")
+    out = tmp_path / "out"
+    shutil.copytree(os.path.join(swept["out"], TASK, "r3f"), out / TASK / "r3f")
+    sweep("report", "--out-dir", str(out), "--add-runs", earlier, "--no-plots")
+    for name in ("table2.csv", "runs.csv"):
+        with open(os.path.join(swept["report"], name)) as f, open(out / "report" / name) as g:
+            key = lambda r: sorted(r.items())  # noqa: E731
+            assert sorted(csv.DictReader(g), key=key) == sorted(csv.DictReader(f), key=key), name
+    shutil.copytree(os.path.join(swept["out"], TASK, "std", "seed2"), out / TASK / "std" / "seed2")
+    proc = subprocess.run(
+        [*SWEEP, "report", "--out-dir", str(out), "--add-runs", earlier, "--no-plots"], capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and f"{TASK} std seed 2 is also in" in proc.stderr, proc.stderr
+
+
 def test_paired_verdicts():
     """A shift larger than the seed spread differs; a consistent one far below it does not; a
     noisy one is seed noise; one pair cannot be tested."""
