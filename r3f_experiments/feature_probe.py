@@ -100,6 +100,11 @@ def build_probe(command: Sequence[str]):
     probe_config(command)
     cfg, task, model, _ = build_from_flags(list(command[1:]), criterion=False)
     model.eval()
+    if not cfg.common.cpu:
+        import torch
+
+        if torch.cuda.is_available():  # as fairseq-train would: the features on the GPU
+            model.cuda()
     return cfg, task, model
 
 
@@ -144,6 +149,7 @@ def compute_features(task, model, split: str, examples: Optional[int] = None, ba
     """(features [N, C] float32, targets [N]) of the examples of ``split`` (``subset``), in dataset
     order: the final ``<s>`` representation the probe's linear layer reads."""
     import torch
+    from fairseq import utils
 
     task.load_dataset(split, combine=False, epoch=1)
     dataset = task.dataset(split)
@@ -151,12 +157,15 @@ def compute_features(task, model, split: str, examples: Optional[int] = None, ba
     row_of = {idx: row for row, idx in enumerate(chosen)}
     feats, targets = [None] * len(chosen), [None] * len(chosen)
     order = sorted(chosen, key=dataset.size)
+    on_gpu = next(model.parameters()).is_cuda
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
             sample = dataset.collater([dataset[i] for i in order[start : start + batch_size]])
-            x, _ = model(**sample["net_input"], features_only=True)
+            net_input = utils.move_to_cuda(sample["net_input"]) if on_gpu else sample["net_input"]
+            x, _ = model(**net_input, features_only=True)
+            x = x[:, 0].float().cpu()
             for row, idx in enumerate(sample["id"].tolist()):
-                feats[row_of[idx]] = x[row, 0].float()
+                feats[row_of[idx]] = x[row]
                 targets[row_of[idx]] = int(sample["target"][row])
     return torch.stack(feats), torch.tensor(targets, dtype=torch.long)
 

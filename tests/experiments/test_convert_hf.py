@@ -884,3 +884,64 @@ def test_gpu_grid_runs_every_cell_then_reports_and_stops_at_its_deadline(convert
     assert "the deadline stopped this sweep" in cut.stdout and not (tmp_path / "report2" / "table2.md").exists()
     bad = grid(tmp_path / "runs3", tmp_path / "report3", DEADLINE="soon")
     assert bad.returncode == 2 and "DEADLINE=soon" in bad.stderr
+
+
+def test_gpu_grid_probes_from_the_tables_source_runs(converted, wordpiece_bin, tmp_path):
+    """gpu_grid.sh's probing stage on the CPU (2 updates a run): Figure 3 from the table's finished
+    source runs plus the pre-trained encoder, and the chains of Figures 4-5 going on from them."""
+    import json
+    import subprocess
+
+    from r3f_experiments import trim_vocab
+
+    packed = str(tmp_path / "packed")
+    trim_vocab.trim(converted, os.path.dirname(wordpiece_bin), packed, splits=["train", "valid"], half=True)
+    glue_bin = os.path.join(packed, "glue_bin")
+    os.symlink("SYN-bin", os.path.join(glue_bin, "SYN2-bin"))  # a second task to probe and chain to
+    runs, report = tmp_path / "runs", tmp_path / "report"
+    script = os.path.join(os.path.dirname(USER_DIR), "scripts", "glue", "gpu_grid.sh")
+    env = {
+        **os.environ,
+        "GLUE_BIN": glue_bin,
+        "ROBERTA": os.path.join(packed, "model.pt"),
+        "MAX_UPDATE": "2",
+        "CORE_METHODS": "std r4f",
+        "CORE_SEEDS": "1",
+        "BASELINE_METHODS": "",
+        "PROBE_METHODS": "std r4f smart",  # smart has no source run: left out of Figure 3
+        "CHAIN_METHODS": "r4f",
+        "PROBE_SEEDS": "1",
+        "CYCLES": "2",
+        "JOBS": "2",
+    }
+    done = subprocess.run(
+        ["bash", script, str(runs), str(report)], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout + done.stderr + (report / "grid.log").read_text()[-3000:]
+
+    def records(experiment):
+        with open(report / "probing" / experiment / "report.json") as f:
+            return json.load(f)["records"]
+
+    source = {m: str(runs / "SYN" / m / "seed1" / "checkpoint_best.pt") for m in ("std", "r4f")}
+    cross = records("cross-task")
+    assert sorted((r["method"], r["probe_task"]) for r in cross) == [
+        ("pretrained", "SYN2"),
+        ("r4f", "SYN2"),
+        ("std", "SYN2"),
+    ]
+    for r in cross:
+        with open(os.path.join(r["probe_dir"], "probe.json")) as f:
+            assert json.load(f)["checkpoint"] == source.get(r["method"], env["ROBERTA"])
+    chain = sorted(records("sequential"), key=lambda r: r["position"])
+    assert [(r["method"], r["position"], r["stage_task"], r["probe_task"]) for r in chain] == [
+        ("pretrained", 0, "", "SYN"),
+        ("r4f", 1, "SYN", "SYN"),
+        ("r4f", 2, "SYN2", "SYN"),
+    ]
+    with open(os.path.join(chain[1]["probe_dir"], "probe.json")) as f:
+        assert json.load(f)["checkpoint"] == source["r4f"]
+    cyclic = {(r["position"], r["probe_task"]) for r in records("cyclic") if r["method"] == "r4f"}
+    assert cyclic == {(2, "SYN"), (2, "SYN2"), (4, "SYN"), (4, "SYN2")}  # both tasks after each of 2 cycles
+    assert (report / "probing" / "logs.tar.gz").stat().st_size > 0
+    assert "| std |" in (report / "table2.md").read_text()
