@@ -4,14 +4,18 @@ TASK std`` (fairseq's ``sentence_prediction_probe``) in seconds instead of a fin
 
 The probed encoder is frozen and in eval mode, so its ``<s>`` representation of every example is
 the same at every update: computed once per (checkpoint, data split), cached on disk, and the
-linear layer is trained on the cache. Everything else is read from the command the fairseq probe
-would run (built from the same recipe table and environment as train.sh's): the data and its pair
-layout, the encoder (built and loaded by the probe task itself), fairseq's Adam and polynomial-decay scheduler with that
-command's settings, its batch size, updates and epochs, its seed. What differs from the fairseq
-path: examples are batched in a seeded random order instead of by length (which only changes
-which examples share a batch), and validation is at every epoch's end (the converged preset's).
+linear layer is trained on the cache. ``--pooling mean`` reads the mean of the final states over
+the example's tokens instead (what a sentence encoder such as all-MiniLM-L6-v2 was trained to
+output); the fairseq probe has no such head, so that probe has no fairseq counterpart.
 
-    python -m r3f_experiments.feature_probe CHECKPOINT TASK [--seed S] [--cache DIR] [-- FLAGS]
+Everything else is read from the command the fairseq probe would run (built from the same recipe
+table and environment as train.sh's): the data and its pair layout, the encoder (built and loaded
+by the probe task itself), fairseq's Adam and polynomial-decay scheduler with that command's
+settings, its batch size, updates and epochs, its seed. What differs from the fairseq path:
+examples are batched in a seeded random order instead of by length (which only changes which
+examples share a batch), and validation is at every epoch's end (the converged preset's).
+
+    python -m r3f_experiments.feature_probe CHECKPOINT TASK [--seed S] [--cache DIR] [--pooling mean] [-- FLAGS]
 
 prints the probe's result as JSON (best dev accuracy and the task's metric, with their update).
 Manual: docs/probing.md."""
@@ -27,6 +31,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 FEATURE_BATCH = 64  # examples per forward pass when computing features (memory only)
 CACHE_VERSION = 1  # bump when what a cache file holds changes
+POOLINGS = ("bos", "mean")  # the <s> state (the fairseq probe head's), or the mean over non-pad tokens
 SUBSET_SEED = 0  # the draw of a training subset (--train-examples): one subset for every checkpoint
 
 
@@ -119,9 +124,10 @@ def file_digest(path: str, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def cache_key(checkpoint_digest: str, cfg, split: str, examples: Optional[int] = None) -> str:
+def cache_key(checkpoint_digest: str, cfg, split: str, examples: Optional[int] = None, pooling: str = "bos") -> str:
     """What the features of ``split`` depend on: the checkpoint's bytes, the data files of the
-    split (path, size, mtime), the task settings that build its inputs and the subset taken."""
+    split (path, size, mtime), the task settings that build its inputs, the subset taken and the
+    pooling (named only when not ``bos``: the keys of ``<s>`` caches stay what they were)."""
     data = os.path.realpath(cfg.task.data)
     files = []
     for part in ("input0", "input1", "label"):
@@ -131,7 +137,8 @@ def cache_key(checkpoint_digest: str, cfg, split: str, examples: Optional[int] =
                 st = os.stat(path)
                 files.append((path, st.st_size, int(st.st_mtime)))
     task = (cfg.task.init_token, cfg.task.separator_token, cfg.task.max_positions, cfg.task.num_classes)
-    text = json.dumps([CACHE_VERSION, checkpoint_digest, files, task, examples])
+    key = [CACHE_VERSION, checkpoint_digest, files, task, examples] + ([pooling] if pooling != "bos" else [])
+    text = json.dumps(key)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -145,9 +152,14 @@ def subset(size: int, examples: Optional[int]) -> List[int]:
     return sorted(np.random.RandomState(SUBSET_SEED).permutation(size)[:examples].tolist())
 
 
-def compute_features(task, model, split: str, examples: Optional[int] = None, batch_size: int = FEATURE_BATCH):
+def compute_features(
+    task, model, split: str, examples: Optional[int] = None, batch_size: int = FEATURE_BATCH, pooling: str = "bos"
+):
     """(features [N, C] float32, targets [N]) of the examples of ``split`` (``subset``), in dataset
-    order: the final ``<s>`` representation the probe's linear layer reads."""
+    order: the final ``<s>`` representation the probe's linear layer reads, or (``pooling="mean"``)
+    the mean of the final states over the example's tokens, ``<s>`` and ``</s>`` included."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     import torch
     from fairseq import utils
 
@@ -163,24 +175,31 @@ def compute_features(task, model, split: str, examples: Optional[int] = None, ba
             sample = dataset.collater([dataset[i] for i in order[start : start + batch_size]])
             net_input = utils.move_to_cuda(sample["net_input"]) if on_gpu else sample["net_input"]
             x, _ = model(**net_input, features_only=True)
-            x = x[:, 0].float().cpu()
+            if pooling == "mean":
+                keep = net_input["src_tokens"].ne(task.source_dictionary.pad()).unsqueeze(-1).to(x.dtype)
+                x = (x * keep).sum(1) / keep.sum(1)
+            else:
+                x = x[:, 0]
+            x = x.float().cpu()
             for row, idx in enumerate(sample["id"].tolist()):
                 feats[row_of[idx]] = x[row]
                 targets[row_of[idx]] = int(sample["target"][row])
     return torch.stack(feats), torch.tensor(targets, dtype=torch.long)
 
 
-def cached_features(cache_dir: str, checkpoint_digest: str, cfg, built, split: str, examples: Optional[int] = None):
+def cached_features(
+    cache_dir: str, checkpoint_digest: str, cfg, built, split: str, examples: Optional[int] = None, pooling: str = "bos"
+):
     """compute_features through the cache: (features, targets, seconds spent computing).
     ``built()`` gives (task, model), called only when the cache does not hold the features."""
     import torch
 
-    path = os.path.join(cache_dir, f"{cache_key(checkpoint_digest, cfg, split, examples)}.pt")
+    path = os.path.join(cache_dir, f"{cache_key(checkpoint_digest, cfg, split, examples, pooling)}.pt")
     if os.path.isfile(path):
         stored = torch.load(path)
         return stored["features"], stored["targets"], 0.0
     t0 = time.monotonic()
-    feats, targets = compute_features(*built(), split, examples)
+    feats, targets = compute_features(*built(), split, examples, pooling=pooling)
     seconds = time.monotonic() - t0
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
@@ -189,6 +208,7 @@ def cached_features(cache_dir: str, checkpoint_digest: str, cfg, built, split: s
         "data": os.path.realpath(cfg.task.data),
         "split": split,
         "examples": examples,
+        "pooling": pooling,
     }
     torch.save({"features": feats, "targets": targets, "meta": meta}, tmp)
     os.replace(tmp, path)  # a reader never sees half a file
@@ -273,9 +293,11 @@ def probe(
     seed: int,
     train_examples: Optional[int] = None,
     digest: Optional[str] = None,
+    pooling: str = "bos",
 ) -> ProbeResult:
     """The feature probe of one fairseq probe command (its --seed is ``seed``); ``train_examples``:
-    train on that fixed subset of the training set (the dev set is always whole)."""
+    train on that fixed subset of the training set (the dev set is always whole); ``pooling``: what
+    the linear layer reads (POOLINGS)."""
     from .dev_scores import label_classes
     from .recipes.glue import train_size
 
@@ -291,8 +313,8 @@ def probe(
             model_of["built"] = build_probe(command)[1:]
         return model_of["built"]
 
-    x_train, y_train, s_train = cached_features(cache_dir, digest, cfg, built, "train", train_examples)
-    x_valid, y_valid, s_valid = cached_features(cache_dir, digest, cfg, built, valid_split)
+    x_train, y_train, s_train = cached_features(cache_dir, digest, cfg, built, "train", train_examples, pooling)
+    x_valid, y_valid, s_valid = cached_features(cache_dir, digest, cfg, built, valid_split, pooling=pooling)
     result = fit_probe(cfg, (x_train, y_train), (x_valid, y_valid), label_classes(cfg.task.data), seed)
     return result._replace(feature_seconds=s_train + s_valid)
 
@@ -305,17 +327,19 @@ def run_probe(
     cache_dir: str,
     extra: Sequence[str] = (),
     train_examples: Optional[int] = None,
+    pooling: str = "bos",
 ) -> Dict[str, object]:
     """Probe ``checkpoint`` on ``task``: the result with its command, also written to
     ``save_dir/probe.json`` (the file the probing driver reads)."""
     command = probe_command(task, checkpoint, seed, save_dir, extra)
-    result = probe(command, cache_dir, seed, train_examples)
+    result = probe(command, cache_dir, seed, train_examples, pooling=pooling)
     record = {
         **result._asdict(),
         "checkpoint": checkpoint,
         "task": task,
         "seed": seed,
         "train_examples": train_examples,
+        "pooling": pooling,
         "command": command,
     }
     os.makedirs(save_dir, exist_ok=True)
@@ -346,12 +370,20 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--train-examples", type=int, help="train on this many examples of the training set (a fixed random subset)"
     )
+    parser.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default="bos",
+        help="what the linear layer reads: bos, the <s> state (the fairseq probe's); mean, the mean over the tokens",
+    )
     args = parser.parse_args(argv)
     if not os.path.isfile(args.checkpoint):
         parser.error(f"{args.checkpoint}: no such checkpoint file")
     if args.train_examples is not None and args.train_examples < 1:
         parser.error(f"--train-examples must be a positive number, got {args.train_examples}")
-    record = run_probe(args.checkpoint, args.task, args.seed, args.save_dir, args.cache, extra, args.train_examples)
+    record = run_probe(
+        args.checkpoint, args.task, args.seed, args.save_dir, args.cache, extra, args.train_examples, args.pooling
+    )
     print(json.dumps({k: v for k, v in record.items() if k != "command"}, indent=1))
     return 0
 

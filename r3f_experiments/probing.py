@@ -133,18 +133,25 @@ def strip_heads(src: str, dst: str) -> None:
 
 
 def probe_done(probe_dir: str, args) -> bool:
-    """A finished probe of this backend; one trained on another subset is refused, not redone."""
+    """A finished probe of this backend; one trained on another subset or pooling is refused, not redone."""
     if args.probe_backend == "fairseq":
         return finished(os.path.join(probe_dir, LOG))
     path = os.path.join(probe_dir, feature_probe.PROBE_RESULT)
     if not os.path.isfile(path):
         return False
     with open(path) as f:
-        stored = json.load(f).get("train_examples")
+        record = json.load(f)
+    stored = record.get("train_examples")
     if stored != args.probe_train_examples:
         raise SystemExit(
             f"error: {path} was trained on {stored} examples, not --probe-train-examples "
             f"{args.probe_train_examples}: use another --out-dir (or move that folder away)"
+        )
+    pooling = record.get("pooling", "bos")  # probes written before --probe-pooling read <s>
+    if pooling != args.probe_pooling:
+        raise SystemExit(
+            f"error: {path} read {pooling}-pooled features, not --probe-pooling {args.probe_pooling}: "
+            "use another --out-dir (or move that folder away)"
         )
     return True
 
@@ -156,7 +163,14 @@ def run_probe(args, task: str, checkpoint: str, seed: int, probe_dir: str) -> bo
     if args.probe_backend == "features":
         try:
             feature_probe.run_probe(
-                checkpoint, task, seed, probe_dir, args.feature_cache, flags, args.probe_train_examples
+                checkpoint,
+                task,
+                seed,
+                probe_dir,
+                args.feature_cache,
+                flags,
+                args.probe_train_examples,
+                args.probe_pooling,
             )
         except SystemExit as e:
             print(f"{e}", file=sys.stderr, flush=True)
@@ -335,7 +349,9 @@ def probe_score(probe_dir: str, task: str) -> Optional[Dict[str, float]]:
     if os.path.isfile(result_file):
         with open(result_file) as f:
             stored = json.load(f)
-        return {"accuracy": stored["accuracy"], "update": stored["update"], "backend": "features"}
+        pooling = stored.get("pooling", "bos")
+        backend = "features" if pooling == "bos" else f"features, {pooling}-pooled"
+        return {"accuracy": stored["accuracy"], "update": stored["update"], "backend": backend}
     log = os.path.join(probe_dir, LOG)
     if not finished(log):
         return None
@@ -566,6 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="features backend: probes train on a fixed random N examples of each training set (all by default)",
     )
     exp.add_argument(
+        "--probe-pooling",
+        choices=feature_probe.POOLINGS,
+        default="bos",
+        help="features backend: what the probe reads, bos (default): the <s> state, as the fairseq probe and the "
+        "paper; mean: the mean of the final states over the tokens (a sentence encoder's output)",
+    )
+    exp.add_argument(
         "--jobs", type=int, default=1, help="chains (method x seed) run side by side, each in a driver of its own"
     )
     exp.add_argument("--only-chain", action="store_true", help=argparse.SUPPRESS)  # a child of --jobs
@@ -618,6 +641,10 @@ def main(argv=None) -> int:
             parser.error(f"--probe-train-examples must be a positive number, got {args.probe_train_examples}")
         if args.probe_backend != "features":
             parser.error("--probe-train-examples is for --probe-backend features")
+    if args.probe_pooling != "bos" and args.probe_backend != "features":
+        parser.error(
+            f"--probe-pooling {args.probe_pooling} is for --probe-backend features (the fairseq probe reads <s>)"
+        )
     if getattr(args, "cycles", 1) < 1:
         parser.error("--cycles must be at least 1")
     return cmd_experiment(args)

@@ -356,6 +356,16 @@ def test_cached_features_are_what_the_fairseq_probe_head_reads(chain, tmp_path, 
     rows = feature_probe.subset(len(targets), 20)
     assert len(rows) == 20 and rows == feature_probe.subset(len(targets), 20)
     assert torch.allclose(part, feats[rows], atol=1e-5) and torch.equal(part_targets, targets[rows])
+    # mean pooling: the mean of the final states over each example's tokens, padding left out
+    pooled, pooled_targets = feature_probe.compute_features(task, model, "valid", pooling="mean")
+    with torch.no_grad():
+        states = model(**sample["net_input"], features_only=True)[0]
+    tokens, pad = sample["net_input"]["src_tokens"], task.source_dictionary.pad()
+    assert tokens.eq(pad).any()  # the batch holds padding: a mean over it would show
+    for row, idx in enumerate(ids.tolist()):
+        kept = tokens[row].ne(pad)
+        assert torch.allclose(pooled[idx], states[row][kept].mean(0), atol=1e-5)
+    assert torch.equal(pooled_targets, targets) and not torch.allclose(pooled, feats, atol=1e-3)
 
 
 @pytest.mark.slow
@@ -439,6 +449,23 @@ def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_p
     )
     assert proc.returncode != 0 and "SST-2/r4f/seed2/checkpoint_best.pt" in proc.stderr
     assert not os.path.exists(tmp_path / "out2" / "cross-task" / "pretrained")
+    # mean-pooled probes: their own features, named in the report; never mixed with <s> probes
+    mean_out = str(tmp_path / "mean")
+    drive(*args, "--out-dir", mean_out, "--probe-pooling", "mean", "--probe-flags", PROBE_UPDATES, "--", *TINY, env=env)
+    with open(os.path.join(mean_out, "cross-task", "report.json")) as f:
+        pooled = json.load(f)["records"]
+    assert len(pooled) == 4 and {r["backend"] for r in pooled} == {"features, mean-pooled"}
+    with open(os.path.join(pooled[0]["probe_dir"], "probe.json")) as f:
+        assert json.load(f)["pooling"] == "mean"
+    for refused, message in (
+        ([*args, "--probe-pooling", "mean", "--", *TINY], "read bos-pooled features, not --probe-pooling mean"),
+        (
+            [*args, "--out-dir", mean_out, "--probe-backend", "fairseq", "--probe-pooling", "mean"],
+            "is for --probe-backend features",
+        ),
+    ):
+        proc = subprocess.run([*DRIVER, *refused], capture_output=True, text=True, env={**os.environ, **env})
+        assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
