@@ -182,10 +182,17 @@ def _seed_points(ax, xs, values_by_x, colour, label=None, offset=0.0):
     ax.plot([x + offset for x in xs], means, marker="_", markersize=14, color=colour, label=label)
 
 
-def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], method_order: Sequence[str]) -> None:
+def probing_figure(
+    path: str,
+    experiment: str,
+    stages,
+    records: Sequence[dict],
+    method_order: Sequence[str],
+    scored: str = "probe accuracy (%)",
+) -> None:
     """Figure 3 (a panel per probed task: every method, each seed a point, the mean a bar mark),
-    4 (the source probe along the chain) or 5 (a panel per task, probe after each cycle): probe
-    accuracy, each panel on its own y axis, n (seeds) in the legend."""
+    4 (the source probe along the chain) or 5 (a panel per task, probe after each cycle): each
+    record's ``score`` (``scored`` names it), each panel on its own y axis, n (seeds) in the legend."""
     plt = _pyplot()
 
     methods = ordered({r["method"] for r in records}, method_order)
@@ -196,7 +203,7 @@ def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], 
         out = {}
         for r in records:
             if r["method"] == method and all(r[k] == v for k, v in keys.items()):
-                out.setdefault(r[key], []).append(r["accuracy"])
+                out.setdefault(r[key], []).append(r["score"])
         return out
 
     if experiment == "cross-task":
@@ -237,7 +244,7 @@ def probing_figure(path: str, experiment: str, stages, records: Sequence[dict], 
             ax.set_xticks(sorted({s.cycle for s in stages} | {r["cycle"] for r in records}))
             ax.set_xlabel("cycle (0: pre-trained)")
         fig.suptitle("Figure 5: probes after each cycle")
-    axes[0].set_ylabel("probe accuracy (%)")
+    axes[0].set_ylabel(scored if len(scored) < 30 else "probe score (the task's metric)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -36,6 +36,10 @@ PROBE_RECIPE = "std"  # the probe trains with train.sh's plain sentence_predicti
 FINETUNE_FLAGS = ["--no-last-checkpoints", "--no-save-optimizer-state"]
 PROBE_FLAGS = ["--no-save"]  # dropped by --save-probes
 BACKENDS = ("features", "fairseq")
+# what a report compares: each probe's best dev accuracy (the paper's), or its best value of the
+# task's own metric (the recipe's --best-checkpoint-metric: CoLA MCC, MRPC/QQP (acc + F1) / 2),
+# which sees what accuracy hides on a task with a large majority class
+SCORES = {"accuracy": "", "metric": "-metric"}  # score -> the suffix of its report files
 CHAIN_LOG = "chain.log"  # a chain's own driver output under --jobs
 # -------------------------------------------------------------------------------------------------
 
@@ -343,25 +347,41 @@ def cmd_experiment(args) -> int:
 
 
 def probe_score(probe_dir: str, task: str) -> Optional[Dict[str, float]]:
-    """Best validation accuracy of a finished probe and the update it was reached at: from the
-    feature probe's probe.json, else from the fairseq probe's log."""
+    """Best validation accuracy of a finished probe and the update it was reached at, and the
+    same of the task's metric: from the feature probe's probe.json, else from the fairseq probe's log."""
     result_file = os.path.join(probe_dir, feature_probe.PROBE_RESULT)
     if os.path.isfile(result_file):
         with open(result_file) as f:
             stored = json.load(f)
         pooling = stored.get("pooling", "bos")
         backend = "features" if pooling == "bos" else f"features, {pooling}-pooled"
-        return {"accuracy": stored["accuracy"], "update": stored["update"], "backend": backend}
+        return {
+            "accuracy": stored["accuracy"],
+            "update": stored["update"],
+            "metric": stored["metric"],
+            "metric_value": stored["metric_value"],
+            "metric_update": stored["metric_update"],
+            "backend": backend,
+        }
     log = os.path.join(probe_dir, LOG)
     if not finished(log):
         return None
     with open(log, errors="replace") as f:
         output = f.read()
+    metric = glue.METRIC.get(task, "accuracy")
     try:
         result = collect(output, [Column(task, "valid", "accuracy", task)])[task]
+        by_metric = collect(output, [Column(task, "valid", metric, task)])[task]
     except MetricMissing:
         return None
-    return {"accuracy": result.best, "update": result.best_update, "backend": "fairseq"}
+    return {
+        "accuracy": result.best,
+        "update": result.best_update,
+        "metric": metric,
+        "metric_value": by_metric.best,
+        "metric_update": by_metric.best_update,
+        "backend": "fairseq",
+    }
 
 
 def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
@@ -393,8 +413,9 @@ def collect_records(exp_dir: str, stages: Sequence[Stage]) -> List[dict]:
 
 def summarise(records: Sequence[dict], source: str) -> List[dict]:
     """Per method: mean probe accuracy (over every probe, each averaged over seeds) and the
-    source task's probe at its first and last probing, and the drop between them."""
-    per_probe = mean_by(records, "method", "position", "probe_task")
+    source task's probe at its first and last probing, and the drop between them (of each
+    record's ``score``)."""
+    per_probe = mean_by(records, "method", "position", "probe_task", value="score")
     rows = []
     for method in ordered({m for m, _, _ in per_probe}, METHOD_ORDER):
         mine = {(p, t): a for (m, p, t), a in per_probe.items() if m == method}
@@ -403,7 +424,7 @@ def summarise(records: Sequence[dict], source: str) -> List[dict]:
         rows.append(
             {
                 "method": method,
-                "mean_probe_accuracy": statistics.mean(mine.values()),
+                "mean_probe_score": statistics.mean(mine.values()),
                 "probes": len(mine),
                 "seeds": len({r["seed"] for r in records if r["method"] == method}),
                 "source_first": first,
@@ -430,7 +451,7 @@ def probe_table(experiment: str, records: Sequence[dict]) -> List[dict]:
     std paired over seeds (Holm's correction over every comparison of the experiment)."""
     bests: Dict[str, Dict[str, Dict[int, float]]] = {}
     for r in records:
-        bests.setdefault(probe_label(experiment, r), {}).setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
+        bests.setdefault(probe_label(experiment, r), {}).setdefault(r["method"], {})[r["seed"]] = r["score"]
     labels = list(bests)
     tests = comparisons(bests, [Column(label, "valid", "accuracy", label) for label in labels])
     rows = []
@@ -454,21 +475,36 @@ def probe_table(experiment: str, records: Sequence[dict]) -> List[dict]:
     return rows
 
 
-def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict], table: Sequence[dict] = ()) -> str:
+def score_name(score: str, records: Sequence[dict]) -> str:
+    """What a report's numbers are: probe accuracy, or each probed task's metric by name."""
+    if score == "accuracy":
+        return "probe accuracy (%)"
+    metrics = dict(sorted({(r["probe_task"], r["metric"]) for r in records}))
+    return "probe score, the task's metric (" + ", ".join(f"{t} {m}" for t, m in metrics.items()) + ")"
+
+
+def write_summary(
+    path: str,
+    experiment: str,
+    source: str,
+    rows: Sequence[dict],
+    table: Sequence[dict] = (),
+    scored: str = "probe accuracy (%)",
+) -> str:
     f1 = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
     lines = [
-        f"## Probing, {experiment} ({EXPERIMENTS[experiment]}): probe accuracy (%), mean over seeds\n\n",
-        f"| method | mean probe accuracy | probes | seeds | {source} probe first | {source} probe last "
+        f"## Probing, {experiment} ({EXPERIMENTS[experiment]}): {scored}, mean over seeds\n\n",
+        f"| method | mean probe score | probes | seeds | {source} probe first | {source} probe last "
         f"| {source} drop |\n|---|---|---|---|---|---|---|\n",
     ]
     lines += [
-        f"| {r['method']} | {f1(r['mean_probe_accuracy'])} | {r['probes']} | {r['seeds']} | "
+        f"| {r['method']} | {f1(r['mean_probe_score'])} | {r['probes']} | {r['seeds']} | "
         f"{f1(r['source_first'])} | {f1(r['source_last'])} | {f1(r['source_drop'])} |\n"
         for r in rows
     ]
     if table:
         lines.append(
-            "\nPer probe: dev accuracy (%) over seeds (one probe per seed of the fine-tuning), and each method "
+            "\nPer probe: the score over seeds (one probe per seed of the fine-tuning), and each method "
             "against std paired over seeds, Holm's correction over every comparison below.\n\n"
             "| probe | method | n | mean ± std | min / median / max | vs std (paired) [min, max] | verdict |\n"
             "|---|---|---|---|---|---|---|\n"
@@ -491,20 +527,31 @@ def write_summary(path: str, experiment: str, source: str, rows: Sequence[dict],
     return text
 
 
-def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
+def report(exp_dir: str, no_plots: bool = False, score: str = "accuracy") -> Optional[str]:
+    """The experiment's report files, of each probe's ``score`` (SCORES): report.json,
+    report.tsv, summary.md and the figure, their names suffixed with SCORES[score]."""
     with open(os.path.join(exp_dir, "plan.json")) as f:
         plan = json.load(f)
     experiment = plan["experiment"]
     stages = [Stage(**{**s, "probes": tuple(s["probes"])}) for s in plan["stages"]]
     trained = [s for s in stages if s.position > 0]
     source = trained[0].task
-    records = collect_records(exp_dir, stages)
+    value = "accuracy" if score == "accuracy" else "metric_value"
+    records = [{**r, "score": r[value]} for r in collect_records(exp_dir, stages)]
+    suffix = SCORES[score]
     rows = summarise(records, source)
     table = probe_table(experiment, records)
     serialisable = [{**r, "vs_std": None if r["vs_std"] is None else r["vs_std"]._asdict()} for r in table]
-    with open(os.path.join(exp_dir, "report.json"), "w") as f:
+    with open(os.path.join(exp_dir, f"report{suffix}.json"), "w") as f:
         json.dump(
-            {"experiment": experiment, "source": source, "summary": rows, "table": serialisable, "records": records},
+            {
+                "experiment": experiment,
+                "source": source,
+                "score": score,
+                "summary": rows,
+                "table": serialisable,
+                "records": records,
+            },
             f,
             indent=1,
         )
@@ -518,18 +565,22 @@ def report(exp_dir: str, no_plots: bool = False) -> Optional[str]:
         "probe_task",
         "accuracy",
         "update",
+        "metric",
+        "metric_value",
+        "metric_update",
         "backend",
     ]
-    with open(os.path.join(exp_dir, "report.tsv"), "w") as f:
+    with open(os.path.join(exp_dir, f"report{suffix}.tsv"), "w") as f:
         f.write("\t".join(columns) + "\n")
         f.writelines("\t".join(str(r[c]) for c in columns) + "\n" for r in records)
-    text = write_summary(os.path.join(exp_dir, "summary.md"), experiment, source, rows, table)
-    figure = os.path.join(exp_dir, EXPERIMENTS[experiment] + ".png")
+    scored = score_name(score, records)
+    text = write_summary(os.path.join(exp_dir, f"summary{suffix}.md"), experiment, source, rows, table, scored)
+    figure = os.path.join(exp_dir, f"{EXPERIMENTS[experiment]}{suffix}.png")
     if records and not no_plots:
-        figures.probing_figure(figure, experiment, trained, records, METHOD_ORDER)
+        figures.probing_figure(figure, experiment, trained, records, METHOD_ORDER, scored)
     print(
         text
-        + f"[probing] wrote {exp_dir}/report.json, report.tsv, summary.md"
+        + f"[probing] wrote {exp_dir}/report{suffix}.json, report{suffix}.tsv, summary{suffix}.md"
         + ("" if no_plots or not records else f", {os.path.basename(figure)}"),
         flush=True,
     )
@@ -542,7 +593,7 @@ def cmd_report(args) -> int:
         print(f"error: no {args.out_dir}/EXPERIMENT/plan.json (EXPERIMENT: {', '.join(EXPERIMENTS)})", file=sys.stderr)
         return 1
     for e in found:
-        report(os.path.join(args.out_dir, e), args.no_plots)
+        report(os.path.join(args.out_dir, e), args.no_plots, args.score)
     return 0
 
 
@@ -611,7 +662,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "cyclic":
             p.add_argument("--cycles", type=int, default=CYCLES)
-    sub.add_parser("report", parents=[common], help="re-render every experiment's report from its logs")
+    rep = sub.add_parser("report", parents=[common], help="re-render every experiment's report from its logs")
+    rep.add_argument(
+        "--score",
+        choices=SCORES,
+        default="accuracy",
+        help="accuracy (default): each probe's best dev accuracy, as the paper; metric: its best value of the "
+        "task's metric (CoLA MCC, MRPC (acc + F1) / 2), in report-metric.json, summary-metric.md, figureN-metric.png",
+    )
     return parser
 
 

@@ -13,7 +13,8 @@
 #                      skipped, so unpacking an earlier REPORT_DIR/logs.tar.gz into it goes on
 #   REPORT_DIR         table2.md, table2.csv, runs.csv (sweep report, with a majority-class row),
 #                      logs.tar.gz (every run's train.log) and grid.log (the sweeps' progress);
-#                      probing/EXPERIMENT/summary.md + report.json, probing/logs.tar.gz (docs/probing.md)
+#                      probing/EXPERIMENT/summary.md + report.json (probe accuracy, the paper's) and
+#                      summary-metric.md + report-metric.json (each task's metric), probing/logs.tar.gz (docs/probing.md)
 #
 # Tasks run smallest training set first, the core methods before the baselines, so that a grid
 # cut by the deadline has whole cells of the cheap tasks. Exit status 0 when every planned run
@@ -152,6 +153,14 @@ EOF
         probe "$experiment" $methods
     done
     if [[ -n "$PROBING" && -d "$RUNS_DIR/probing" ]]; then
+        # the same probes scored by each task's metric (MCC sees what accuracy hides on CoLA)
+        "$PYTHON" -m r3f_experiments.probing report --score metric --no-plots --out-dir "$RUNS_DIR/probing" \
+            >> "$REPORT_DIR/grid.log" 2>&1 || { status=1; echo "[gpu_grid] probing report --score metric failed (grid.log)" | tee -a "$REPORT_DIR/grid.log"; }
+        for experiment in $PROBING; do
+            if [[ -f "$RUNS_DIR/probing/${experiment}/report-metric.json" ]]; then
+                cp "$RUNS_DIR/probing/${experiment}/"{summary-metric.md,report-metric.json} "$REPORT_DIR/probing/${experiment}/"
+            fi
+        done
         (cd "$RUNS_DIR/probing" && find . \( -name probe.json -o -name train.log -o -name chain.log \) -print0 \
             | tar czf - --null -T -) > "$REPORT_DIR/probing/logs.tar.gz"
     fi

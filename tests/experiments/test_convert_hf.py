@@ -943,5 +943,14 @@ def test_gpu_grid_probes_from_the_tables_source_runs(converted, wordpiece_bin, t
         assert json.load(f)["checkpoint"] == source["r4f"]
     cyclic = {(r["position"], r["probe_task"]) for r in records("cyclic") if r["method"] == "r4f"}
     assert cyclic == {(2, "SYN"), (2, "SYN2"), (4, "SYN"), (4, "SYN2")}  # both tasks after each of 2 cycles
+    # the same probes by the task's metric: one record per probe, its score the probe's metric value
+    for experiment in ("cross-task", "sequential", "cyclic"):
+        with open(report / "probing" / experiment / "report-metric.json") as f:
+            by_metric = json.load(f)
+        assert by_metric["score"] == "metric" and len(by_metric["records"]) == len(records(experiment))
+        for r in by_metric["records"]:
+            with open(os.path.join(r["probe_dir"], "probe.json")) as f:
+                assert r["score"] == json.load(f)["metric_value"]
+        assert "the task's metric" in (report / "probing" / experiment / "summary-metric.md").read_text()
     assert (report / "probing" / "logs.tar.gz").stat().st_size > 0
     assert "| std |" in (report / "table2.md").read_text()

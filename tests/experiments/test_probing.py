@@ -114,7 +114,7 @@ def test_chain_reports_a_probe_score_per_stage(chain):
         assert r["accuracy"] == max(float(json.loads(line[line.index("{") :])["valid_accuracy"]) for line in valid)
     (row,) = report["summary"]
     assert row["method"] == "r4f" and row["probes"] == 3
-    assert row["mean_probe_accuracy"] == pytest.approx(sum(r["accuracy"] for r in records) / 3)
+    assert row["mean_probe_score"] == pytest.approx(sum(r["accuracy"] for r in records) / 3)
     assert row["source_drop"] == pytest.approx(records[0]["accuracy"] - records[2]["accuracy"])
     summary = open(os.path.join(chain["out"], "sequential", "summary.md")).read()
     assert "| r4f |" in summary and "SST-2 drop" in summary
@@ -295,13 +295,51 @@ def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
     report = json.loads((exp_dir / "report.json").read_text())
     assert {(r["position"], r["probe_task"]): r["accuracy"] for r in report["records"]} == placed
     (row,) = report["summary"]
-    assert row["mean_probe_accuracy"] == pytest.approx(sum(placed.values()) / len(placed))
+    assert row["mean_probe_score"] == pytest.approx(sum(placed.values()) / len(placed))
     if experiment == "cyclic":  # the source (first task of the chain) probed after cycles 1 and 2
         assert row["source_drop"] == pytest.approx(placed[(2, "QNLI")] - placed[(4, "QNLI")])
     else:
         assert row["source_drop"] is None
     figure = exp_dir / ("figure3.png" if experiment == "cross-task" else "figure5.png")
     assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
+    """probing report --score metric: the probes' metric values (CoLA MCC), not their accuracy, in
+    files of their own beside the accuracy report."""
+    from r3f_experiments import probing as driver
+
+    exp_dir = tmp_path / "cross-task"
+    stages = [
+        driver.Stage("stage0-pretrained", "", 0, 0, ("CoLA",)),
+        driver.Stage("stage1-SST-2", "SST-2", 1, 1, ("CoLA",)),
+    ]
+    exp_dir.mkdir()
+    (exp_dir / "plan.json").write_text(
+        json.dumps({"experiment": "cross-task", "stages": [s._asdict() for s in stages]})
+    )
+    mcc = {"pretrained": [10.0, 11.0, 9.0], "std": [6.0, 7.0, 6.5], "r4f": [9.5, 11.5, 10.0]}
+    for method, values in mcc.items():
+        for seed, value in enumerate(values, 1):
+            stage = stages[0] if method == "pretrained" else stages[1]
+            probe_dir = exp_dir / method / f"seed{seed}" / stage.name / "probe-CoLA"
+            probe_dir.mkdir(parents=True)
+            record = {"accuracy": 69.0 + seed / 10, "update": 10, "metric": "mcc", "metric_value": value}
+            (probe_dir / "probe.json").write_text(json.dumps({**record, "metric_update": 20, "pooling": "bos"}))
+    driver.report(str(exp_dir), no_plots=True)
+    driver.report(str(exp_dir), no_plots=True, score="metric")
+    with open(exp_dir / "report-metric.json") as f:
+        by_metric = json.load(f)
+    with open(exp_dir / "report.json") as f:
+        by_accuracy = json.load(f)
+    rows = {r["method"]: r for r in by_metric["table"]}
+    assert rows["std"]["mean"] == pytest.approx(6.5) and rows["r4f"]["mean"] == pytest.approx(31 / 3)
+    assert rows["r4f"]["vs_std"]["mean"] == pytest.approx(31 / 3 - 6.5)
+    assert {r["method"]: r["mean"] for r in by_accuracy["table"]}["std"] == pytest.approx(69.2)
+    assert "probe score, the task's metric (CoLA mcc)" in (exp_dir / "summary-metric.md").read_text()
+    assert "probe accuracy (%)" in (exp_dir / "summary.md").read_text()
+    header = (exp_dir / "report-metric.tsv").read_text().splitlines()[0].split("\t")
+    assert header[-4:] == ["metric", "metric_value", "metric_update", "backend"]
 
 
 @pytest.mark.slow
