@@ -199,6 +199,10 @@ def probing_figure(
     colours = {m: method_colour(m, methods) for m in methods}
     n = {m: len({r["seed"] for r in records if r["method"] == m}) for m in methods}
 
+    by_metric = scored != "probe accuracy (%)"
+    title = lambda t: f"probe {t}" + (f" ({metric_of[t]})" if by_metric else "")  # noqa: E731
+    metric_of = {r["probe_task"]: r.get("metric") for r in records}
+
     def values(method, key, keys):
         out = {}
         for r in records:
@@ -217,7 +221,7 @@ def probing_figure(
                 )
             ax.set_xticks(range(len(methods)))
             ax.set_xticklabels(methods, rotation=45, ha="right", fontsize=8)
-            ax.set_title(f"probe {t}")
+            ax.set_title(title(t))
         fig.suptitle(f"Figure 3: probing after fine-tuning on {stages[0].task}")
     elif experiment == "sequential":
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
@@ -240,7 +244,7 @@ def probing_figure(
             for i, m in enumerate(methods):
                 by_cycle = values(m, "cycle", {"probe_task": t})
                 _seed_points(ax, sorted(by_cycle), by_cycle, colours[m], f"{m} (n={n[m]})", offset=0.04 * i)
-            ax.set_title(f"probe {t}")
+            ax.set_title(title(t))
             ax.set_xticks(sorted({s.cycle for s in stages} | {r["cycle"] for r in records}))
             ax.set_xlabel("cycle (0: pre-trained)")
         fig.suptitle("Figure 5: probes after each cycle")
