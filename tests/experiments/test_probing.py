@@ -327,7 +327,7 @@ def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
             record = {"accuracy": 69.0 + seed / 10, "update": 10, "metric": "mcc", "metric_value": value}
             (probe_dir / "probe.json").write_text(json.dumps({**record, "metric_update": 20, "pooling": "bos"}))
     driver.report(str(exp_dir), no_plots=True)
-    driver.report(str(exp_dir), no_plots=True, score="metric")
+    driver.report(str(exp_dir), score="metric")
     with open(exp_dir / "report-metric.json") as f:
         by_metric = json.load(f)
     with open(exp_dir / "report.json") as f:
@@ -338,6 +338,7 @@ def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
     assert {r["method"]: r["mean"] for r in by_accuracy["table"]}["std"] == pytest.approx(69.2)
     assert "probe score, the task's metric (CoLA mcc)" in (exp_dir / "summary-metric.md").read_text()
     assert "probe accuracy (%)" in (exp_dir / "summary.md").read_text()
+    assert (exp_dir / "figure3-metric.png").read_bytes()[:4] == b"\x89PNG" and not (exp_dir / "figure3.png").exists()
     header = (exp_dir / "report-metric.tsv").read_text().splitlines()[0].split("\t")
     assert header[-4:] == ["metric", "metric_value", "metric_update", "backend"]
 
