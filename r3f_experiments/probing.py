@@ -48,6 +48,7 @@ EXPERIMENTS = {"cross-task": "figure3", "sequential": "figure4", "cyclic": "figu
 LOG = LOG_NAME
 BEST = "checkpoint_best.pt"
 START = "start.pt"
+STARTED_FROM = "started_from.json"  # a trained stage's start checkpoint (path, sha256): --stages-from checks it
 
 
 class Stage(NamedTuple):
@@ -194,10 +195,87 @@ def run_probe(args, task: str, checkpoint: str, seed: int, probe_dir: str) -> bo
     return rc == 0 and finished(os.path.join(probe_dir, LOG))
 
 
+def stage_argv(args, task: str, method: str, seed: int, stage_dir: str) -> List[str]:
+    """The train.sh command of a fine-tuning stage."""
+    return [
+        "bash",
+        TRAIN_SH,
+        task,
+        method,
+        str(seed),
+        stage_dir,
+        "--",
+        *FINETUNE_FLAGS,
+        *args.extra,
+        *args.finetune_flags,
+    ]
+
+
+def comparable_settings(words: Sequence[str]) -> List[str]:
+    """A stage's fairseq-train settings less what names its own folders: the start checkpoint
+    (a copy in the stage's folder, checked by its sha256 instead) and --save-dir; the data folder
+    by its real path (GLUE_BIN may reach it through a link)."""
+    kept, skip = [], False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word in ("--finetune-from-model", "--save-dir"):
+            skip = True
+            continue
+        kept.append(os.path.realpath(word) if i == 0 and os.path.exists(word) else word)
+    return kept
+
+
+def reusable_stage(args, stage: Stage, method: str, seed: int, start: str, stage_dir: str) -> Optional[str]:
+    """``args.stages_from``'s finished checkpoint of this stage where it is the same fine-tuning:
+    the same tasks up to this stage, the same start checkpoint (sha256) and the same settings;
+    None (with the reason printed) where not."""
+    from .run_folder import RECORD_NAME, differences, read_record, settings_words
+
+    other_stages = args.stages_from_plan
+    mine = [s.task for s in args.planned_stages if 0 < s.position <= stage.position]
+    theirs = [s.task for s in other_stages if 0 < s.position <= stage.position]
+    if mine != theirs:
+        return None
+    other = next(s for s in other_stages if s.position == stage.position)
+    other_dir = os.path.join(args.stages_from, method, f"seed{seed}", other.name)
+    other_best = os.path.join(other_dir, BEST)
+    tag = f"[probing] {method} seed {seed} {stage.name}: not taken from {other_dir}"
+    if not finished(os.path.join(other_dir, LOG), other_best):
+        return None
+    try:
+        with open(os.path.join(other_dir, STARTED_FROM)) as f:
+            started = json.load(f)
+    except (OSError, ValueError):
+        print(f"{tag} (no readable {STARTED_FROM}: trained before starts were recorded)", flush=True)
+        return None
+    if started.get("sha256") != (feature_probe.file_digest(start) if start else None):
+        print(f"{tag} (it started from {started.get('checkpoint') or 'scratch'}, not {start or 'scratch'})", flush=True)
+        return None
+    dry = subprocess.run(
+        stage_argv(args, stage.task, method, seed, stage_dir),
+        env={**os.environ, "ROBERTA": start, "DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+    )
+    if dry.returncode != 0:
+        print(f"{tag} (DRY_RUN of this stage failed: {dry.stderr.strip()[-300:]})", flush=True)
+        return None
+    asked = comparable_settings(settings_words(shlex.split(dry.stdout.strip().splitlines()[-1])))
+    recorded = comparable_settings(shlex.split(read_record(os.path.join(other_dir, RECORD_NAME))["command"]))
+    changed = differences(recorded, asked)
+    if changed:
+        print(f"{tag} (other settings: {'; '.join(changed)})", flush=True)
+        return None
+    return other_best
+
+
 def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: str) -> bool:
     """Every stage and probe of one (method, seed); False once something failed. Stage 0 is the
     pre-trained encoder (probed, never trained); with ``args.finetuned`` the first stage's
-    checkpoint is a finished run's."""
+    checkpoint is a finished run's; with ``args.stages_from`` a stage that experiment already
+    trained the same way is taken from it (probed here, not trained again)."""
     start = os.environ.get("ROBERTA", "roberta.large/model.pt")
     tag = f"[probing] {method} seed {seed}"
     for stage in stages:
@@ -209,26 +287,23 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
             best = finetuned_checkpoint(args.finetuned, stage.task, method, seed)
         elif finished(os.path.join(stage_dir, LOG), best):
             print(f"{tag} {stage.name}: skipped (finished)", flush=True)
+        elif getattr(args, "stages_from", None) and (
+            taken := reusable_stage(args, stage, method, seed, start, stage_dir)
+        ):
+            best = taken
+            print(f"{tag} {stage.name}: {stage.task} taken from {taken} (the same fine-tuning)", flush=True)
         else:
             env = {"ROBERTA": start}
+            os.makedirs(stage_dir, exist_ok=True)
+            with open(os.path.join(stage_dir, STARTED_FROM), "w") as f:  # for a later --stages-from to compare
+                digest = feature_probe.file_digest(start) if start else None  # None: from scratch
+                json.dump({"checkpoint": start, "sha256": digest}, f, indent=1)
             if stage.position > 1:
-                os.makedirs(stage_dir, exist_ok=True)
                 env["ROBERTA"] = os.path.join(stage_dir, START)
                 strip_heads(start, env["ROBERTA"])
             t0 = time.monotonic()
             print(f"{tag} {stage.name}: fine-tuning {stage.task} from {start or 'scratch'}", flush=True)
-            argv = [
-                "bash",
-                TRAIN_SH,
-                stage.task,
-                method,
-                str(seed),
-                stage_dir,
-                "--",
-                *FINETUNE_FLAGS,
-                *args.extra,
-                *args.finetune_flags,
-            ]
+            argv = stage_argv(args, stage.task, method, seed, stage_dir)
             rc = runs.run_logged(argv, stage_dir, env, header=True)
             if rc != 0 or not finished(os.path.join(stage_dir, LOG), best):
                 print(f"{tag} {stage.name}: FAILED (exit {rc}); see {stage_dir}/{LOG}", flush=True)
@@ -292,8 +367,20 @@ def run_in_children(args, exp_dir: str, work: Sequence[tuple]) -> List[tuple]:
     return [w for w, rc in zip(work, codes) if rc != 0]
 
 
+def load_plan(exp_dir: str) -> List[Stage]:
+    with open(os.path.join(exp_dir, "plan.json")) as f:
+        return [Stage(**{**s, "probes": tuple(s["probes"])}) for s in json.load(f)["stages"]]
+
+
 def cmd_experiment(args) -> int:
     stages = plan_experiment(args)
+    args.planned_stages = stages
+    if args.stages_from:
+        if not os.path.isfile(os.path.join(args.stages_from, "plan.json")):
+            raise SystemExit(f"error: --stages-from {args.stages_from}: no plan.json (not an experiment's folder)")
+        if os.path.realpath(args.stages_from) == os.path.realpath(os.path.join(args.out_dir, args.experiment)):
+            raise SystemExit(f"error: --stages-from {args.stages_from} is this experiment's own folder")
+        args.stages_from_plan = load_plan(args.stages_from)
     if args.only_chain and args.methods == [PRETRAINED]:
         methods = []
     else:
@@ -531,9 +618,8 @@ def report(exp_dir: str, no_plots: bool = False, score: str = "accuracy") -> Opt
     """The experiment's report files, of each probe's ``score`` (SCORES): report.json,
     report.tsv, summary.md and the figure, their names suffixed with SCORES[score]."""
     with open(os.path.join(exp_dir, "plan.json")) as f:
-        plan = json.load(f)
-    experiment = plan["experiment"]
-    stages = [Stage(**{**s, "probes": tuple(s["probes"])}) for s in plan["stages"]]
+        experiment = json.load(f)["experiment"]
+    stages = load_plan(exp_dir)
     trained = [s for s in stages if s.position > 0]
     source = trained[0].task
     value = "accuracy" if score == "accuracy" else "metric_value"
@@ -641,6 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--jobs", type=int, default=1, help="chains (method x seed) run side by side, each in a driver of its own"
+    )
+    exp.add_argument(
+        "--stages-from",
+        metavar="EXPERIMENT_DIR",
+        help="take a fine-tuning stage from another experiment's folder (e.g. OUT_DIR/sequential for cyclic) where "
+        "it trained the same one: the same tasks up to it, the same start checkpoint (sha256), the same settings",
     )
     exp.add_argument("--only-chain", action="store_true", help=argparse.SUPPRESS)  # a child of --jobs
     exp.add_argument("--no-pretrained", action="store_true", help="no probes of the pre-trained encoder (ROBERTA)")

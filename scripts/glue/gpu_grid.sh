@@ -109,6 +109,10 @@ probe() {  # EXPERIMENT METHODS...: one probing experiment from the table's runs
     local where=(--chain $CHAIN) rc=0
     [[ "$experiment" != cross-task ]] || where=(--source "$SOURCE")
     [[ "$experiment" != cyclic ]] || where+=(--cycles "$CYCLES")
+    # cycle 1 of the cyclic chain is the sequential chain: its stages are taken, not trained again
+    if [[ "$experiment" == cyclic && -f "$RUNS_DIR/probing/sequential/plan.json" ]]; then
+        where+=(--stages-from "$RUNS_DIR/probing/sequential")
+    fi
     timeout --signal=TERM --kill-after=30 "$left" "$PYTHON" -m r3f_experiments.probing "$experiment" --no-plots \
         --out-dir "$RUNS_DIR/probing" --finetuned "$RUNS_DIR" --methods "$@" --seeds "$PROBE_SEEDS" \
         --jobs "$JOBS" "${where[@]}" ${PROBE_TRAIN_EXAMPLES:+--probe-train-examples "$PROBE_TRAIN_EXAMPLES"} \

@@ -943,6 +943,9 @@ def test_gpu_grid_probes_from_the_tables_source_runs(converted, wordpiece_bin, t
         assert json.load(f)["checkpoint"] == source["r4f"]
     cyclic = {(r["position"], r["probe_task"]) for r in records("cyclic") if r["method"] == "r4f"}
     assert cyclic == {(2, "SYN"), (2, "SYN2"), (4, "SYN"), (4, "SYN2")}  # both tasks after each of 2 cycles
+    # cycle 1's second stage is the sequential chain's, taken, not trained again
+    chain_log = (runs / "probing" / "cyclic" / "r4f" / "seed1" / "chain.log").read_text()
+    assert "r4f seed 1 cycle1-stage2-SYN2: SYN2 taken from" in chain_log and "fine-tuning SYN2" in chain_log
     # the same probes by the task's metric: one record per probe, its score the probe's metric value
     for experiment in ("cross-task", "sequential", "cyclic"):
         with open(report / "probing" / experiment / "report-metric.json") as f:

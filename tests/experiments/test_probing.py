@@ -533,6 +533,40 @@ def test_a_chain_goes_on_from_finished_runs(chain, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_cyclic_chain_takes_the_sequential_chain_s_stages(chain, tmp_path):
+    """cyclic --stages-from OUT/sequential: cycle 1 is the sequential chain's stages, probed, not
+    trained again; with other settings nothing is taken."""
+    sequential = os.path.join(chain["out"], "sequential")
+    args = ["cyclic", "--methods", "r4f", "--chain", "SST-2", "QNLI", "--cycles", "1", "--no-pretrained"]
+    args += ["--stages-from", sequential, "--probe-flags", PROBE_UPDATES]
+    out = str(tmp_path / "out")
+    stdout = drive(*args, "--out-dir", out, "--", *TINY, env=chain["env"])
+    assert ": fine-tuning " not in stdout and stdout.count("(the same fine-tuning)") == 2, stdout
+    with open(os.path.join(out, "cyclic", "report.json")) as f:
+        records = json.load(f)["records"]
+    assert {r["probe_task"] for r in records} == {"SST-2", "QNLI"}
+    for r in records:
+        with open(os.path.join(r["probe_dir"], "probe.json")) as f:
+            assert json.load(f)["checkpoint"] == os.path.join(chain["stages"][1], "checkpoint_best.pt")
+    # another learning rate: stage 1 differs, so stage 2 starts elsewhere; both are trained here
+    other = str(tmp_path / "other")
+    stdout = drive(*args, "--out-dir", other, "--finetune-flags", "--lr 1e-3", "--", *TINY, env=chain["env"])
+    assert "(the same fine-tuning)" not in stdout and stdout.count(": fine-tuning ") == 2, stdout
+    assert "(other settings: --lr: 3e-3 in the record, 1e-3 now)" in stdout, stdout
+    assert f"(it started from {os.path.join(chain['stages'][0], 'checkpoint_best.pt')}, not " in stdout, stdout
+    with open(os.path.join(other, "cyclic", "r4f", "seed1", "cycle1-stage2-QNLI", "started_from.json")) as f:
+        started = json.load(f)
+    assert started["checkpoint"].startswith(other) and len(started["sha256"]) == 64
+    refused = subprocess.run(
+        [*DRIVER, *args, "--out-dir", out, "--stages-from", str(tmp_path), "--", *TINY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **chain["env"]},
+    )
+    assert refused.returncode != 0 and "no plan.json" in refused.stderr
+
+
+@pytest.mark.slow
 def test_train_sh_builds_the_probe_command_from_the_probed_checkpoint(chain, tmp_path):
     from r3f_experiments.recipes.glue import CONVERGED_PROBE_EPOCHS, CONVERGED_PROBE_LR
 
