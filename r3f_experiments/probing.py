@@ -416,7 +416,8 @@ def cmd_experiment(args) -> int:
     plan_stages = ([plan_pretrained(probed)] if with_pretrained else []) + list(stages)
     with open(os.path.join(exp_dir, "plan.json"), "w") as f:
         json.dump({"experiment": args.experiment, "stages": [s._asdict() for s in plan_stages]}, f, indent=1)
-    work = [(method, seed) for method, _ in chains for seed in args.seeds]
+    # seed by seed, every method of a seed together: a grid cut short still pairs its methods over seeds
+    work = [(method, seed) for seed in args.seeds for method, _ in chains]
     if args.jobs > 1:
         failed = run_in_children(args, exp_dir, work)
     else:
