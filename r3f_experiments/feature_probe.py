@@ -51,23 +51,14 @@ class ProbeResult(NamedTuple):
 
 def probe_command(task: str, checkpoint: str, seed: int, save_dir: str, extra: Sequence[str] = ()) -> List[str]:
     """The fairseq-train command of ``PROBE_CHECKPOINT=checkpoint train.sh TASK std SEED SAVE_DIR
-    -- EXTRA``, from the GLUE recipe table and the environment train.sh reads (GLUE_BIN, PRESET,
-    ARCH, MAX_UPDATE, LR, BATCH_SIZE, NO_SEPARATOR_TOKEN). PRECISION is not read: the features are
-    computed and the probe trained in float32."""
+    -- EXTRA``, from the GLUE recipe table and the environment train.sh reads (GLUE_BIN and
+    ``glue.options_from_env``'s). PRECISION is not read: the features are computed and the probe
+    trained in float32."""
     from .paths import plugin_dir
     from .recipes import glue
     from .recipes.run_spec import RecipeError
 
-    env = os.environ.get
-    options = {
-        "arch": env("ARCH") or None,
-        "updates": int(env("MAX_UPDATE")) if env("MAX_UPDATE") else None,
-        "lr": env("LR") or None,
-        "batch_size": int(env("BATCH_SIZE")) if env("BATCH_SIZE") else None,
-    }
-    if env("NO_SEPARATOR_TOKEN"):
-        options["separator_token"] = None
-    data = os.path.join(env("GLUE_BIN") or "glue_bin", f"{task}-bin")
+    data = os.path.join(os.environ.get("GLUE_BIN") or "glue_bin", f"{task}-bin")
     try:
         words = glue.command(
             task,
@@ -78,9 +69,8 @@ def probe_command(task: str, checkpoint: str, seed: int, save_dir: str, extra: S
             pretrained="",
             seed=seed,
             save_dir=save_dir,
-            preset=env("PRESET") or "paper",
             probe_checkpoint=checkpoint,
-            **{k: v for k, v in options.items() if k == "separator_token" or v is not None},
+            **glue.options_from_env(),
         )
     except RecipeError as e:
         raise SystemExit(f"error: the probe of {checkpoint} on {task}: {e}") from e

@@ -229,8 +229,9 @@ def comparable_settings(words: Sequence[str]) -> List[str]:
 
 def reusable_stage(args, stage: Stage, method: str, seed: int, start: str, stage_dir: str) -> Optional[str]:
     """``args.stages_from``'s finished checkpoint of this stage where it is the same fine-tuning:
-    the same tasks up to this stage, the same start checkpoint (sha256) and the same settings;
-    None (with the reason printed) where not."""
+    the same tasks up to this stage, the same start checkpoint (sha256) and the same settings
+    (the command train.sh would build now against the one that stage recorded); None (with the
+    reason printed) where not."""
     from .run_folder import RECORD_NAME, differences, read_record, settings_words
 
     other_stages = args.stages_from_plan
@@ -253,16 +254,26 @@ def reusable_stage(args, stage: Stage, method: str, seed: int, start: str, stage
     if started.get("sha256") != (feature_probe.file_digest(start) if start else None):
         print(f"{tag} (it started from {started.get('checkpoint') or 'scratch'}, not {start or 'scratch'})", flush=True)
         return None
-    dry = subprocess.run(
-        stage_argv(args, stage.task, method, seed, stage_dir),
-        env={**os.environ, "ROBERTA": start, "DRY_RUN": "1"},
-        capture_output=True,
-        text=True,
-    )
-    if dry.returncode != 0:
-        print(f"{tag} (DRY_RUN of this stage failed: {dry.stderr.strip()[-300:]})", flush=True)
+    from .paths import plugin_dir
+    from .recipes.run_spec import RecipeError
+
+    try:  # the command train.sh would build for this stage, from the recipe table and the environment
+        words = glue.command(
+            stage.task,
+            method,
+            fairseq_train="fairseq-train",
+            data=os.path.join(os.environ.get("GLUE_BIN", "glue_bin"), f"{stage.task}-bin"),
+            user_dir=plugin_dir(),
+            pretrained=start,
+            seed=seed,
+            save_dir=stage_dir,
+            precision=glue.precision_from_env(),
+            **glue.options_from_env(),
+        )
+    except RecipeError as e:
+        print(f"{tag} (this stage's command: {e})", flush=True)
         return None
-    asked = comparable_settings(settings_words(shlex.split(dry.stdout.strip().splitlines()[-1])))
+    asked = comparable_settings(settings_words([*words, *FINETUNE_FLAGS, *args.extra, *args.finetune_flags]))
     recorded = comparable_settings(shlex.split(read_record(os.path.join(other_dir, RECORD_NAME))["command"]))
     changed = differences(recorded, asked)
     if changed:

@@ -450,6 +450,41 @@ def command(task: str, method: str, *, fairseq_train: str, data: str, user_dir: 
     ]
 
 
+def options_from_env(env=None) -> dict:
+    """The options ``scripts/glue/train.sh`` takes from its environment (ARCH, PRESET, MAX_UPDATE,
+    LR, BATCH_SIZE, R3F_LAMBDA, NOISE_TYPE, SMART_LAMBDA, NO_SEPARATOR_TOKEN) as ``command``'s
+    keywords: the command train.sh would run, built in Python. PRECISION: ``precision_from_env``."""
+    env = os.environ if env is None else env
+    named = {
+        "arch": "ARCH",
+        "preset": "PRESET",
+        "lr": "LR",
+        "r3f_lambda": "R3F_LAMBDA",
+        "noise_type": "NOISE_TYPE",
+        "smart_lambda": "SMART_LAMBDA",
+    }
+    options: dict = {key: env[var] for key, var in named.items() if env.get(var)}
+    for key, var in (("updates", "MAX_UPDATE"), ("batch_size", "BATCH_SIZE")):
+        if env.get(var):
+            try:
+                options[key] = int(env[var])
+            except ValueError:
+                raise RecipeError(f"{var} must be a whole number, got {env[var]!r}") from None
+    if env.get("NO_SEPARATOR_TOKEN"):
+        options["separator_token"] = None
+    return options
+
+
+def precision_from_env(env=None) -> List[str]:
+    """train.sh's precision flags: PRECISION's words, or (PRECISION unset) --amp where a GPU is."""
+    env = os.environ if env is None else env
+    if "PRECISION" in env and env["PRECISION"] != "auto":
+        return env["PRECISION"].split()
+    import torch  # only for the unset case, as train.sh asks torch
+
+    return ["--amp"] if torch.cuda.is_available() else []
+
+
 def config_name(task: str, method: str) -> str:
     return f"{task.lower().replace('-', '_')}_{CONFIG_SPELLING.get(method, method)}"
 
