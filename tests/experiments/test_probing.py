@@ -438,12 +438,18 @@ def valid_records(log):
         return [json.loads(line[line.index("{") :]) for line in f if '"valid_accuracy"' in line]
 
 
+def finished_run(chain, runs):
+    """RUNS/SST-2/r4f/seed1/checkpoint_best.pt, a sweep's layout, standing for the chain's first stage."""
+    run_dir = runs / "SST-2" / "r4f" / "seed1"
+    run_dir.mkdir(parents=True)
+    finetuned = str(run_dir / "checkpoint_best.pt")
+    os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    return finetuned
+
+
 @pytest.mark.slow
 def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_path):
-    runs_dir = tmp_path / "runs" / "SST-2" / "r4f" / "seed1"
-    runs_dir.mkdir(parents=True)
-    finetuned = str(runs_dir / "checkpoint_best.pt")
-    os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    finetuned = finished_run(chain, tmp_path / "runs")
     pretrained = os.path.join(chain["stages"][1], "checkpoint_best.pt")  # any encoder stands in for one
     env = {"ROBERTA": pretrained, "GLUE_BIN": chain["glue"], "PRECISION": ""}
     out = str(tmp_path / "out")
@@ -510,10 +516,7 @@ def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_p
 @pytest.mark.slow
 def test_a_chain_goes_on_from_finished_runs(chain, tmp_path):
     """sequential --finetuned RUNS: stage 1 is a finished run's checkpoint, probed, and stage 2 starts from it."""
-    runs_dir = tmp_path / "runs" / "SST-2" / "r4f" / "seed1"
-    runs_dir.mkdir(parents=True)
-    finetuned = str(runs_dir / "checkpoint_best.pt")
-    os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    finetuned = finished_run(chain, tmp_path / "runs")
     out = str(tmp_path / "out")
     args = ["sequential", "--out-dir", out, "--methods", "r4f", "--chain", "SST-2", "QNLI", "--no-pretrained"]
     stdout = drive(
