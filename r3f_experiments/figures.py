@@ -188,18 +188,18 @@ def probing_figure(
     stages,
     records: Sequence[dict],
     method_order: Sequence[str],
-    scored: str = "probe accuracy (%)",
+    by_metric: bool = False,
 ) -> None:
     """Figure 3 (a panel per probed task: every method, each seed a point, the mean a bar mark),
     4 (the source probe along the chain) or 5 (a panel per task, probe after each cycle): each
-    record's ``score`` (``scored`` names it), each panel on its own y axis, n (seeds) in the legend."""
+    record's ``score`` (its accuracy, or ``by_metric`` its task's metric, named in the panel's
+    title), each panel on its own y axis, n (seeds) in the legend."""
     plt = _pyplot()
 
     methods = ordered({r["method"] for r in records}, method_order)
     colours = {m: method_colour(m, methods) for m in methods}
     n = {m: len({r["seed"] for r in records if r["method"] == m}) for m in methods}
 
-    by_metric = scored != "probe accuracy (%)"
     title = lambda t: f"probe {t}" + (f" ({metric_of[t]})" if by_metric else "")  # noqa: E731
     metric_of = {r["probe_task"]: r.get("metric") for r in records}
 
@@ -248,7 +248,7 @@ def probing_figure(
             ax.set_xticks(sorted({s.cycle for s in stages} | {r["cycle"] for r in records}))
             ax.set_xlabel("cycle (0: pre-trained)")
         fig.suptitle("Figure 5: probes after each cycle")
-    axes[0].set_ylabel(scored if len(scored) < 30 else "probe score (the task's metric)")
+    axes[0].set_ylabel("probe score (the task's metric)" if by_metric else "probe accuracy (%)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -195,20 +195,9 @@ def run_probe(args, task: str, checkpoint: str, seed: int, probe_dir: str) -> bo
     return rc == 0 and finished(os.path.join(probe_dir, LOG))
 
 
-def stage_argv(args, task: str, method: str, seed: int, stage_dir: str) -> List[str]:
-    """The train.sh command of a fine-tuning stage."""
-    return [
-        "bash",
-        TRAIN_SH,
-        task,
-        method,
-        str(seed),
-        stage_dir,
-        "--",
-        *FINETUNE_FLAGS,
-        *args.extra,
-        *args.finetune_flags,
-    ]
+def stage_flags(args) -> List[str]:
+    """The flags after train.sh's ``--`` of every fine-tuning stage."""
+    return [*FINETUNE_FLAGS, *args.extra, *args.finetune_flags]
 
 
 def comparable_settings(words: Sequence[str]) -> List[str]:
@@ -273,7 +262,7 @@ def reusable_stage(args, stage: Stage, method: str, seed: int, start: str, stage
     except RecipeError as e:
         print(f"{tag} (this stage's command: {e})", flush=True)
         return None
-    asked = comparable_settings(settings_words([*words, *FINETUNE_FLAGS, *args.extra, *args.finetune_flags]))
+    asked = comparable_settings(settings_words([*words, *stage_flags(args)]))
     recorded = comparable_settings(shlex.split(read_record(os.path.join(other_dir, RECORD_NAME))["command"]))
     changed = differences(recorded, asked)
     if changed:
@@ -314,7 +303,7 @@ def run_chain(args, stages: Sequence[Stage], method: str, seed: int, run_dir: st
                 strip_heads(start, env["ROBERTA"])
             t0 = time.monotonic()
             print(f"{tag} {stage.name}: fine-tuning {stage.task} from {start or 'scratch'}", flush=True)
-            argv = stage_argv(args, stage.task, method, seed, stage_dir)
+            argv = ["bash", TRAIN_SH, stage.task, method, str(seed), stage_dir, "--", *stage_flags(args)]
             rc = runs.run_logged(argv, stage_dir, env, header=True)
             if rc != 0 or not finished(os.path.join(stage_dir, LOG), best):
                 print(f"{tag} {stage.name}: FAILED (exit {rc}); see {stage_dir}/{LOG}", flush=True)
@@ -675,7 +664,7 @@ def report(exp_dir: str, no_plots: bool = False, score: str = "accuracy") -> Opt
     text = write_summary(os.path.join(exp_dir, f"summary{suffix}.md"), experiment, source, rows, table, scored)
     figure = os.path.join(exp_dir, f"{EXPERIMENTS[experiment]}{suffix}.png")
     if records and not no_plots:
-        figures.probing_figure(figure, experiment, trained, records, METHOD_ORDER, scored)
+        figures.probing_figure(figure, experiment, trained, records, METHOD_ORDER, by_metric=score == "metric")
     print(
         text
         + f"[probing] wrote {exp_dir}/report{suffix}.json, report{suffix}.tsv, summary{suffix}.md"
