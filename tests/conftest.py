@@ -1,13 +1,49 @@
-"""Fixtures only (helpers are in ``tests/helpers.py``): a synthetic task binarised by
-fairseq-preprocess and a local GPT-2 BPE; every test is marked with its folder (unit, plugin,
-e2e, experiments) so that ``-m`` selects by target."""
+"""Fixtures (helpers are in ``tests/helpers.py``): a synthetic task binarised by fairseq-preprocess
+and a local GPT-2 BPE; every test is marked with its folder (unit, plugin, e2e, experiments) so
+that ``-m`` selects by target; and a start-up check that the installed packages are this checkout's."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 TEST_KINDS = ("unit", "plugin", "e2e", "experiments")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("fairseq_r3f", "r3f_experiments")
+
+
+def installed_package_dirs() -> dict:
+    """Where a fresh interpreter outside the checkout finds each package (what the fairseq tools and
+    ``python -m`` children of the tests import), or '' where it finds none."""
+    code = (
+        "import importlib.util as u, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    s = u.find_spec(name)\n"
+        "    print(name, s.submodule_search_locations[0] if s else '')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *PACKAGES], capture_output=True, text=True, cwd="/", timeout=60)
+    return dict((line.split(" ", 1) + [""])[:2] for line in out.stdout.splitlines())
+
+
+def pytest_sessionstart(session):
+    """The children the tests start import the installed packages, not this folder: an install of
+    another clone would test that clone's code (or fail where it is gone), so refuse to start."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller checked
+        return
+    found = installed_package_dirs()
+    wrong = {
+        name: found.get(name) or "(not installed)"
+        for name in PACKAGES
+        if os.path.realpath(found.get(name) or "/nonexistent") != os.path.realpath(os.path.join(REPO, name))
+    }
+    if wrong:
+        listed = ", ".join(f"{name} -> {where}" for name, where in wrong.items())
+        pytest.exit(
+            f"the installed packages are not this checkout's ({listed}); run: bash scripts/setup.sh",
+            returncode=4,
+        )
 
 
 def pytest_collection_modifyitems(config, items):

@@ -138,3 +138,27 @@ def test_wordpiece_module_answers_help(sandbox, flag):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: python -m r3f_experiments.data.wordpiece [-h] FOLDER")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_suite_refuses_to_test_another_install(tmp_path):
+    """The suite's fairseq and ``python -m`` children import the installed packages: where those are
+    another clone's (here a folder on PYTHONPATH that shadows the kit), the suite stops before any
+    test, naming the package, where it was found, and the set-up command."""
+    shadow = tmp_path / "r3f_experiments"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/unit/test_math.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 4, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    assert f"r3f_experiments -> {shadow}" in out
+    assert "fairseq_r3f" not in out.split("not this checkout's", 1)[1].split(";", 1)[0]  # only the wrong one
+    assert "bash scripts/setup.sh" in out
+    assert " passed" not in out
