@@ -712,7 +712,11 @@ def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
         assert second.returncode == 2
         assert f"{out}/.submitit is in use by python -m r3f_experiments.sweep (pid {first.pid}" in second.stderr
         first.send_signal(15)
-        output, _ = first.communicate(timeout=60)
+        try:
+            output, _ = first.communicate(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it stood, not only that it hung
+            first.kill()
+            pytest.fail(f"the stopped sweep had not ended 60 s after SIGTERM; its output:\n{first.communicate()[0]}")
     finally:
         first.kill()
     assert first.returncode == 130 and "stopped; rerun the same command to go on" in output, output
