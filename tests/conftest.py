@@ -10,6 +10,7 @@ import sys
 import pytest
 
 TEST_KINDS = ("unit", "plugin", "e2e", "experiments")
+# not tests.helpers.REPO: helpers imports r3f_experiments, which may be the wrong install checked below
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("fairseq_r3f", "r3f_experiments")
 
