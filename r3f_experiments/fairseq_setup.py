@@ -16,6 +16,27 @@ TINY_ROBERTA_FLAGS = [
     "--encoder-attention-heads",
     "2",
 ]
+# a BART of 2 + 2 layers of 64 dims: the sequence-to-sequence benchmarks' "tiny" architecture
+TINY_BART_FLAGS = [
+    "--arch",
+    "bart_base",
+    "--encoder-layers",
+    "2",
+    "--decoder-layers",
+    "2",
+    "--encoder-embed-dim",
+    "64",
+    "--decoder-embed-dim",
+    "64",
+    "--encoder-ffn-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "128",
+    "--encoder-attention-heads",
+    "2",
+    "--decoder-attention-heads",
+    "2",
+]
 
 
 class FairseqSetup(NamedTuple):

@@ -9,45 +9,15 @@ import subprocess
 import sys
 
 from r3f_experiments.fairseq_logs import parse_json_logs as fairseq_logs  # noqa: F401  (re-exported)
+from r3f_experiments.fairseq_setup import TINY_BART_FLAGS, TINY_ROBERTA_FLAGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER_DIR = os.path.join(REPO, "fairseq_r3f")
 
 # 2 layers, 64 dims: small enough for every test to train on CPU in seconds.
-ROBERTA_DIMS = [
-    "--arch",
-    "roberta_base",
-    "--encoder-layers",
-    "2",
-    "--encoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-]
+ROBERTA_DIMS = TINY_ROBERTA_FLAGS
 TINY_ROBERTA = [*ROBERTA_DIMS, "--init-token", "0", "--separator-token", "2"]
-TINY_BART = [
-    "--arch",
-    "bart_base",
-    "--encoder-layers",
-    "2",
-    "--decoder-layers",
-    "2",
-    "--encoder-embed-dim",
-    "64",
-    "--decoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--decoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-    "--decoder-attention-heads",
-    "2",
-    "--add-prev-output-tokens",
-]
+TINY_BART = [*TINY_BART_FLAGS, "--add-prev-output-tokens"]  # BART as a classifier
 CLASSIFICATION = [
     "--task",
     "sentence_prediction",

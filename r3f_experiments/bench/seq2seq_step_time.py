@@ -20,30 +20,11 @@ import os
 import random
 import sys
 
+from ..fairseq_setup import TINY_BART_FLAGS
 from ..paths import plugin_dir
 from . import step_time  # the runs, timing and memory
 
 CONFIGS = ("standard", "reference", "ours")
-TINY_BART = [
-    "--arch",
-    "bart_base",
-    "--encoder-layers",
-    "2",
-    "--decoder-layers",
-    "2",
-    "--encoder-embed-dim",
-    "64",
-    "--decoder-embed-dim",
-    "64",
-    "--encoder-ffn-embed-dim",
-    "128",
-    "--decoder-ffn-embed-dim",
-    "128",
-    "--encoder-attention-heads",
-    "2",
-    "--decoder-attention-heads",
-    "2",
-]
 # the recipes' criterion settings (scripts/summarization/common.sh); lambda does not change the cost
 CRITERION_ARGS = ["--label-smoothing", "0.1"]
 R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
@@ -90,7 +71,7 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
         "src",
         "--target-lang",
         "tgt",
-        *(TINY_BART if opts.arch == "tiny" else ["--arch", opts.arch]),
+        *(TINY_BART_FLAGS if opts.arch == "tiny" else ["--arch", opts.arch]),
         "--max-source-positions",
         "1024",
         "--max-target-positions",

@@ -11,7 +11,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import REPO, TINY_BART, build_in_process, fairseq_logs, run_fairseq
+from r3f_experiments.fairseq_setup import TINY_BART_FLAGS
+from tests.helpers import REPO, build_in_process, fairseq_logs, run_fairseq
 
 RECIPE = os.path.join(REPO, "scripts", "summarization", "cnn_dm")
 WORDS = [
@@ -37,7 +38,7 @@ WORDS = [
     "bed",
 ]
 # a tiny BART for --task translation (the sentence-prediction flag left out)
-TINY_SEQ2SEQ = [f for f in TINY_BART if f != "--add-prev-output-tokens"]
+TINY_SEQ2SEQ = TINY_BART_FLAGS
 SEQ2SEQ = [
     "--task",
     "translation",
