@@ -46,6 +46,16 @@ CLASSIFICATION = [
 ]
 
 
+def tiny_recipe_flags(updates: int) -> list:
+    """What a test appends to a recipe script (after ``--``) to run it on the tiny model, on CPU,
+    for ``updates`` updates with one of warm-up."""
+    return [
+        *ROBERTA_DIMS,
+        *["--max-positions", "64", "--cpu", "--num-workers", "0"],
+        *["--max-update", str(updates), "--warmup-updates", "1", "--total-num-update", str(updates)],
+    ]
+
+
 def run_fairseq(
     tool: str, *args: str, cwd=None, timeout: int = 600, check: bool = True, env=None
 ) -> subprocess.CompletedProcess:

@@ -12,25 +12,12 @@ from omegaconf import OmegaConf
 
 from r3f_experiments.fairseq_logs import parse_valid_subsets
 from r3f_experiments.recipes import glue
-from tests.helpers import REPO, ROBERTA_DIMS, USER_DIR, fairseq_logs, run_fairseq
+from tests.helpers import REPO, USER_DIR, fairseq_logs, run_fairseq, tiny_recipe_flags
 
 TRAIN_SH = os.path.join(REPO, "scripts", "glue", "train.sh")
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "glue", "*.yaml")))
 TASKS = {"cola": "CoLA", "mnli": "MNLI", "mrpc": "MRPC", "qnli": "QNLI", "qqp": "QQP", "rte": "RTE", "sst_2": "SST-2"}
-TINY = [
-    *ROBERTA_DIMS,
-    "--max-positions",
-    "64",
-    "--cpu",
-    "--num-workers",
-    "0",
-    "--max-update",
-    "4",
-    "--warmup-updates",
-    "1",
-    "--total-num-update",
-    "4",
-]
+TINY = tiny_recipe_flags(4)
 
 
 def dry_run(task, method, *extra):

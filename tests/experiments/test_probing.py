@@ -14,24 +14,13 @@ from fairseq import checkpoint_utils
 from fairseq.trainer import Trainer
 
 import fairseq_r3f  # noqa: F401  (registers sentence_prediction_probe)
-from tests.helpers import REPO, ROBERTA_DIMS, TINY_ROBERTA, build_in_process, valid_batch
+from tests.helpers import REPO, TINY_ROBERTA, build_in_process, tiny_recipe_flags, valid_batch
 
 DRIVER = [sys.executable, "-m", "r3f_experiments.probing"]
 HEAD = "sentence_classification_head"
 CHAIN = {"SST-2": "sentiment", "QNLI": "topic", "RTE": "first_cue"}  # GLUE name -> synthetic rule
 TINY = [
-    *ROBERTA_DIMS,
-    "--max-positions",
-    "64",
-    "--cpu",
-    "--num-workers",
-    "0",
-    "--max-update",
-    "6",
-    "--warmup-updates",
-    "1",
-    "--total-num-update",
-    "6",
+    *tiny_recipe_flags(6),
     "--lr",
     "3e-3",
     "--batch-size",

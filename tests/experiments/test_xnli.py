@@ -10,7 +10,7 @@ import pytest
 
 from r3f_experiments.data.xnli import read_eval, read_train
 from r3f_experiments.fairseq_logs import parse_valid_subsets
-from tests.helpers import REPO, ROBERTA_DIMS, fairseq_logs
+from tests.helpers import REPO, fairseq_logs, tiny_recipe_flags
 
 XNLI_HEADER = (
     "language gold_label sentence1_binary_parse sentence2_binary_parse sentence1_parse "
@@ -117,20 +117,7 @@ def test_prepare_train_evaluate(tmp_path):
     assert (out / "input1" / "valid2.bin").exists()
 
     save = tmp_path / "save"
-    tiny = [
-        *ROBERTA_DIMS,
-        "--max-positions",
-        "64",
-        "--cpu",
-        "--num-workers",
-        "0",
-        "--max-update",
-        "4",
-        "--warmup-updates",
-        "1",
-        "--total-num-update",
-        "4",
-    ]
+    tiny = tiny_recipe_flags(4)
     proc = subprocess.run(
         ["bash", os.path.join(REPO, "scripts", "xnli", "train.sh"), "r3f", "1", str(save), "--", *tiny],
         capture_output=True,
