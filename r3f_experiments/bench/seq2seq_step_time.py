@@ -76,21 +76,9 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
         "1024",
         "--max-target-positions",
         "1024",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "1e-5",
-        "--seed",
-        "1",
-        "--batch-size",
-        str(opts.batch_size),
-        "--required-batch-size-multiple",
-        "1",
-        "--num-workers",
-        "0",
+        *step_time.step_flags(opts),
         *CRITERION_ARGS,
     ]
-    argv += ["--cpu"] * (opts.device == "cpu") + ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
     if config == "standard":
         return argv + ["--criterion", "label_smoothed_cross_entropy"]
     user_dir = os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference" else plugin_dir()

@@ -77,22 +77,15 @@ def base_args(data_bin: str, opts) -> list:
         "--separator-token",
         "2",
         *(TINY_ROBERTA if opts.arch == "tiny" else ["--arch", opts.arch]),
-        "--optimizer",
-        "adam",
-        "--lr",
-        "1e-5",
-        "--seed",
-        "1",
-        "--batch-size",
-        str(opts.batch_size),
-        "--required-batch-size-multiple",
-        "1",
-        "--num-workers",
-        "0",
     ]
-    if opts.device == "cpu":
-        argv.append("--cpu")
-    return argv + ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
+    return argv + step_flags(opts)
+
+
+def step_flags(opts) -> list:
+    """The optimiser, batch and device flags every timed config shares (classification or seq2seq)."""
+    argv = ["--optimizer", "adam", "--lr", "1e-5", "--seed", "1", "--batch-size", str(opts.batch_size)]
+    argv += ["--required-batch-size-multiple", "1", "--num-workers", "0"]
+    return argv + ["--cpu"] * (opts.device == "cpu") + ["--fp16"] * opts.fp16 + ["--amp"] * opts.amp
 
 
 def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
