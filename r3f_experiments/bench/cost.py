@@ -36,6 +36,7 @@ from ..paths import plugin_dir
 from . import step_time  # the runs, timing and memory
 
 R3F = ["--criterion", "sentence_prediction_r3f", "--r3f-lambda", "1.0", "--eps", "1e-5", "--noise-type", "uniform"]
+R3F += step_time.NO_DIAGNOSTICS  # the method alone (diagnostics_cost times the diagnostics)
 # SMART: MT-DNN's defaults (lambda_s 1, eta 1e-3, sigma 1e-5, inf-norm); FreeLB: the authors'
 # MNLI settings for RoBERTa-large (adv-lr 0.1, init mag 0.1, max norm 0.3, l2). The cost does
 # not depend on these values, only on K.

@@ -82,7 +82,8 @@ def fairseq_args(config: str, data_bin: str, opts, fairseq_dir: str) -> list:
     if config == "standard":
         return argv + ["--criterion", "label_smoothed_cross_entropy"]
     user_dir = os.path.join(fairseq_dir, "examples", "rxf", "rxf_src") if config == "reference" else plugin_dir()
-    return argv + ["--user-dir", user_dir, "--criterion", "label_smoothed_cross_entropy_r3f", *R3F_ARGS]
+    argv += ["--user-dir", user_dir, "--criterion", "label_smoothed_cross_entropy_r3f", *R3F_ARGS]
+    return argv if config == "reference" else argv + step_time.NO_DIAGNOSTICS
 
 
 def main() -> None:
