@@ -32,7 +32,6 @@ R3F_ARGS = ["--eps", "1e-5", "--r3f-lambda", "1.0", "--noise-type", "uniform"]
 # The plugin's configs time the method alone: its diagnostics (extra passes at the first step, a
 # warm-up step, and every 100th) have a benchmark of their own, diagnostics_cost.
 NO_DIAGNOSTICS = ["--r3f-diagnostics-interval", "0"]
-TINY_ROBERTA = TINY_ROBERTA_FLAGS
 VOCAB = [f"w{i}" for i in range(100)]
 MIB = 1024 * 1024
 
@@ -79,7 +78,7 @@ def base_args(data_bin: str, opts) -> list:
         "0",
         "--separator-token",
         "2",
-        *(TINY_ROBERTA if opts.arch == "tiny" else ["--arch", opts.arch]),
+        *(TINY_ROBERTA_FLAGS if opts.arch == "tiny" else ["--arch", opts.arch]),
     ]
     return argv + step_flags(opts)
 

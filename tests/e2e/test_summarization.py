@@ -37,8 +37,6 @@ WORDS = [
     "toy",
     "bed",
 ]
-# a tiny BART for --task translation (the sentence-prediction flag left out)
-TINY_SEQ2SEQ = TINY_BART_FLAGS
 SEQ2SEQ = [
     "--task",
     "translation",
@@ -107,7 +105,7 @@ def build(prepared, *flags):
     torch.manual_seed(0)
     _, task, model, criterion = build_in_process(
         os.path.join(prepared, "bin"),
-        *TINY_SEQ2SEQ,
+        *TINY_BART_FLAGS,
         "--criterion",
         "label_smoothed_cross_entropy_r3f",
         "--label-smoothing",
@@ -278,7 +276,7 @@ def test_cnn_dm_recipe_trains_resumes_generates_and_scores(prepared, tiny_bpe, t
         "PRECISION": "",
         **tiny_bpe,
     }
-    tiny = [f for f in TINY_SEQ2SEQ[2:]]  # ARCH comes from the environment
+    tiny = TINY_BART_FLAGS[2:]  # ARCH comes from the environment
     common = [
         *tiny,
         "--cpu",
@@ -443,7 +441,7 @@ def test_two_workers_train_with_the_summarization_criterion(prepared, tmp_path):
         "--user-dir",
         os.path.join(REPO, "fairseq_r3f"),
         *SEQ2SEQ,
-        *TINY_SEQ2SEQ,
+        *TINY_BART_FLAGS,
         "--criterion",
         "label_smoothed_cross_entropy_r3f",
         "--label-smoothing",
