@@ -26,10 +26,13 @@ def refuse_non_finite(cfg, owner: str) -> None:
 # The largest value of each magnitude flag that can be meant, and why anything above it cannot be.
 # Every one is orders of magnitude above what the papers and recipes use; a value above it (a typo,
 # a unit mix-up) trains to nan or inf gradients, which fairseq reports without naming a flag.
+# --adv-scale relative counts FreeLB's magnitudes in the embeddings' RMS: the same bounds hold
+_RELATIVE_ADV = "with --adv-scale relative that norm is sqrt(512 x 1024) = 724 in RMS units"
 UPPER_BOUNDS = {
     "eps": (
         100.0,
-        "it is the noise scale sigma; token embeddings have an RMS of about 0.05 (RoBERTa, BERT), and with "
+        "it is the noise scale sigma; token embeddings have an RMS of about 0.02-0.06 (0.02 at BERT's and "
+        "RoBERTa's initialisation, 0.056 in all-MiniLM-L6-v2), and with "
         "--noise-scale relative sigma is counted in that RMS, so noise above 100 leaves nothing of the input "
         "(the paper uses 1e-5, the sigma sweep at most 1)",
     ),
@@ -46,20 +49,20 @@ UPPER_BOUNDS = {
     "smart_noise_std": (
         100.0,
         "it is the std of the initial noise on embeddings of unit scale (the embedding block's output) or of "
-        "RMS about 0.05 (--smart-noise-at token-embeddings); noise above 100 leaves nothing of the input "
+        "RMS about 0.02-0.06 (--smart-noise-at token-embeddings); noise above 100 leaves nothing of the input "
         "(SMART's default is 1e-5)",
     ),
     "adv_init_mag": (
         1e3,
         "it is the size of FreeLB's random start on the token embeddings: per coordinate (linf) they have an "
-        "RMS of about 0.05, per example (l2) a norm of about 40 for 512 tokens of RoBERTa-large, so a start "
-        "above 1e3 leaves nothing of the input (FreeLB's settings are 0.1 to 1)",
+        "RMS of about 0.02-0.06, per example (l2) a norm of about 15-45 for 512 tokens of 1024 dimensions; "
+        f"{_RELATIVE_ADV}, so a start above 1e3 leaves nothing of the input (FreeLB's settings are 0.1 to 1)",
     ),
     "adv_lr": (
         1e3,
         "it is FreeLB's ascent step on the token embeddings: per coordinate (linf) they have an RMS of about "
-        "0.05, per example (l2) a norm of about 40 for 512 tokens of RoBERTa-large, so a step above 1e3 "
-        "leaves nothing of the input (FreeLB's settings are 0.025 to 0.2)",
+        f"0.02-0.06, per example (l2) a norm of about 15-45 for 512 tokens of 1024 dimensions; {_RELATIVE_ADV}, "
+        "so a step above 1e3 leaves nothing of the input (FreeLB's settings are 0.025 to 0.2)",
     ),
 }
 

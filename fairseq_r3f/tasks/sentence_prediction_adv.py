@@ -23,6 +23,10 @@ it lives in a task's ``train_step`` rather than a criterion. The criterion (e.g.
 - Dropout: by default every pass replays the first pass's dropout masks (RNG state saved
   and restored), as the authors' published runs ("syncdp": ``--no-sync-dp`` off);
   ``--adv-fresh-dropout`` draws new masks per pass.
+- Scale (``--adv-scale relative``): the three magnitudes are counted in the RMS of the batch's
+  clean token embeddings (non-pad positions), as ``--noise-scale relative`` counts R3F's sigma,
+  so a setting keeps its geometry on encoders whose embeddings differ in scale: FreeLB's
+  settings were made for RoBERTa-large's embeddings.
 - Distributed: the first K passes run under ``model.no_sync()`` where the model is a
   DistributedDataParallel wrapper, so gradients are all-reduced once, in the last pass's
   backward (fairseq's ``legacy_ddp`` reduces once per update in any case).
@@ -48,8 +52,10 @@ from ..method.adversarial import (
     local_gradients,
     token_mask,
 )
-from ..method.noise import add_noise
+from ..method.noise import add_noise, token_rms
 from ..perturb import RngState, find_token_encoder, perturbed_token_embeddings
+
+ADV_SCALES = ("absolute", "relative")
 
 
 @dataclass
@@ -75,6 +81,14 @@ class SentencePredictionAdvConfig(SentencePredictionConfig):
     )
     adv_norm_type: ChoiceEnum(NORM_TYPES) = field(
         default="l2", metadata={"help": "norm of the ascent step and projection (FreeLB's --norm-method)"}
+    )
+    adv_scale: ChoiceEnum(ADV_SCALES) = field(
+        default="absolute",
+        metadata={
+            "help": "absolute: --adv-init-mag, --adv-lr and --adv-max-norm as given (FreeLB's); "
+            "relative: each x the RMS of the batch's clean token embeddings (non-pad positions), "
+            "so they mean the same for every checkpoint's embedding scale"
+        },
     )
     adv_fresh_dropout: bool = field(
         default=False,
@@ -115,8 +129,10 @@ class SentencePredictionAdvTask(SentencePredictionTask):
         encoder = find_token_encoder(model)
         src_tokens = sample["net_input"]["src_tokens"]
         mask = token_mask(src_tokens, encoder.padding_idx)
+        unit = self.magnitude_unit(encoder, src_tokens, mask)
+        init_mag, adv_lr, max_norm = (unit * m for m in (cfg.adv_init_mag, cfg.adv_lr, cfg.adv_max_norm))
         delta = freelb_init(
-            (*src_tokens.shape, encoder.embed_tokens.embedding_dim), mask, cfg.adv_init_mag, str(cfg.adv_norm_type)
+            (*src_tokens.shape, encoder.embed_tokens.embedding_dim), mask, init_mag, str(cfg.adv_norm_type)
         )
         dropout = None if cfg.adv_fresh_dropout else RngState.capture(src_tokens.device)
         passes = cfg.adv_steps + 1
@@ -141,12 +157,18 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             adv_loss = adv_loss + logging_output["loss"] / passes
             first = first or logging_output
             if not last:
-                delta = freelb_ascent_step(
-                    delta.detach(), delta.grad, cfg.adv_lr, str(cfg.adv_norm_type), cfg.adv_max_norm
-                )
+                delta = freelb_ascent_step(delta.detach(), delta.grad, adv_lr, str(cfg.adv_norm_type), max_norm)
         # Metrics (loss, accuracy, ...) are the first pass's, x + delta_0 (near-clean);
         # adv_loss is the mean loss over the passes, the objective FreeLB minimises.
         return loss, sample_size, {**first, "adv_loss": adv_loss}
+
+    def magnitude_unit(self, encoder, src_tokens, mask) -> float:
+        """What the magnitude flags are counted in: 1, or (``--adv-scale relative``) the RMS of the
+        batch's clean token embeddings over non-pad positions (one host sync per update)."""
+        if str(self.cfg.adv_scale) != "relative":
+            return 1.0
+        with torch.no_grad():
+            return float(token_rms(encoder.embed_tokens(src_tokens), mask.squeeze(-1).bool()))
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)

@@ -113,8 +113,11 @@ def test_smart_bad_flags(synthetic_data):
             smart(synthetic_data, *flags)
 
 
-def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(synthetic_data):
+@pytest.mark.parametrize("scale", ["absolute", "relative"])
+def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(scale, synthetic_data):
     steps, adv_lr, max_norm = 2, 0.1, 0.05
+    if scale == "relative":  # counted in the token-embedding RMS, about 0.02 in this model (its init)
+        adv_lr, max_norm = 4.0, 2.0
     cfg, task, model, criterion = build_in_process(
         synthetic_data,
         *TINY_ROBERTA,
@@ -133,10 +136,18 @@ def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(syntheti
         str(max_norm),
         "--clip-norm",
         "0",
+        "--adv-scale",
+        scale,
     )
     sample = valid_batch(task)
+    unit = 1.0
+    if scale == "relative":
+        src = sample["net_input"]["src_tokens"]
+        embeddings = find_token_encoder(model).embed_tokens(src).detach()
+        unit = embeddings[src.ne(task.source_dictionary.pad())].pow(2).mean().sqrt().item()
+        assert not 0.3 < unit < 3  # far from 1, so a missing scale would change the gradient
     reference = copy.deepcopy(model).train()
-    expected = hand_written_freelb(reference, sample, steps, adv_lr, max_norm)
+    expected = hand_written_freelb(reference, sample, steps, adv_lr * unit, max_norm * unit)
     clean_only = hand_written_freelb(copy.deepcopy(model).train(), sample, 0, adv_lr, max_norm)
 
     trainer = Trainer(cfg, task, model, criterion)
