@@ -7,7 +7,7 @@ fairseq fork runs it). Every perturbation has the embeddings' shape (batch, leng
 """
 
 import contextlib
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -79,13 +79,19 @@ def _per_example_norm(x: torch.Tensor, norm_type: str) -> torch.Tensor:
 
 
 def freelb_init(
-    shape, mask: torch.Tensor, init_mag: float, norm_type: str, generator: Optional[torch.Generator] = None
+    shape,
+    mask: torch.Tensor,
+    init_mag: float,
+    norm_type: str,
+    generator: Optional[torch.Generator] = None,
+    unit: Union[float, torch.Tensor] = 1.0,
 ) -> torch.Tensor:
     """FreeLB's random start delta_0 (Zhu et al. 2020, Alg. 1 line 4), fp32, zero at pads.
 
     ``l2``: U(-1, 1) per entry, scaled by init_mag / sqrt(n_tokens * dim) per example (so its
     l2 norm is about init_mag / sqrt(3)); ``linf``: U(-init_mag, init_mag). init_mag = 0
-    starts from zero. ``mask`` is (batch, length, 1), 1 at tokens.
+    starts from zero. ``mask`` is (batch, length, 1), 1 at tokens. ``unit``: what init_mag is
+    counted in (e.g. a 0-dim tensor: the embeddings' RMS, applied without a host sync).
     """
     check_norm_type(norm_type, "--adv-norm-type")
     if init_mag == 0:
@@ -95,29 +101,36 @@ def freelb_init(
     delta = delta * mask
     if norm_type == "l2":
         dims = mask.sum(dim=(1, 2)).clamp(min=1) * shape[-1]
-        return delta * (init_mag / dims.sqrt()).view(-1, 1, 1)
-    return delta * init_mag
+        return delta * (init_mag * unit / dims.sqrt()).view(-1, 1, 1)
+    return delta * (init_mag * unit)
 
 
 def freelb_ascent_step(
-    delta: torch.Tensor, grad: torch.Tensor, adv_lr: float, norm_type: str, max_norm: float
+    delta: torch.Tensor,
+    grad: torch.Tensor,
+    adv_lr: float,
+    norm_type: str,
+    max_norm: float,
+    unit: Union[float, torch.Tensor] = 1.0,
 ) -> torch.Tensor:
     """delta_t = Pi(delta_{t-1} + adv_lr * g / ||g||) (Zhu et al. 2020, Alg. 1 lines 9-10).
 
     Norms are per example over the whole sequence, as FreeLB's code takes them. Projection
     (``max_norm`` > 0): ``l2`` rescales an example whose ||delta||_2 exceeds max_norm onto the
     ball; ``linf`` clamps every entry to [-max_norm, max_norm]. ``max_norm`` <= 0: no
-    projection. The gradient's scale (e.g. a fp16 loss scale) cancels in g / ||g||.
+    projection. The gradient's scale (e.g. a fp16 loss scale) cancels in g / ||g||. ``unit``: what
+    adv_lr and max_norm are counted in, as in ``freelb_init``.
     """
     grad = finite_or_zero(grad.float())
     denominator = _per_example_norm(grad, norm_type).clamp(min=FREELB_MIN_GRAD_NORM[norm_type])
-    delta = delta.float() + adv_lr * grad / denominator
+    delta = delta.float() + (adv_lr * unit) * grad / denominator
     if max_norm > 0:
+        radius = max_norm * unit
         if norm_type == "l2":
             norm = _per_example_norm(delta, "l2")
-            delta = delta * torch.where(norm > max_norm, max_norm / norm, torch.ones_like(norm))
+            delta = delta * torch.where(norm > radius, radius / norm, torch.ones_like(norm))
         else:
-            delta = delta.clamp(-max_norm, max_norm)
+            delta = delta.clamp(-radius, radius)
     return delta
 
 

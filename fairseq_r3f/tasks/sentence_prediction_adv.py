@@ -130,9 +130,12 @@ class SentencePredictionAdvTask(SentencePredictionTask):
         src_tokens = sample["net_input"]["src_tokens"]
         mask = token_mask(src_tokens, encoder.padding_idx)
         unit = self.magnitude_unit(encoder, src_tokens, mask)
-        init_mag, adv_lr, max_norm = (unit * m for m in (cfg.adv_init_mag, cfg.adv_lr, cfg.adv_max_norm))
         delta = freelb_init(
-            (*src_tokens.shape, encoder.embed_tokens.embedding_dim), mask, init_mag, str(cfg.adv_norm_type)
+            (*src_tokens.shape, encoder.embed_tokens.embedding_dim),
+            mask,
+            cfg.adv_init_mag,
+            str(cfg.adv_norm_type),
+            unit=unit,
         )
         dropout = None if cfg.adv_fresh_dropout else RngState.capture(src_tokens.device)
         passes = cfg.adv_steps + 1
@@ -157,18 +160,20 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             adv_loss = adv_loss + logging_output["loss"] / passes
             first = first or logging_output
             if not last:
-                delta = freelb_ascent_step(delta.detach(), delta.grad, adv_lr, str(cfg.adv_norm_type), max_norm)
+                delta = freelb_ascent_step(
+                    delta.detach(), delta.grad, cfg.adv_lr, str(cfg.adv_norm_type), cfg.adv_max_norm, unit
+                )
         # Metrics (loss, accuracy, ...) are the first pass's, x + delta_0 (near-clean);
         # adv_loss is the mean loss over the passes, the objective FreeLB minimises.
         return loss, sample_size, {**first, "adv_loss": adv_loss}
 
-    def magnitude_unit(self, encoder, src_tokens, mask) -> float:
+    def magnitude_unit(self, encoder, src_tokens, mask):
         """What the magnitude flags are counted in: 1, or (``--adv-scale relative``) the RMS of the
-        batch's clean token embeddings over non-pad positions (one host sync per update)."""
+        batch's clean token embeddings over non-pad positions (a 0-dim tensor: no host sync)."""
         if str(self.cfg.adv_scale) != "relative":
             return 1.0
         with torch.no_grad():
-            return float(token_rms(encoder.embed_tokens(src_tokens), mask.squeeze(-1).bool()))
+            return token_rms(encoder.embed_tokens(src_tokens), mask.squeeze(-1).bool())
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)

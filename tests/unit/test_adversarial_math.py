@@ -66,3 +66,21 @@ def test_freelb_init():
     # U(-1, 1) scaled by mag / sqrt(tokens x dim): per-example norm ~ mag / sqrt(3)
     assert torch.allclose(l2.flatten(1).norm(dim=1), torch.full((4,), 0.2 / 3**0.5), rtol=0.05)
     assert freelb_init((4, 50, 64), mask, 0.0, "l2").abs().sum() == 0
+
+
+@pytest.mark.parametrize("norm_type", ["l2", "linf"])
+def test_freelb_magnitudes_in_a_tensor_unit(norm_type):
+    """``unit`` (--adv-scale relative: the embeddings' RMS as a 0-dim tensor) scales the start, the
+    step and the radius alike: the same as the magnitudes multiplied by it."""
+    unit = torch.tensor(0.05)
+    mask = torch.ones(3, 6, 1)
+    mask[1, 4:] = 0
+    start = freelb_init((3, 6, 8), mask, 2.0, norm_type, generator=torch.Generator().manual_seed(4), unit=unit)
+    scaled = freelb_init((3, 6, 8), mask, 2.0 * 0.05, norm_type, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(start, scaled)
+    grad = torch.randn(3, 6, 8, generator=torch.Generator().manual_seed(5))
+    for adv_lr, max_norm in ((4.0, 0), (20.0, 1.0), (0.5, 30.0)):  # no projection, projected, inside
+        got = freelb_ascent_step(start, grad, adv_lr, norm_type, max_norm, unit)
+        want = freelb_ascent_step(start, grad, adv_lr * 0.05, norm_type, max_norm * 0.05)
+        assert torch.allclose(got, want)
+        assert not torch.allclose(got, freelb_ascent_step(start, grad, adv_lr, norm_type, max_norm))
