@@ -615,16 +615,108 @@ def write_summary(
     return text
 
 
-def report(exp_dir: str, no_plots: bool = False, score: str = "accuracy") -> Optional[str]:
+# the columns of report.tsv, one probe per row (the records --add-records reads back)
+RECORD_COLUMNS = [
+    "method",
+    "seed",
+    "stage",
+    "position",
+    "cycle",
+    "stage_task",
+    "probe_task",
+    "accuracy",
+    "update",
+    "metric",
+    "metric_value",
+    "metric_update",
+    "backend",
+]
+RECORD_TYPES = {"seed": int, "position": int, "cycle": int, "accuracy": float, "update": int}
+RECORD_TYPES.update({"metric_value": float, "metric_update": int})
+
+
+class RecordsError(ValueError):
+    """An earlier report.tsv that cannot join this experiment's report."""
+
+
+def read_records(path: str, stages: Sequence[Stage]) -> List[dict]:
+    """The probes of an earlier report.tsv, each checked against this experiment's plan (its stage
+    names, positions, tasks and probed tasks)."""
+    by_name = {s.name: s for s in stages}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise RecordsError(f"{path}: {e.strerror}") from None
+    if not lines or lines[0].split("\t") != RECORD_COLUMNS:
+        raise RecordsError(f"{path}: not a probing report.tsv (header: {' '.join(RECORD_COLUMNS)})")
+    records = []
+    for number, line in enumerate(lines[1:], 2):
+        fields = line.split("\t")
+        if len(fields) != len(RECORD_COLUMNS):
+            raise RecordsError(f"{path}:{number}: {len(fields)} fields, expected {len(RECORD_COLUMNS)}")
+        record = dict(zip(RECORD_COLUMNS, fields))
+        try:
+            for column, kind in RECORD_TYPES.items():
+                record[column] = kind(record[column])
+        except ValueError as e:
+            raise RecordsError(f"{path}:{number}: {e}") from None
+        stage = by_name.get(record["stage"])
+        if stage is None or (stage.position, stage.cycle, stage.task) != (
+            record["position"],
+            record["cycle"],
+            record["stage_task"],
+        ):
+            raise RecordsError(f"{path}:{number}: stage {record['stage']} is not a stage of this experiment's plan")
+        if record["probe_task"] not in stage.probes:
+            raise RecordsError(f"{path}:{number}: {record['probe_task']} is not probed after {stage.name}")
+        records.append({**record, "probe_dir": f"{path}:{number}"})
+    return records
+
+
+def add_earlier_records(records: Sequence[dict], paths: Sequence[str], stages: Sequence[Stage]) -> List[dict]:
+    """``records`` and those of earlier reports (probes whose folders are gone, e.g. made on another
+    machine). A probe (method, seed, stage, probed task) found twice must agree exactly, which the
+    pre-trained encoder's probes, run again, check: the same probes on the same data give the same
+    numbers; a disagreement or another backend (pooling) is an error, never a silent pick."""
+    key = lambda r: (r["method"], r["seed"], r["stage"], r["probe_task"])  # noqa: E731
+    merged = {key(r): r for r in records}
+    backends = {r["backend"] for r in records}
+    for path in paths:
+        added = agreed = 0
+        for r in read_records(path, stages):
+            if backends and r["backend"] not in backends:
+                raise RecordsError(f"{r['probe_dir']}: backend {r['backend']!r}, this experiment's: {sorted(backends)}")
+            there = merged.get(key(r))
+            if there is None:
+                merged[key(r)] = r
+                added += 1
+                continue
+            if (there["accuracy"], there["metric_value"]) != (r["accuracy"], r["metric_value"]):
+                raise RecordsError(
+                    f"{r['probe_dir']}: {r['method']} seed {r['seed']} {r['stage']} probe {r['probe_task']} "
+                    f"scored {r['accuracy']} / {r['metric_value']} there and {there['accuracy']} / "
+                    f"{there['metric_value']} in {there['probe_dir']}: the two were not run alike"
+                )
+            agreed += 1
+        print(f"[probing] {path}: {added} probes added, {agreed} equal to probes found again", flush=True)
+    return list(merged.values())
+
+
+def report(
+    exp_dir: str, no_plots: bool = False, score: str = "accuracy", add_records: Sequence[str] = ()
+) -> Optional[str]:
     """The experiment's report files, of each probe's ``score`` (SCORES): report.json,
-    report.tsv, summary.md and the figure, their names suffixed with SCORES[score]."""
+    report.tsv, summary.md and the figure, their names suffixed with SCORES[score]; with the
+    probes of earlier report.tsv files ``add_records`` joined."""
     with open(os.path.join(exp_dir, "plan.json")) as f:
         experiment = json.load(f)["experiment"]
     stages = load_plan(exp_dir)
     trained = [s for s in stages if s.position > 0]
     source = trained[0].task
     value = "accuracy" if score == "accuracy" else "metric_value"
-    records = [{**r, "score": r[value]} for r in collect_records(exp_dir, stages)]
+    found = add_earlier_records(collect_records(exp_dir, stages), add_records, stages)
+    records = [{**r, "score": r[value]} for r in found]
     suffix = SCORES[score]
     rows = summarise(records, source)
     table = probe_table(experiment, records)
@@ -642,24 +734,9 @@ def report(exp_dir: str, no_plots: bool = False, score: str = "accuracy") -> Opt
             f,
             indent=1,
         )
-    columns = [
-        "method",
-        "seed",
-        "stage",
-        "position",
-        "cycle",
-        "stage_task",
-        "probe_task",
-        "accuracy",
-        "update",
-        "metric",
-        "metric_value",
-        "metric_update",
-        "backend",
-    ]
     with open(os.path.join(exp_dir, f"report{suffix}.tsv"), "w") as f:
-        f.write("\t".join(columns) + "\n")
-        f.writelines("\t".join(str(r[c]) for c in columns) + "\n" for r in records)
+        f.write("\t".join(RECORD_COLUMNS) + "\n")
+        f.writelines("\t".join(str(r[c]) for c in RECORD_COLUMNS) + "\n" for r in records)
     scored = score_name(score, records)
     text = write_summary(os.path.join(exp_dir, f"summary{suffix}.md"), experiment, source, rows, table, scored)
     figure = os.path.join(exp_dir, f"{EXPERIMENTS[experiment]}{suffix}.png")
@@ -679,8 +756,19 @@ def cmd_report(args) -> int:
     if not found:
         print(f"error: no {args.out_dir}/EXPERIMENT/plan.json (EXPERIMENT: {', '.join(EXPERIMENTS)})", file=sys.stderr)
         return 1
+    if args.add_records and len(found) > 1:
+        print(
+            f"error: --add-records: {args.out_dir} holds {len(found)} experiments ({', '.join(found)}); "
+            "report one at a time from an out-dir of its own",
+            file=sys.stderr,
+        )
+        return 1
     for e in found:
-        report(os.path.join(args.out_dir, e), args.no_plots, args.score)
+        try:
+            report(os.path.join(args.out_dir, e), args.no_plots, args.score, args.add_records)
+        except RecordsError as err:
+            print(f"error: --add-records: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -762,6 +850,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="accuracy",
         help="accuracy (default): each probe's best dev accuracy, as the paper; metric: its best value of the "
         "task's metric (CoLA MCC, MRPC (acc + F1) / 2), in report-metric.json, summary-metric.md, figureN-metric.png",
+    )
+    rep.add_argument(
+        "--add-records",
+        nargs="+",
+        default=[],
+        metavar="REPORT_TSV",
+        help="add the probes of earlier reports of the same experiment (their report.tsv), e.g. probes whose "
+        "folders are gone; a probe found again must score the same (the pre-trained rows check that), else an error",
     )
     return parser
 

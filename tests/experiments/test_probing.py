@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,28 +294,36 @@ def test_cross_task_and_cyclic_reports(chain, experiment, tmp_path):
     assert figure.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
-    """probing report --score metric: the probes' metric values (CoLA MCC), not their accuracy, in
-    files of their own beside the accuracy report."""
+def cross_task_probes(exp_dir, scores):
+    """A cross-task experiment folder (SST-2 -> CoLA) holding feature probes of the given CoLA
+    MCC per method and seed, as the driver leaves them."""
     from r3f_experiments import probing as driver
 
-    exp_dir = tmp_path / "cross-task"
     stages = [
         driver.Stage("stage0-pretrained", "", 0, 0, ("CoLA",)),
         driver.Stage("stage1-SST-2", "SST-2", 1, 1, ("CoLA",)),
     ]
-    exp_dir.mkdir()
+    exp_dir.mkdir(parents=True)
     (exp_dir / "plan.json").write_text(
         json.dumps({"experiment": "cross-task", "stages": [s._asdict() for s in stages]})
     )
-    mcc = {"pretrained": [10.0, 11.0, 9.0], "std": [6.0, 7.0, 6.5], "r4f": [9.5, 11.5, 10.0]}
-    for method, values in mcc.items():
+    for method, values in scores.items():
         for seed, value in enumerate(values, 1):
             stage = stages[0] if method == "pretrained" else stages[1]
             probe_dir = exp_dir / method / f"seed{seed}" / stage.name / "probe-CoLA"
             probe_dir.mkdir(parents=True)
             record = {"accuracy": 69.0 + seed / 10, "update": 10, "metric": "mcc", "metric_value": value}
             (probe_dir / "probe.json").write_text(json.dumps({**record, "metric_update": 20, "pooling": "bos"}))
+    return exp_dir
+
+
+def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
+    """probing report --score metric: the probes' metric values (CoLA MCC), not their accuracy, in
+    files of their own beside the accuracy report."""
+    from r3f_experiments import probing as driver
+
+    mcc = {"pretrained": [10.0, 11.0, 9.0], "std": [6.0, 7.0, 6.5], "r4f": [9.5, 11.5, 10.0]}
+    exp_dir = cross_task_probes(tmp_path / "cross-task", mcc)
     driver.report(str(exp_dir), no_plots=True)
     driver.report(str(exp_dir), score="metric")
     with open(exp_dir / "report-metric.json") as f:
@@ -330,6 +339,48 @@ def test_a_report_by_the_task_metric_reads_each_probe_s_metric(tmp_path):
     assert (exp_dir / "figure3-metric.png").read_bytes()[:4] == b"\x89PNG" and not (exp_dir / "figure3.png").exists()
     header = (exp_dir / "report-metric.tsv").read_text().splitlines()[0].split("\t")
     assert header[-4:] == ["metric", "metric_value", "metric_update", "backend"]
+
+
+def test_earlier_probes_join_a_report_when_the_pretrained_probes_agree(tmp_path, capsys):
+    """probing report --add-records: std's probes from an earlier report.tsv pair with a new
+    method's probes; the pre-trained probes found in both count once; a pre-trained probe that
+    scored otherwise, a stage outside the plan or a file that is no report are errors."""
+    from r3f_experiments import probing as driver
+
+    pretrained = [10.0, 11.0, 9.0]
+    earlier = cross_task_probes(tmp_path / "earlier" / "cross-task", {"pretrained": pretrained, "std": [6.0, 7.0, 6.5]})
+    driver.report(str(earlier), no_plots=True, score="metric")
+    later = cross_task_probes(tmp_path / "later" / "cross-task", {"pretrained": pretrained, "rdrop": [8.0, 7.5, 9.0]})
+    earlier_tsv = str(earlier / "report-metric.tsv")
+    driver.report(str(later), no_plots=True, score="metric", add_records=[earlier_tsv])
+    assert "3 probes added, 3 equal to probes found again" in capsys.readouterr().out
+    rows = {r["method"]: r for r in json.loads((later / "report-metric.json").read_text())["table"]}
+    assert rows["pretrained"]["n"] == 3 and rows["std"]["n"] == 3
+    assert rows["rdrop"]["vs_std"]["mean"] == pytest.approx(8.1666667 - 6.5)
+    assert len((later / "report-metric.tsv").read_text().splitlines()) == 1 + 9
+
+    moved = tmp_path / "moved.tsv"
+    moved.write_text(Path(earlier_tsv).read_text().replace("\t10.0\t", "\t10.5\t", 1))
+    with pytest.raises(driver.RecordsError, match="pretrained seed 1 stage0-pretrained probe CoLA.*not run alike"):
+        driver.report(str(later), no_plots=True, score="metric", add_records=[str(moved)])
+    outside = tmp_path / "outside.tsv"
+    outside.write_text(Path(earlier_tsv).read_text().replace("stage1-SST-2", "stage1-MRPC"))
+    with pytest.raises(driver.RecordsError, match="stage stage1-MRPC is not a stage of this experiment"):
+        driver.report(str(later), no_plots=True, add_records=[str(outside)])
+    result = subprocess.run(
+        [
+            *DRIVER,
+            "report",
+            "--out-dir",
+            str(tmp_path / "later"),
+            "--no-plots",
+            "--add-records",
+            str(later / "plan.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "not a probing report.tsv" in result.stderr, result.stderr
 
 
 @pytest.mark.slow
