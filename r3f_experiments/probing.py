@@ -386,15 +386,18 @@ def cmd_experiment(args) -> int:
     else:
         methods = resolve_methods(args.methods)
     if args.finetuned:
-        missing = [
-            path
-            for path in (
-                finetuned_checkpoint(args.finetuned, stages[0].task, m, s) for m in methods for s in args.seeds
-            )
-            if not os.path.isfile(path)
-        ]
+        wanted = [finetuned_checkpoint(args.finetuned, stages[0].task, m, s) for m in methods for s in args.seeds]
+        missing = [path for path in wanted if not os.path.isfile(path)]
         if missing:
             raise SystemExit(f"error: --finetuned {args.finetuned}: no " + ", ".join(missing))
+        # a run still training, or stopped part-way, holds a checkpoint_best.pt that is not its best
+        run_dirs = [os.path.dirname(path) for path in wanted]
+        unfinished = [d for d in run_dirs if not finished(os.path.join(d, LOG))]
+        if unfinished:
+            raise SystemExit(
+                f"error: --finetuned {args.finetuned}: not finished (no 'done training' line in {LOG}): "
+                + ", ".join(unfinished)
+            )
     pretrained = os.environ.get("ROBERTA", "roberta.large/model.pt")
     probed = [t for s in stages for t in s.probes]
     with_pretrained = not args.no_pretrained and bool(pretrained)
@@ -829,7 +832,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--finetuned",
         metavar="RUNS",
         help="the first fine-tuning stage's checkpoints from finished runs, RUNS/TASK/METHOD/seedS/checkpoint_best.pt "
-        "(a sweep's out-dir with PRESET=converged), instead of fine-tuning them again; a chain goes on from them",
+        "(a sweep's out-dir with PRESET=converged; each run's train.log must say 'done training'), instead of "
+        "fine-tuning them again; a chain goes on from them",
     )
     cross = sub.add_parser("cross-task", parents=[exp], help="Figure 3")
     cross.add_argument("--source", help=f"default {SOURCE}")

@@ -478,12 +478,17 @@ def valid_records(log):
         return [json.loads(line[line.index("{") :]) for line in f if '"valid_accuracy"' in line]
 
 
-def finished_run(chain, runs):
-    """RUNS/SST-2/r4f/seed1/checkpoint_best.pt, a sweep's layout, standing for the chain's first stage."""
-    run_dir = runs / "SST-2" / "r4f" / "seed1"
+def finished_run(chain, runs, seed=1, log=True):
+    """RUNS/SST-2/r4f/seedS/checkpoint_best.pt and its train.log, a sweep's layout, standing for the
+    chain's first stage (``log=False``: the log cut before fairseq's closing line, a stopped run)."""
+    run_dir = runs / "SST-2" / "r4f" / f"seed{seed}"
     run_dir.mkdir(parents=True)
     finetuned = str(run_dir / "checkpoint_best.pt")
     os.symlink(os.path.join(chain["stages"][0], "checkpoint_best.pt"), finetuned)
+    with open(os.path.join(chain["stages"][0], "train.log")) as f:
+        lines = f.readlines()
+    kept = lines if log else [line for line in lines if "done training" not in line]
+    (run_dir / "train.log").write_text("".join(kept))
     return finetuned
 
 
@@ -533,6 +538,17 @@ def test_cross_task_probes_finished_runs_and_the_pretrained_encoder(chain, tmp_p
         env={**os.environ, **env},
     )
     assert proc.returncode != 0 and "SST-2/r4f/seed2/checkpoint_best.pt" in proc.stderr
+    assert not os.path.exists(tmp_path / "out2" / "cross-task" / "pretrained")
+    # and so is a run without fairseq's closing line: its checkpoint_best.pt is only the best so far
+    finished_run(chain, tmp_path / "runs", seed=2, log=False)
+    proc = subprocess.run(
+        [*DRIVER, *args, "--seeds", "1-2", "--out-dir", str(tmp_path / "out2"), "--", *TINY],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert proc.returncode != 0 and "not finished" in proc.stderr, proc.stderr
+    assert "SST-2/r4f/seed2" in proc.stderr and "seed1" not in proc.stderr
     assert not os.path.exists(tmp_path / "out2" / "cross-task" / "pretrained")
     # mean-pooled probes: their own features, named in the report; never mixed with <s> probes
     mean_out = str(tmp_path / "mean")
