@@ -280,7 +280,10 @@ def cmd_report(args) -> int:
         except (OSError, ValueError) as e:
             print(f"error: --add-runs: {e}", file=sys.stderr)
             return 1
-        columns = list(dict.fromkeys([*columns, *(r.column for r in rows)]))
+        joined = list(dict.fromkeys([*columns, *(r.column for r in rows)]))
+        # Table 2's column order, wherever a task's runs come from (logs or an earlier runs.csv)
+        rank = {task: i for i, task in enumerate(ordered({c.task for c in joined}, TASKS))}
+        columns = sorted(joined, key=lambda c: rank[c.task])
     if not rows:
         print(f"error: no run in {args.runs_csv}", file=sys.stderr)
         return 1

@@ -246,6 +246,19 @@ def test_earlier_runs_join_the_logs_and_a_run_found_twice_is_refused(swept, tmp_
         with open(os.path.join(swept["report"], name)) as f, open(out / "report" / name) as g:
             key = lambda r: sorted(r.items())  # noqa: E731
             assert sorted(csv.DictReader(g), key=key) == sorted(csv.DictReader(f), key=key), name
+    # an added task takes its place in Table 2's column order (RTE before SYN), not the end
+    moved = str(tmp_path / "rte.csv")
+    with open(moved, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(
+            {**r, "task": "RTE", "column": "RTE", "log": r["log"].replace(TASK, "RTE", 1)}
+            for r in rows
+            if r["method"] == "std"
+        )
+    both = tmp_path / "both"
+    sweep("report", "--out-dir", str(out), "--add-runs", earlier, moved, "--report-dir", str(both), "--no-plots")
+    assert "| method | RTE | SYN |" in (both / "table2.md").read_text()
     shutil.copytree(os.path.join(swept["out"], TASK, "std", "seed2"), out / TASK / "std" / "seed2")
     proc = subprocess.run(
         [*SWEEP, "report", "--out-dir", str(out), "--add-runs", earlier, "--no-plots"], capture_output=True, text=True
