@@ -294,6 +294,9 @@ def _cancel(running: dict, tag: str, wait_s: float = 30.0) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline and not all(job.done() for job in running):
         time.sleep(0.5)
+    alive = [f"{_name(run)} (job {job.job_id})" for job, (run, _) in running.items() if not job.done()]
+    if alive:
+        print(f"[{tag}] warning: still running {wait_s:.0f} s after cancelling: {', '.join(alive)}", flush=True)
 
 
 def _launch_loop(executor, pending, running, failed, durations, template, options, tag) -> None:
@@ -339,8 +342,14 @@ def launch_here(runs: Sequence[Run], template: str, tag: str = "sweep") -> List[
     return failed
 
 
-def _stop_on_sigterm(signum, frame):
+def _stop_on_signal(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+# SIGINT too: a shell starts a background command (`nohup ... &`) with SIGINT ignored, and a
+# process it starts inherits that; submitit cancels a local job with SIGINT, so its runs would
+# outlive the sweep. A handled signal is reset to its default in every process started.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: str, tag: str = "sweep") -> int:
@@ -348,7 +357,7 @@ def run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: 
     its recipe resumes from its checkpoint); exit status 1 if any failed. ``folder`` (the
     sweep's own, for submitit's files) is locked while the sweep runs: a second sweep into it
     is refused. Stopped (Ctrl-C, SIGTERM), the sweep ends its running runs first."""
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    previous = {sig: signal.signal(sig, _stop_on_signal) for sig in STOP_SIGNALS}
     try:
         with folder_lock(folder, f"python -m r3f_experiments.{tag}"):
             return _run_all(runs, template, options, folder, tag)
@@ -359,7 +368,8 @@ def run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: 
         print(f"[{tag}] stopped; rerun the same command to go on (finished runs are skipped)", flush=True)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_all(runs: Sequence[Run], template: str, options: LaunchOptions, folder: str, tag: str) -> int:

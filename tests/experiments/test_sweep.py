@@ -7,6 +7,7 @@ tests read its real logs.
 """
 
 import argparse
+import contextlib
 import csv
 import glob
 import importlib.util
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -702,11 +704,39 @@ def _alive(pid: int) -> bool:
         return f.read().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
+def _family(pid: int, marker: str):
+    """``ps`` rows (pid, ppid, stat, elapsed, command) of ``pid``, of every process with ``marker``
+    in its command line (an orphan: its parent ended), and of their descendants."""
+    rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,stat=,etime=,args="], capture_output=True, text=True).stdout
+    procs = [line.split(None, 4) for line in rows.splitlines() if len(line.split(None, 4)) == 5]
+    family = {str(pid)} | {p[0] for p in procs if marker in p[4] and "ps -eo" not in p[4]}
+    for _ in range(5):  # a few generations deep
+        family |= {p[0] for p in procs if p[1] in family}
+    return [p for p in procs if p[0] in family]
+
+
+def _tree(pid: int, marker: str) -> str:
+    return "".join(" ".join(p) + "\n" for p in _family(pid, marker)) or "(nothing)\n"
+
+
+def _kill_tree(pid: int, marker: str) -> None:
+    for p in _family(pid, marker):
+        if int(p[0]) == os.getpid():
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(p[0]), 9)
+
+
+def _ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("jobs, background", [("1", False), ("2", False), ("2", True)], ids=["1", "2", "2-background"])
+def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs, background):
     """While a sweep runs, a second into the same folder is refused, naming the first; SIGTERM to
     the first ends its runs (the command and what it started) and says how to go on; the folder
-    is free again afterwards."""
+    is free again afterwards. ``background``: started as `nohup ... &` starts it, with SIGINT
+    ignored, which submitit's local jobs would inherit and so ignore its cancel."""
     if jobs != "1":
         pytest.importorskip("submitit")
     out, pids = str(tmp_path / "out"), tmp_path / "pids"
@@ -714,7 +744,13 @@ def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
     command = f"sleep 300 & echo $! >> {shlex.quote(str(pids))}; wait"
     argv = [*SWEEP, "run", "--out-dir", out, "--tasks", TASK, "--methods", "a", "b", "--seeds", "1"]
     argv += ["--jobs", jobs, "--poll-seconds", "0.2", "--command", command]
-    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_ignore_sigint if background else None,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(pids.read_text().split() if pids.exists() else []) < int(jobs):
@@ -728,8 +764,9 @@ def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
         try:
             output, _ = first.communicate(timeout=60)
         except subprocess.TimeoutExpired:  # say where it stood, not only that it hung
-            first.kill()
-            pytest.fail(f"the stopped sweep had not ended 60 s after SIGTERM; its output:\n{first.communicate()[0]}")
+            left = _tree(first.pid, str(tmp_path))
+            _kill_tree(first.pid, str(tmp_path))
+            pytest.fail(f"the stopped sweep or what it started had not ended 60 s after SIGTERM:\n{left}")
     finally:
         first.kill()
     assert first.returncode == 130 and "stopped; rerun the same command to go on" in output, output
@@ -737,3 +774,26 @@ def test_one_sweep_per_folder_and_a_stopped_sweep_ends_its_runs(tmp_path, jobs):
     assert not any(_alive(p) for p in children), children
     with runs.folder_lock(os.path.join(out, ".submitit"), "test"):
         pass
+
+
+class _JobThatKeepsRunning:
+    job_id = "4242"
+
+    def __init__(self):
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def done(self):
+        return False
+
+
+def test_a_run_still_running_after_the_cancel_wait_is_named(tmp_path, capsys):
+    """The sweep waits a while for cancelled jobs; one still running then is named, not left
+    unsaid (the sweep would otherwise exit as if its runs had ended)."""
+    job = _JobThatKeepsRunning()
+    runs._cancel({job: (runs.Run("RTE", "r3f", 2, str(tmp_path)), 0.0)}, "sweep", wait_s=0.0)
+    out = capsys.readouterr().out
+    assert job.cancelled
+    assert "[sweep] warning: still running 0 s after cancelling: RTE r3f seed 2 (job 4242)" in out
