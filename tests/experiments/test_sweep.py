@@ -709,7 +709,7 @@ def _family(pid: int, marker: str):
     in its command line (an orphan: its parent ended), and of their descendants."""
     rows = subprocess.run(["ps", "-ww", "-eo", "pid=,ppid=,stat=,etime=,args="], capture_output=True, text=True).stdout
     procs = [line.split(None, 4) for line in rows.splitlines() if len(line.split(None, 4)) == 5]
-    family = {str(pid)} | {p[0] for p in procs if marker in p[4] and "ps -eo" not in p[4]}
+    family = {str(pid)} | {p[0] for p in procs if marker in p[4]}
     for _ in range(5):  # a few generations deep
         family |= {p[0] for p in procs if p[1] in family}
     return [p for p in procs if p[0] in family]
