@@ -134,6 +134,20 @@ def freelb_ascent_step(
     return delta
 
 
+def size_against_embeddings(delta: torch.Tensor, embeddings: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per example (shape (batch,)), ||delta||_2 / ||embeddings||_2 over the real tokens.
+
+    FreeLB's magnitudes are absolute l2 norms over a whole sequence, so what one setting does
+    depends on the encoder's embedding scale, width and the text's length; this ratio is that
+    setting's size against the input it perturbs, comparable across encoders. ``mask`` is
+    (batch, length, 1), 1 at tokens.
+    """
+    mask = mask.float()
+    perturbation = (delta.float() * mask).flatten(1).norm(dim=1)
+    clean = (embeddings.float() * mask).flatten(1).norm(dim=1)
+    return perturbation / clean.clamp(min=torch.finfo(torch.float32).tiny)
+
+
 def local_gradients(model) -> contextlib.AbstractContextManager:
     """``model.no_sync()`` where the model is wrapped for data parallelism, else a no-op.
 

@@ -26,7 +26,8 @@ it lives in a task's ``train_step`` rather than a criterion. The criterion (e.g.
 - Scale (``--adv-scale relative``): the three magnitudes are counted in the RMS of the batch's
   clean token embeddings (non-pad positions), as ``--noise-scale relative`` counts R3F's sigma,
   so a setting keeps its geometry on encoders whose embeddings differ in scale: FreeLB's
-  settings were made for RoBERTa-large's embeddings.
+  settings were made for RoBERTa-large's embeddings. Logged ``adv_to_embed``: the last pass's
+  ||delta|| / ||e|| per sentence, the perturbation's size against its input on any encoder.
 - Distributed: the first K passes run under ``model.no_sync()`` where the model is a
   DistributedDataParallel wrapper, so gradients are all-reduced once, in the last pass's
   backward (fairseq's ``legacy_ddp`` reduces once per update in any case).
@@ -50,6 +51,7 @@ from ..method.adversarial import (
     freelb_ascent_step,
     freelb_init,
     local_gradients,
+    size_against_embeddings,
     token_mask,
 )
 from ..method.noise import add_noise, token_rms
@@ -129,7 +131,9 @@ class SentencePredictionAdvTask(SentencePredictionTask):
         encoder = find_token_encoder(model)
         src_tokens = sample["net_input"]["src_tokens"]
         mask = token_mask(src_tokens, encoder.padding_idx)
-        unit = self.magnitude_unit(encoder, src_tokens, mask)
+        with torch.no_grad():
+            clean = encoder.embed_tokens(src_tokens)
+        unit = self.magnitude_unit(clean, mask)
         delta = freelb_init(
             (*src_tokens.shape, encoder.embed_tokens.embedding_dim),
             mask,
@@ -164,16 +168,17 @@ class SentencePredictionAdvTask(SentencePredictionTask):
                     delta.detach(), delta.grad, cfg.adv_lr, str(cfg.adv_norm_type), cfg.adv_max_norm, unit
                 )
         # Metrics (loss, accuracy, ...) are the first pass's, x + delta_0 (near-clean);
-        # adv_loss is the mean loss over the passes, the objective FreeLB minimises.
-        return loss, sample_size, {**first, "adv_loss": adv_loss}
+        # adv_loss is the mean loss over the passes, the objective FreeLB minimises;
+        # adv_to_embed the last pass's ||delta|| / ||e|| per sentence (summed; averaged by the reducer).
+        adv_to_embed = size_against_embeddings(delta.detach(), clean, mask).sum()
+        return loss, sample_size, {**first, "adv_loss": adv_loss, "adv_to_embed": adv_to_embed}
 
-    def magnitude_unit(self, encoder, src_tokens, mask):
+    def magnitude_unit(self, clean, mask):
         """What the magnitude flags are counted in: 1, or (``--adv-scale relative``) the RMS of the
         batch's clean token embeddings over non-pad positions (a 0-dim tensor: no host sync)."""
         if str(self.cfg.adv_scale) != "relative":
             return 1.0
-        with torch.no_grad():
-            return token_rms(encoder.embed_tokens(src_tokens), mask.squeeze(-1).bool())
+        return token_rms(clean, mask.squeeze(-1).bool())
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
@@ -181,3 +186,7 @@ class SentencePredictionAdvTask(SentencePredictionTask):
             total = sum(log.get("adv_loss", 0) for log in logging_outputs)
             sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
             metrics.log_scalar("adv_loss", total / max(sample_size, 1) / math.log(2), sample_size, round=3)
+        if any("adv_to_embed" in log for log in logging_outputs):
+            total = sum(log.get("adv_to_embed", 0) for log in logging_outputs)
+            sentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+            metrics.log_scalar("adv_to_embed", total / max(sentences, 1), sentences, round=4)

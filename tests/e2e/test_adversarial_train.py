@@ -87,6 +87,7 @@ def test_smart_and_freelb_train_and_resume_with_fairseq_train(trained_runs):
             assert float(final["train_symm_kl"]) > 0
         else:  # the adversarial passes' mean loss is above the (near-clean) first pass's
             assert float(final["train_adv_loss"]) > float(final["train_loss"])
+            assert float(final["train_adv_to_embed"]) > 0  # the perturbation's size is logged
             assert "train_symm_kl" not in final  # lambda_s = 0: no SMART passes
         previous = updates
     assert os.path.exists(save_dir / "checkpoint_best.pt")

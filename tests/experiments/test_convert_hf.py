@@ -957,3 +957,39 @@ def test_gpu_grid_probes_from_the_tables_source_runs(converted, wordpiece_bin, t
         assert "the task's metric" in (report / "probing" / experiment / "summary-metric.md").read_text()
     assert (report / "probing" / "logs.tar.gz").stat().st_size > 0
     assert "| std |" in (report / "table2.md").read_text()
+
+
+def test_freelb_size_is_the_radius_against_each_sentence_as_the_task_feeds_it(converted, wordpiece_bin, tmp_path):
+    """freelb_size divides the radius by the l2 norm of each sentence's clean token embeddings,
+    ``<s>`` + first segment (+ ``</s>`` + second segment), and refuses a task without a radius."""
+    import shutil
+
+    from fairseq.data import Dictionary, data_utils
+
+    from fairseq_r3f.checkpoint_safety import allow_fairseq_checkpoints
+    from r3f_experiments import freelb_size
+    from r3f_experiments.recipes.run_spec import RecipeError
+
+    pair_bin = tmp_path / "bins" / "PAIR-bin"  # the same sentences twice: a two-segment task
+    shutil.copytree(wordpiece_bin, pair_bin)
+    shutil.copytree(pair_bin / "input0", pair_bin / "input1")
+    single = os.path.dirname(wordpiece_bin)
+    found = freelb_size.sizes(converted, single, ["SYN"], max_norm=0.5)
+    pair = freelb_size.sizes(converted, str(tmp_path / "bins"), max_norm=0.5)
+
+    allow_fairseq_checkpoints()
+    embedding = torch.load(os.path.join(converted, "model.pt"))["model"]["encoder.sentence_encoder.embed_tokens.weight"]
+    dictionary = Dictionary.load(os.path.join(wordpiece_bin, "input0", "dict.txt"))
+    train = data_utils.load_indexed_dataset(os.path.join(wordpiece_bin, "input0", "train"), dictionary)
+    first = train[0].tolist()
+    assert first[-1] == dictionary.eos()  # binarised sentences end in </s>
+    alone = [dictionary.bos(), *first]
+    twice = alone + [dictionary.eos(), *first]
+    assert len(found["SYN"][1]) == len(pair["PAIR"][1]) == len(train) == 70
+    assert found["SYN"][1][0] == pytest.approx(0.5 / embedding[torch.tensor(alone)].norm().item(), rel=1e-6)
+    assert pair["PAIR"][1][0] == pytest.approx(0.5 / embedding[torch.tensor(twice)].norm().item(), rel=1e-6)
+
+    with pytest.raises(RecipeError, match="no per-task max norm for SYN.*--max-norm"):
+        freelb_size.sizes(converted, single)
+    assert freelb_size.main([converted, single, "--max-norm", "-1"]) == 2
+    assert freelb_size.main([converted, single, "--max-norm", "0.5"]) == 0

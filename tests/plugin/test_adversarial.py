@@ -150,6 +150,10 @@ def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(scale, s
     expected = hand_written_freelb(reference, sample, steps, adv_lr * unit, max_norm * unit)
     clean_only = hand_written_freelb(copy.deepcopy(model).train(), sample, 0, adv_lr, max_norm)
 
+    src = sample["net_input"]["src_tokens"]  # each sentence's clean embedding norm, before the step
+    real = src.ne(task.source_dictionary.pad()).unsqueeze(-1).float()
+    clean = (find_token_encoder(model).embed_tokens(src).detach() * real).flatten(1).norm(dim=1)
+
     trainer = Trainer(cfg, task, model, criterion)
     with PassCounter(model) as passes:
         log = trainer.train_step([sample])
@@ -158,6 +162,8 @@ def test_freelb_gradient_is_the_mean_over_passes_and_one_optimizer_step(scale, s
     states = trainer.optimizer.optimizer.state
     assert states and all(int(state["step"]) == 1 for state in states.values())  # one Adam step
     assert log["adv_loss"] > log["loss"]  # the ascent raised the loss
+    # adv_lr > max_norm: every ascent step ends on the ball, so ||delta_K|| = max_norm (x unit)
+    assert log["adv_to_embed"] == pytest.approx((max_norm * unit / clean).mean().item(), abs=1e-4)
 
     n = sample["target"].numel()  # fairseq divides the summed gradient by the sample size
     compared = differs = 0

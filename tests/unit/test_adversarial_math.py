@@ -4,7 +4,13 @@ per-token normalisation, SMART's step, FreeLB's random start, step and projectio
 import pytest
 import torch
 
-from fairseq_r3f.method.adversarial import freelb_ascent_step, freelb_init, normalize_per_token, smart_ascent_step
+from fairseq_r3f.method.adversarial import (
+    freelb_ascent_step,
+    freelb_init,
+    normalize_per_token,
+    size_against_embeddings,
+    smart_ascent_step,
+)
 
 # ------------------------------------------------------------------ fairseq-train e2e --
 
@@ -84,3 +90,16 @@ def test_freelb_magnitudes_in_a_tensor_unit(norm_type):
         want = freelb_ascent_step(start, grad, adv_lr * 0.05, norm_type, max_norm * 0.05)
         assert torch.allclose(got, want)
         assert not torch.allclose(got, freelb_ascent_step(start, grad, adv_lr, norm_type, max_norm))
+
+
+def test_size_against_embeddings_counts_real_tokens_only():
+    embeddings = torch.full((2, 4, 3), 2.0)  # norm over 2 tokens x 3 dims: 2 * sqrt(6)
+    mask = torch.ones(2, 4, 1)
+    mask[0, 2:] = 0
+    delta = 0.1 * embeddings
+    delta[0, 2:] = 50.0  # at pads: must not count, nor the embeddings there
+    embeddings[0, 2:] = 1e3
+    got = size_against_embeddings(delta, embeddings, mask)
+    assert torch.allclose(got, torch.tensor([0.1, 0.1]))
+    # an all-pad row gives 0, not nan
+    assert size_against_embeddings(delta, embeddings, torch.zeros(2, 4, 1)).eq(0).all()
