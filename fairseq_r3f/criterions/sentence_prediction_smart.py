@@ -14,7 +14,8 @@ Per step, with e the representation perturbed and K ascent steps (default 1):
    (--smart-noise-at token-embeddings, R3F's place);
 3. K times: one forward of f(e + z) (no gradient into the weights or the embedding table),
    g = d KL_S(f(e + z) || f(x).detach()) / dz, z <- normalize_per_token(z + eta g)
-   (eta = --smart-step-size, 1e-3; inf-norm per token by default, l2 optional);
+   (eta = --smart-step-size, 1e-3; inf-norm per token by default, l2 optional; or, with
+   --smart-step-rule normalized-gradient, z <- z + eta normalize_per_token(g));
 4. adversarial pass f(e + z) and the symmetric KL against the clean pass, gradients
    through both passes (and, as in MT-DNN, into the embedding table through e).
 
@@ -25,7 +26,8 @@ backward through the clean and the adversarial pass).
 Where the public code differs from the paper, this follows the code:
 - no epsilon-ball projection: the paper's Alg. 1 projects onto ||z|| <= epsilon, MT-DNN
   divides the stepped noise by its own per-token norm, so after one step every token's
-  perturbation has norm ~1 (inf-norm by default) whatever the step size;
+  perturbation has norm ~1 (inf-norm by default) whatever the step size (its earlier release
+  stepped by eta along the normalised gradient instead: --smart-step-rule normalized-gradient);
 - no Bregman proximal point (the paper's momentum teacher, Eq. 4): MT-DNN's fine-tuning
   scripts do not use one, and neither does this criterion;
 - MT-DNN feeds e + z back through BERT's embedding module as ``inputs_embeds``, which adds
@@ -39,11 +41,21 @@ Where the public code differs from the paper, this follows the code:
 from dataclasses import dataclass, field
 
 import torch
+from fairseq import metrics
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
 from ..config_checks import refuse_non_finite, refuse_out_of_bounds
-from ..method.adversarial import NORM_TYPES, check_norm_type, local_gradients, smart_ascent_step, token_mask
+from ..method.adversarial import (
+    NORM_TYPES,
+    SMART_STEP_RULES,
+    check_norm_type,
+    check_step_rule,
+    local_gradients,
+    size_against_embeddings,
+    smart_ascent_step,
+    token_mask,
+)
 from ..method.divergence import symmetric_kl
 from ..method.noise import add_noise, sample_embedding_noise
 from ..perturb import perturbed_embedding_output, perturbed_token_embeddings
@@ -77,6 +89,14 @@ class SentencePredictionSmartConfig(ClassificationHeadConfig):
             "MT-DNN) or the raw token embeddings (as R3F)"
         },
     )
+    smart_step_rule: ChoiceEnum(SMART_STEP_RULES) = field(
+        default="normalize-sum",
+        metadata={
+            "help": "normalize-sum: z <- normalize(z + eta g), noise of norm ~1 per token (MT-DNN's "
+            "current code); normalized-gradient: z <- z + eta normalize(g), a step of norm eta per "
+            "token (MT-DNN's earlier release, the paper's ascent direction)"
+        },
+    )
     smart_norm_type: ChoiceEnum(NORM_TYPES) = field(
         default="linf",
         metadata={"help": "per-token normalisation of the stepped noise (MT-DNN's adv_p_norm: inf by default)"},
@@ -86,7 +106,10 @@ class SentencePredictionSmartConfig(ClassificationHeadConfig):
 @register_criterion("sentence_prediction_smart", dataclass=SentencePredictionSmartConfig)
 class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
     """The shared classification loss with SMART's adversarial second pass; the KL is logged
-    as ``symm_kl``, as for R3F."""
+    as ``symm_kl``, as for R3F, and the final noise's size against the tensor it is added to as
+    ``smart_to_embed`` (||z|| / ||e|| per sentence over its real tokens, as FreeLB's
+    ``adv_to_embed``): under the default step rule that size is set by the encoder's scale,
+    not by a flag."""
 
     def __init__(self, cfg: SentencePredictionSmartConfig, task):
         refuse_non_finite(cfg, "--criterion sentence_prediction_smart")
@@ -106,6 +129,8 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
             if not ok:
                 raise ValueError(message)
         check_norm_type(str(cfg.smart_norm_type), "--smart-norm-type")
+        check_step_rule(str(cfg.smart_step_rule), "--smart-step-rule")
+        self.step_rule = str(cfg.smart_step_rule)
         self.steps = cfg.smart_steps
         self.step_size = cfg.smart_step_size
         self.noise_std = cfg.smart_noise_std
@@ -133,7 +158,23 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
                 adversarial = self.classify(model, sample)
             divergence = symmetric_kl(adversarial, clean).sum()
             (grad,) = torch.autograd.grad(divergence, noise)
-            noise = smart_ascent_step(noise.detach(), grad, self.step_size, self.norm_type, mask)
-        with self.perturbed(self._encoder, lambda e: add_noise(e, noise)):
+            noise = smart_ascent_step(noise.detach(), grad, self.step_size, self.norm_type, mask, self.step_rule)
+        perturbed_input = []
+
+        def noised(e):
+            perturbed_input.append(e)
+            return add_noise(e, noise)
+
+        with self.perturbed(self._encoder, noised):
             adversarial = self.classify(model, sample)
-        return logits, adversarial, {}
+        # The noise's size against what it perturbs, per sentence (summed; averaged by the reducer).
+        smart_to_embed = size_against_embeddings(noise.detach(), perturbed_input[-1].detach(), mask).sum()
+        return logits, adversarial, {"smart_to_embed": smart_to_embed}
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        ConsistencyClassificationCriterion.reduce_metrics(logging_outputs)
+        if any("smart_to_embed" in log for log in logging_outputs):
+            total = sum(log.get("smart_to_embed", 0) for log in logging_outputs)
+            sentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+            metrics.log_scalar("smart_to_embed", total / max(sentences, 1), sentences, round=4)

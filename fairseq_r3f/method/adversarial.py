@@ -12,6 +12,7 @@ from typing import Optional, Union
 import torch
 
 NORM_TYPES = ("l2", "linf")
+SMART_STEP_RULES = ("normalize-sum", "normalized-gradient")
 
 # MT-DNN's default adv_epsilon: keeps the per-token normalisation finite for a zero vector.
 SMART_NORM_EPS = 1e-6
@@ -23,6 +24,12 @@ def check_norm_type(norm_type: str, flag: str) -> str:
     if norm_type not in NORM_TYPES:
         raise ValueError(f"{flag} must be one of {', '.join(NORM_TYPES)}; got {norm_type!r}")
     return norm_type
+
+
+def check_step_rule(rule: str, flag: str) -> str:
+    if rule not in SMART_STEP_RULES:
+        raise ValueError(f"{flag} must be one of {', '.join(SMART_STEP_RULES)}; got {rule!r}")
+    return rule
 
 
 def token_mask(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
@@ -57,16 +64,30 @@ def normalize_per_token(vector: torch.Tensor, norm_type: str, eps: float = SMART
 
 
 def smart_ascent_step(
-    noise: torch.Tensor, grad: torch.Tensor, step_size: float, norm_type: str, mask: Optional[torch.Tensor] = None
+    noise: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float,
+    norm_type: str,
+    mask: Optional[torch.Tensor] = None,
+    rule: str = "normalize-sum",
 ) -> torch.Tensor:
-    """One SMART ascent step on the noise: normalize_per_token(noise + step_size * grad).
+    """One SMART ascent step on the noise (Jiang et al. 2020, Alg. 1 lines 6-7: g = grad of
+    l_s w.r.t. the noise, eta = step size), by one of MT-DNN's two published step rules:
 
-    Jiang et al. 2020, Alg. 1 lines 6-7 (g = grad of l_s w.r.t. the noise; eta = step size),
-    as MT-DNN's ``SmartPerturbation`` computes it: the step is taken on the unnormalised
-    gradient, then the sum is normalised per token (``normalize_per_token``). ``mask``
-    (1 at tokens, 0 at pads) keeps pads at zero noise.
+    - ``normalize-sum`` (its current ``SmartPerturbation``): normalize_per_token(noise + eta g),
+      the step taken on the unnormalised gradient, then the sum normalised per token, so every
+      token's noise has norm ~1 whatever eta is;
+    - ``normalized-gradient`` (its earlier release, and the paper's ascent along g / ||g||):
+      noise + eta normalize_per_token(g), a step of norm eta per token.
+
+    ``mask`` (1 at tokens, 0 at pads) keeps pads at zero noise.
     """
-    stepped = noise + step_size * finite_or_zero(grad)
+    check_step_rule(rule, "rule")
+    grad = finite_or_zero(grad)
+    if rule == "normalized-gradient":
+        stepped = noise + step_size * normalize_per_token(grad, norm_type)
+        return stepped * mask if mask is not None else stepped
+    stepped = noise + step_size * grad
     if mask is not None:
         stepped = stepped * mask
     return normalize_per_token(stepped, norm_type)

@@ -85,6 +85,7 @@ def test_smart_and_freelb_train_and_resume_with_fairseq_train(trained_runs):
             assert f"@ {previous} updates)" in output
         if method == "smart":
             assert float(final["train_symm_kl"]) > 0
+            assert float(final["train_smart_to_embed"]) > 0.05  # the normalised noise's size is logged
         else:  # the adversarial passes' mean loss is above the (near-clean) first pass's
             assert float(final["train_adv_loss"]) > float(final["train_loss"])
             assert float(final["train_adv_to_embed"]) > 0  # the perturbation's size is logged

@@ -58,14 +58,29 @@ def hand_written_freelb(model, sample, steps, adv_lr, max_norm):
 
 
 @pytest.mark.parametrize(
-    "steps,norm,place",
-    [(1, "linf", "embedding-output"), (2, "linf", "embedding-output"), (2, "l2", "token-embeddings")],
+    "steps,norm,place,rule",
+    [
+        (1, "linf", "embedding-output", "normalize-sum"),
+        (2, "linf", "embedding-output", "normalize-sum"),
+        (2, "l2", "token-embeddings", "normalize-sum"),
+        (2, "linf", "embedding-output", "normalized-gradient"),
+    ],
 )
-def test_smart_passes_and_noise(steps, norm, place, synthetic_data):
+def test_smart_passes_and_noise(steps, norm, place, rule, synthetic_data):
     """1 + K + 1 forward passes (K + 2 reach a backward); the noise starts at sigma = 1e-5 and
-    ends normalised per token, zero at pads, where --smart-noise-at puts it."""
+    ends normalised per token (or K steps of norm eta from its start, with the earlier step
+    rule), zero at pads, where --smart-noise-at puts it."""
     task, model, criterion = smart(
-        synthetic_data, *NO_DROPOUT, "--smart-steps", str(steps), "--smart-norm-type", norm, "--smart-noise-at", place
+        synthetic_data,
+        *NO_DROPOUT,
+        "--smart-steps",
+        str(steps),
+        "--smart-norm-type",
+        norm,
+        "--smart-noise-at",
+        place,
+        "--smart-step-rule",
+        rule,
     )
     sample = valid_batch(task)
     encoder = find_token_encoder(model)
@@ -91,11 +106,24 @@ def test_smart_passes_and_noise(steps, norm, place, synthetic_data):
     assert 0.5e-5 < noises[0][real].std().item() < 2e-5
     final = noises[-1]
     norms = final.abs().amax(-1) if norm == "linf" else final.norm(dim=-1)
-    if steps > 1:  # from the second step on, norm(v) ~ 1 >> eps = 1e-6: the norm is 1
+    if rule == "normalized-gradient":
+        # each step is eta = 1e-3 times g / (max |g| + 1e-6): at most eta, near it where the
+        # gradient is well above 1e-6 (the [CLS] rows by the last step)
+        steps_taken = [(after - before).abs().amax(-1)[real] for before, after in zip(noises, noises[1:])]
+        assert all((step <= 1e-3 * (1 + 1e-4)).all() for step in steps_taken)
+        assert steps_taken[-1].max().item() > 0.5e-3
+    elif steps > 1:  # from the second step on, norm(v) ~ 1 >> eps = 1e-6: the norm is 1
         assert torch.allclose(norms[real], torch.ones_like(norms[real]), atol=1e-4)
     else:  # the first step divides norm(v) ~ 3e-5 by (norm(v) + 1e-6), as MT-DNN does
         assert (norms[real] <= 1 + 1e-6).all() and (norms[real] > 0.9).all()
     assert final[~real].abs().max().item() == 0
+    # smart_to_embed: the final noise's l2 norm against the clean tensor it is added to, per sentence
+    clean = inputs[0] if place == "embedding-output" else encoder.embed_tokens(sample["net_input"]["src_tokens"])
+    mask = real.unsqueeze(-1).float()
+    sizes = (final * mask).flatten(1).norm(dim=1) / (clean.detach() * mask).flatten(1).norm(dim=1)
+    assert log["smart_to_embed"].item() == pytest.approx(sizes.sum().item(), rel=1e-4)
+    if rule == "normalize-sum":  # normalised per token: far above the starting sigma's size
+        assert 0.05 < sizes.mean().item()
 
     model.eval()
     with PassCounter(model) as passes, torch.no_grad():

@@ -43,6 +43,23 @@ def test_smart_ascent_step():
     assert torch.isfinite(smart_ascent_step(noise, overflow, 1e-3, "linf", mask)).all()
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_smart_ascent_step_along_the_normalized_gradient(norm):
+    g = torch.Generator().manual_seed(3)
+    noise, grad = 1e-5 * torch.randn(2, 4, 8, generator=g), torch.randn(2, 4, 8, generator=g)
+    mask = torch.ones(2, 4, 1)
+    mask[1, 0] = 0
+    stepped = smart_ascent_step(noise, grad, 1e-3, norm, mask, "normalized-gradient")
+    step = stepped - noise
+    size = step.abs().amax(-1) if norm == "linf" else step.norm(dim=-1)
+    real = mask[..., 0].bool()
+    assert torch.allclose(size[real], torch.full_like(size[real], 1e-3), rtol=1e-4)  # a step of norm eta
+    assert torch.allclose(step[real] / 1e-3, normalize_per_token(grad, norm)[real], atol=1e-4)
+    assert stepped[1, 0].abs().sum() == 0
+    with pytest.raises(ValueError, match="normalize-sum, normalized-gradient"):
+        smart_ascent_step(noise, grad, 1e-3, norm, mask, "projected")
+
+
 def test_freelb_ascent_step_and_projection():
     g = torch.Generator().manual_seed(2)
     grad = torch.randn(3, 4, 8, generator=g)
