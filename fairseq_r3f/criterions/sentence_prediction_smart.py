@@ -93,8 +93,8 @@ class SentencePredictionSmartConfig(ClassificationHeadConfig):
         default="normalize-sum",
         metadata={
             "help": "normalize-sum: z <- normalize(z + eta g), noise of norm ~1 per token (MT-DNN's "
-            "current code); normalized-gradient: z <- z + eta normalize(g), a step of norm eta per "
-            "token (MT-DNN's earlier release, the paper's ascent direction)"
+            "current code); normalized-gradient: z <- z + eta normalize(g), a step of norm at most "
+            "eta per token (MT-DNN's earlier release, the paper's ascent direction)"
         },
     )
     smart_norm_type: ChoiceEnum(NORM_TYPES) = field(

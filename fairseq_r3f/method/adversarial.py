@@ -78,7 +78,8 @@ def smart_ascent_step(
       the step taken on the unnormalised gradient, then the sum normalised per token, so every
       token's noise has norm ~1 whatever eta is;
     - ``normalized-gradient`` (its earlier release, and the paper's ascent along g / ||g||):
-      noise + eta normalize_per_token(g), a step of norm eta per token.
+      noise + eta normalize_per_token(g), a step of norm at most eta per token (less where
+      the gradient's norm is not well above the normalisation's eps).
 
     ``mask`` (1 at tokens, 0 at pads) keeps pads at zero noise.
     """
