@@ -49,8 +49,8 @@ from ..config_checks import refuse_non_finite, refuse_out_of_bounds
 from ..method.adversarial import (
     NORM_TYPES,
     SMART_STEP_RULES,
+    check_choice,
     check_norm_type,
-    check_step_rule,
     local_gradients,
     size_against_embeddings,
     smart_ascent_step,
@@ -129,7 +129,7 @@ class SentencePredictionSmartCriterion(ConsistencyClassificationCriterion):
             if not ok:
                 raise ValueError(message)
         check_norm_type(str(cfg.smart_norm_type), "--smart-norm-type")
-        check_step_rule(str(cfg.smart_step_rule), "--smart-step-rule")
+        check_choice(str(cfg.smart_step_rule), SMART_STEP_RULES, "--smart-step-rule")
         self.step_rule = str(cfg.smart_step_rule)
         self.steps = cfg.smart_steps
         self.step_size = cfg.smart_step_size

@@ -20,16 +20,14 @@ SMART_NORM_EPS = 1e-6
 FREELB_MIN_GRAD_NORM = {"l2": 1e-10, "linf": 1e-8}
 
 
+def check_choice(value: str, choices, flag: str) -> str:
+    if value not in choices:
+        raise ValueError(f"{flag} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
 def check_norm_type(norm_type: str, flag: str) -> str:
-    if norm_type not in NORM_TYPES:
-        raise ValueError(f"{flag} must be one of {', '.join(NORM_TYPES)}; got {norm_type!r}")
-    return norm_type
-
-
-def check_step_rule(rule: str, flag: str) -> str:
-    if rule not in SMART_STEP_RULES:
-        raise ValueError(f"{flag} must be one of {', '.join(SMART_STEP_RULES)}; got {rule!r}")
-    return rule
+    return check_choice(norm_type, NORM_TYPES, flag)
 
 
 def token_mask(tokens: torch.Tensor, padding_idx: int) -> torch.Tensor:
@@ -83,15 +81,13 @@ def smart_ascent_step(
 
     ``mask`` (1 at tokens, 0 at pads) keeps pads at zero noise.
     """
-    check_step_rule(rule, "rule")
+    check_choice(rule, SMART_STEP_RULES, "rule")
     grad = finite_or_zero(grad)
-    if rule == "normalized-gradient":
-        stepped = noise + step_size * normalize_per_token(grad, norm_type)
-        return stepped * mask if mask is not None else stepped
-    stepped = noise + step_size * grad
+    along_normalized_gradient = rule == "normalized-gradient"
+    stepped = noise + step_size * (normalize_per_token(grad, norm_type) if along_normalized_gradient else grad)
     if mask is not None:
         stepped = stepped * mask
-    return normalize_per_token(stepped, norm_type)
+    return stepped if along_normalized_gradient else normalize_per_token(stepped, norm_type)
 
 
 def _per_example_norm(x: torch.Tensor, norm_type: str) -> torch.Tensor:
