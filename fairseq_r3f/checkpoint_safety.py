@@ -93,10 +93,12 @@ def allow_fairseq_checkpoints() -> None:
         torch.serialization.add_safe_globals(fairseq_checkpoint_globals())
 
 
-# torch.save writes a zip archive (torch >= 1.6); older torch wrote a pickle stream, which starts
-# with the PROTO opcode.
+# torch.save writes a zip archive (torch >= 1.6); older torch wrote a pickle stream that opens with
+# the PROTO opcode and then pickles torch's magic number (its 10 bytes, little-endian), so one byte
+# 0x80 alone (1 file in 256 of random data) does not make a checkpoint.
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
+LEGACY_MAGIC = torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
 
 
 class UnreadableCheckpointError(ValueError):
@@ -138,8 +140,10 @@ def checkpoint_problem(path: str) -> Optional[str]:
         if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
             return "a zip archive that torch.save did not write (it holds no data.pkl)"
         return None
-    if head.startswith(PICKLE_PROTO):
+    if head.startswith(PICKLE_PROTO) and LEGACY_MAGIC in head:
         return None  # torch's format before 1.6 (e.g. the published RoBERTa model.pt): torch reads it
+    if head.startswith(PICKLE_PROTO):
+        return f"a Python pickle that torch.save did not write (it starts with bytes {head[:8].hex(' ')})"
     return f"not written by torch.save: it starts with {_first_bytes(head)}"
 
 

@@ -3,6 +3,8 @@ that are no readable checkpoint fail naming the file; resuming survives a trunca
 checkpoint_last.pt and refuses an optimizer state saved for the other head (plain / R4F)."""
 
 import os
+import pickle
+import random
 import re
 import shutil
 import subprocess
@@ -80,14 +82,24 @@ def trained(tmp_path_factory, synthetic_data):
 
 BAD_FILES = {
     "truncated": ("the file is truncated", lambda whole: whole[: len(whole) // 2]),
-    "random": ("not written by torch.save: it starts with bytes", lambda whole: os.urandom(4096)),
+    # Seeded, and its first byte is 0x80 (pickle's PROTO opcode): the legacy format's first byte alone
+    # must not make random data pass for a checkpoint.
+    "random": (
+        "a Python pickle that torch.save did not write",
+        lambda whole: b"\x80" + random.Random(0).randbytes(4095),
+    ),
+    "pickle": ("a Python pickle that torch.save did not write", lambda whole: pickle.dumps({"model": {}})),
+    "foreign": (
+        "not written by torch.save: it starts with bytes",
+        lambda whole: b"\x00\x01" + random.Random(1).randbytes(4094),
+    ),
     "text": ("not written by torch.save: it starts with text ('model weights", lambda whole: b"model weights\n"),
 }
 
 
 def bad_file(trained, tmp_path, kind):
     """(path, what the error must say) of a checkpoint file of ``kind``: a real checkpoint cut in half,
-    random bytes or a text file."""
+    random bytes, a plain pickle or a text file."""
     what, make = BAD_FILES[kind]
     path = tmp_path / f"{kind}.pt"
     with open(trained["plain"], "rb") as f:
