@@ -3,6 +3,7 @@ where a report cites it. One colour per method across every figure."""
 
 import os
 import statistics
+import textwrap
 from typing import List, Sequence
 
 from .results import METHODS, Column, ordered
@@ -50,9 +51,15 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
     the figure."""
     plt = _pyplot()
 
-    ncols = min(4, len(columns))
+    # inches: a slot per method wide enough for its name written level (~0.075 inch a character
+    # at 8 pt), plus the y axis's margin
+    names = [m for col in columns for m in cells.get(col.label, {})]
+    slot = max(0.8, 0.075 * max(map(len, names), default=0) + 0.2)
+    most = max((len(cells.get(col.label, {})) for col in columns), default=1)
+    panel_width = max(3.4, slot * (most + 0.2) + 1.0)
+    ncols = max(1, min(4, len(columns), int(14 // panel_width)))  # rows of at most ~14 inches
     nrows = -(-len(columns) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, 3.2 * nrows), squeeze=False)
     others = sorted({m for per in cells.values() for m in per} - set(METHOD_COLOURS))
     for ax, col in zip(axes.flat, columns):
         methods = ordered(cells.get(col.label, {}), METHODS)
@@ -89,7 +96,7 @@ def distributions(path: str, cells, columns: Sequence[Column], value, ylabel: st
         ax.set_title(col.label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     for row in axes:
-        row[0].set_ylabel(ylabel)
+        row[0].set_ylabel(textwrap.fill(ylabel, 36))  # a panel is ~3 inches tall
     for ax in list(axes.flat)[len(columns) :]:
         ax.set_visible(False)
     fig.tight_layout()
