@@ -3,11 +3,14 @@ and however long their names."""
 
 import itertools
 
-import matplotlib.pyplot as plt
-import pytest
+import matplotlib
 
-from r3f_experiments import figures
-from r3f_experiments.results import Column
+matplotlib.use("Agg")  # as the figures module does; before pyplot picks a backend
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from r3f_experiments import figures  # noqa: E402
+from r3f_experiments.results import Column  # noqa: E402
 
 COLUMN = Column("CoLA", "valid", "mcc", "CoLA")
 
