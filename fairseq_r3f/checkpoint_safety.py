@@ -140,9 +140,9 @@ def checkpoint_problem(path: str) -> Optional[str]:
         if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
             return "a zip archive that torch.save did not write (it holds no data.pkl)"
         return None
-    if head.startswith(PICKLE_PROTO) and LEGACY_MAGIC in head:
-        return None  # torch's format before 1.6 (e.g. the published RoBERTa model.pt): torch reads it
     if head.startswith(PICKLE_PROTO):
+        if LEGACY_MAGIC in head:
+            return None  # torch's format before 1.6 (e.g. the published RoBERTa model.pt): torch reads it
         return f"a Python pickle that torch.save did not write (it starts with bytes {head[:8].hex(' ')})"
     return f"not written by torch.save: it starts with {_first_bytes(head)}"
 
