@@ -1,7 +1,8 @@
 """The documentation: README within its size, pages that speak of the project alone and link
 only inside the repository, a layout page that lists every module of both packages, and the
-licence and citation files."""
+licence and citation files, and a front-page results table that says what its report says."""
 
+import csv
 import os
 import re
 import subprocess
@@ -96,3 +97,121 @@ def test_licence_and_citation():
     assert citation["cff-version"] == "1.2.0" and citation["license"] == "MIT"
     assert citation["preferred-citation"]["title"] == "Better Fine-Tuning by Reducing Representational Collapse"
     assert "@inproceedings" in text(README) and "2008.03156" in text(README)
+
+
+CONVERGED = os.path.join(REPO, "docs", "results", "converged")
+CONVERGED_README = os.path.join(CONVERGED, "README.md")
+# the pages' row names for the report's methods, and which report (folder of table2.csv) holds each
+REPORT_ROWS = {
+    "std": ("table2", "std"),
+    "R-Drop": ("table2", "rdrop"),
+    "R3F": ("table2", "r3f"),
+    "R4F": ("table2", "r4f"),
+    "SMART": ("table2", "smart"),
+    "FreeLB": ("table2", "freelb"),
+    "Hugging Face peer, std": ("peer", "hf"),
+}
+NUMBER = re.compile(r"[-+\u2212]?\d+(?:\.\d+)?")
+
+
+def method_tables(markdown):
+    """Every table whose header starts '| method |': (task columns, {row name: {task: cell}})."""
+    lines, tables = markdown.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.startswith("| method |"):
+            tasks = [cell.split()[0] for cell in line.strip("|").split("|")[1:]]
+            rows = {}
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                name, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+                rows[name] = dict(zip(tasks, cells))
+            tables.append((tasks, rows))
+    return tables
+
+
+def rounds_from(printed, value):
+    """Whether a printed number is the value rounded to as many decimals as it shows."""
+    decimals = len(printed.partition(".")[2])
+    return abs(float(printed.replace("\u2212", "-")) - value) <= 0.5 * 10**-decimals + 1e-9
+
+
+def report_rows():
+    rows = {}
+    for name, (report, method) in REPORT_ROWS.items():
+        with open(os.path.join(CONVERGED, report, "table2.csv"), encoding="utf-8") as f:
+            rows[name] = next(row for row in csv.DictReader(f) if row["method"] == method)
+    return rows
+
+
+def mean_cell_errors(tasks, rows):
+    """Cells 'mean ± std (n)' (or '-' for no runs) that the report's numbers do not round to,
+    and reference cells that are not the report's majority class or the published value."""
+    report = report_rows()
+    _, report_md = method_tables(text(os.path.join(CONVERGED, "table2", "table2.md")))[0]
+    with open(os.path.join(CONVERGED, "published.csv"), encoding="utf-8") as f:
+        published = {row["column"]: row["value"] for row in csv.DictReader(f)}
+    errors = []
+    for name, cells in rows.items():
+        for task in tasks:
+            cell, printed = cells[task], NUMBER.findall(cells[task])
+            if name in report:
+                row = report[name]
+                seeds = int(float(row.get(f"{task} seeds") or 0))
+                fine = (
+                    (cell == "-")
+                    if seeds == 0
+                    else (
+                        len(printed) == 3
+                        and int(printed[2]) == seeds
+                        and rounds_from(printed[0], float(row[f"{task} mean"]))
+                        and rounds_from(printed[1], float(row[f"{task} std"]))
+                    )
+                )
+            elif name == "majority class":
+                fine = cell == report_md["majority class"][task]
+            elif name == "MiniLM-L6xH384, published":
+                fine = printed[:1] == [published[task]]
+            else:
+                continue
+            if not fine:
+                errors.append((name, task, cell))
+    return errors
+
+
+def test_readme_results_table_is_the_reports_table():
+    tasks, rows = method_tables(text(README))[0]
+    assert set(REPORT_ROWS) | {"majority class", "MiniLM-L6xH384, published"} <= set(rows)
+    errors = mean_cell_errors(tasks, rows)
+    assert not errors, f"README cells the report does not give (row, task, cell): {errors}"
+
+
+def test_converged_pages_tables_are_the_reports():
+    """The results page's Table 2 (mean ± std) and its paired table (difference, Holm p) against the
+    report: a rerun report with an unedited page fails here."""
+    (tasks, rows), (paired_tasks, paired), *_ = method_tables(text(CONVERGED_README))
+    assert {"std", "R3F", "R4F", "majority class"} <= set(rows)
+    errors = mean_cell_errors(tasks, rows)
+    assert not errors, f"Table 2 cells the report does not give (row, task, cell): {errors}"
+    report = report_rows()
+    for name, cells in paired.items():
+        for task in paired_tasks:
+            cell, printed = cells[task], NUMBER.findall(cells[task])
+            row = report[name]
+            if not row.get(f"{task} mean difference to std"):
+                fine = cell == "-"
+            else:
+                difference = float(row[f"{task} mean difference to std"])
+                p_adjusted = float(row[f"{task} Holm-adjusted p"])
+                spread = max(float(row[f"{task} std"]), float(report["std"][f"{task} std"]))
+                p_value = cell.split(", p ")[1].split(",")[0].split()[0]
+                # the verdict as the report words it: adjusted p < 0.05 and a difference beyond the seed spread
+                differs = p_adjusted < 0.05 and abs(difference) > spread
+                fine = (
+                    rounds_from(printed[0], difference)
+                    and rounds_from(p_value, p_adjusted)
+                    and ("differs" in cell) == differs
+                )
+            if not fine:
+                errors.append((name, task, cell))
+    assert not errors, f"paired cells the report does not give: {errors}"
