@@ -1,6 +1,6 @@
 """The documentation: README within its size, pages that speak of the project alone and link
 only inside the repository, a layout page that lists every module of both packages, and the
-licence and citation files, and a front-page results table that says what its report says."""
+licence and citation files, and results tables (front page, results page) that say what their report says."""
 
 import csv
 import os
@@ -173,7 +173,7 @@ def mean_cell_errors(tasks, rows):
             elif name == "MiniLM-L6xH384, published":
                 fine = printed[:1] == [published[task]]
             else:
-                continue
+                fine = False  # a row no report gives: name its report in REPORT_ROWS
             if not fine:
                 errors.append((name, task, cell))
     return errors
@@ -193,7 +193,7 @@ def test_converged_pages_tables_are_the_reports():
     assert {"std", "R3F", "R4F", "majority class"} <= set(rows)
     errors = mean_cell_errors(tasks, rows)
     assert not errors, f"Table 2 cells the report does not give (row, task, cell): {errors}"
-    report = report_rows()
+    report, errors = report_rows(), []
     for name, cells in paired.items():
         for task in paired_tasks:
             cell, printed = cells[task], NUMBER.findall(cells[task])
