@@ -1,6 +1,6 @@
 """The documentation: README within its size, pages that speak of the project alone and link
 only inside the repository, a layout page that lists every module of both packages, and the
-licence and citation files, and results tables (front page, results page) that say what their report says."""
+licence and citation files, and results tables (front page, results page, probing page) that say what their report says."""
 
 import csv
 import os
@@ -215,3 +215,84 @@ def test_converged_pages_tables_are_the_reports():
             if not fine:
                 errors.append((name, task, cell))
     assert not errors, f"paired cells the report does not give: {errors}"
+
+
+PROBING = os.path.join(REPO, "docs", "results", "probing_real")
+# the probing page's column names for the report's methods
+PROBE_METHODS = {"pre-trained": "pretrained", "std": "std", "R-Drop": "rdrop", "R3F": "r3f", "R4F": "r4f", "SMART": "smart"}
+SUMMARY_NAME = re.compile(r"`(\w+_summary\.md)`")
+
+
+def probe_summary(path):
+    """A probing report's per-probe table: {(probe task, method): (mean, std, difference, min, max, Holm p)},
+    the numbers as printed (strings); the last four None for std."""
+    cells = {}
+    for line in text(path).splitlines():
+        parts = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(parts) == 7 and parts[0] not in ("probe", "---") and "±" in parts[3]:
+            mean, spread = parts[3].split(" ± ")
+            versus = NUMBER.findall(parts[5]) if parts[5] != "-" else [None] * 3
+            p_value = parts[6].split("p = ")[1].rstrip(")") if "p = " in parts[6] else None
+            cells[(parts[0], parts[1])] = (mean, spread, *versus, p_value)
+    return cells
+
+
+def probing_page_tables():
+    """The probing page's tables whose header starts '| probe (', each with the report summary its
+    section names: (summary file, header cells, {probe task: row cells})."""
+    tables, summary = [], None
+    lines = text(os.path.join(PROBING, "README.md")).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            named = SUMMARY_NAME.search(line)
+            summary = named.group(1) if named else None
+        elif line.startswith("| probe ("):
+            header = [cell.strip() for cell in line.strip("|").split("|")]
+            rows = {}
+            for row in lines[i + 2 :]:
+                if not row.startswith("|"):
+                    break
+                cells = [cell.strip() for cell in row.strip("|").split("|")]
+                rows[cells[0].split()[0]] = cells
+            tables.append((summary, header, rows))
+    return tables
+
+
+def probe_cell_errors(summary, header, rows):
+    """Cells 'mean ± std[, difference [min, max]], p P' (or 'difference [min, max], p = P' under 'X − std')
+    that the summary does not print."""
+    errors = []
+    for probe, cells in rows.items():
+        for column, cell in zip(header[1:], cells[1:]):
+            name = column.split(" \u2212 std")[0]
+            if name not in PROBE_METHODS:
+                errors.append((probe, column, cell))  # a column no report gives
+                continue
+            if not cell:
+                continue
+            printed = [n.replace("\u2212", "-") for n in NUMBER.findall(cell.replace("p = ", "p "))]
+            mean, spread, difference, low, high, p_value = summary[(probe, PROBE_METHODS[name])]
+            if " \u2212 std" in column:
+                expected = [difference, low, high, p_value]
+            else:
+                expected = [mean, spread] + ([difference] if ", " in cell else [])
+                expected += [low, high] if "[" in cell else []
+                expected += [p_value] if ", p " in cell else []
+            fine = len(printed) == len(expected) and all(
+                rounds_from(shown, float(value)) for shown, value in zip(printed, expected)
+            )
+            if not fine:
+                errors.append((probe, column, cell))
+    return errors
+
+
+def test_probing_page_tables_are_the_reports():
+    """The probing page's Figure 3 tables against the report summaries their sections name: a table
+    left unedited after a report is rerun, or a number copied wrong, fails here."""
+    tables = probing_page_tables()
+    assert len(tables) >= 4 and all(summary for summary, _, _ in tables), [t[:2] for t in tables]
+    errors = []
+    for summary, header, rows in tables:
+        cells = probe_summary(os.path.join(PROBING, summary))
+        errors += [(summary, *error) for error in probe_cell_errors(cells, header, rows)]
+    assert not errors, f"probing page cells their report does not print (summary, probe, column, cell): {errors}"
