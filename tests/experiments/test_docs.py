@@ -296,3 +296,54 @@ def test_probing_page_tables_are_the_reports():
         cells = probe_summary(os.path.join(PROBING, summary))
         errors += [(summary, *error) for error in probe_cell_errors(cells, header, rows)]
     assert not errors, f"probing page cells their report does not print (summary, probe, column, cell): {errors}"
+
+
+def section_method_table(markdown, folder):
+    """The first '| method |' table under the heading that names the report folder `folder/`."""
+    start = re.search(rf"^#.*\(`{re.escape(folder)}/`\)", markdown, re.MULTILINE).start()
+    header = markdown.index("\n| method |", start)
+    return method_tables(markdown[header + 1 :])[0]
+
+
+def test_converged_subset_table_is_its_report():
+    """SST-2 on its subset: mean ± std (n), the seeds' values, the paired difference with its [min, max]
+    and Holm p, and the median wall time, against `sst2_8k/` (table2.csv and runs.csv)."""
+    folder = os.path.join(CONVERGED, "sst2_8k")
+    (task, *_), rows = section_method_table(text(CONVERGED_README), "sst2_8k")
+    methods = {name: method for name, (_, method) in REPORT_ROWS.items()}
+    with open(os.path.join(folder, "table2.csv"), encoding="utf-8") as f:
+        report = {row["method"]: row for row in csv.DictReader(f)}
+    seeds = {}
+    with open(os.path.join(folder, "runs.csv"), encoding="utf-8") as f:
+        for run in csv.DictReader(f):
+            if run["counted"] == "True":
+                seeds.setdefault(run["method"], {})[int(run["seed"])] = float(run["best"])
+    assert {"std", "R3F", "R4F"} <= set(rows) and set(seeds) <= {methods.get(name) for name in rows}
+    errors = []
+    for name, cells in rows.items():
+        if name not in methods:
+            continue  # the reference rows, checked with Table 2
+        method, (mean_cell, seed_cell, versus_cell, wall_cell) = methods[name], list(cells.values())
+        row, values = report[method], [value for _, value in sorted(seeds[method].items())]
+        mean, spread, n = NUMBER.findall(mean_cell)
+        fine = (
+            rounds_from(mean, float(row[f"{task} mean"]))
+            and rounds_from(spread, float(row[f"{task} std"]))
+            and int(n) == len(values)
+            and [float(v) for v in NUMBER.findall(seed_cell)] == values
+            and wall_cell.replace(",", "") == f"{float(row[f'{task} median wall to best (s)']):.0f} s"
+        )
+        if method != "std":
+            differences = [value - seeds["std"][seed] for seed, value in seeds[method].items()]
+            difference, low, high, p_value = NUMBER.findall(versus_cell)
+            fine = fine and all(
+                rounds_from(shown, value)
+                for shown, value in zip(
+                    (difference, low, high, p_value),
+                    (float(row[f"{task} mean difference to std"]), min(differences), max(differences),
+                     float(row[f"{task} Holm-adjusted p"])),
+                )
+            )
+        if not fine:
+            errors.append((name, cells))
+    assert not errors, f"subset table rows its report does not give: {errors}"
