@@ -114,18 +114,27 @@ REPORT_ROWS = {
 NUMBER = re.compile(r"[-+\u2212]?\d+(?:\.\d+)?")
 
 
+def cells_of(line):
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def body_rows(lines, header):
+    """The cells of each row of the markdown table whose header is lines[header]."""
+    rows = []
+    for row in lines[header + 2 :]:
+        if not row.startswith("|"):
+            break
+        rows.append(cells_of(row))
+    return rows
+
+
 def method_tables(markdown):
     """Every table whose header starts '| method |': (task columns, {row name: {task: cell}})."""
     lines, tables = markdown.splitlines(), []
     for i, line in enumerate(lines):
         if line.startswith("| method |"):
-            tasks = [cell.split()[0] for cell in line.strip("|").split("|")[1:]]
-            rows = {}
-            for row in lines[i + 2 :]:
-                if not row.startswith("|"):
-                    break
-                name, *cells = [cell.strip() for cell in row.strip("|").split("|")]
-                rows[name] = dict(zip(tasks, cells))
+            tasks = [cell.split()[0] for cell in cells_of(line)[1:]]
+            rows = {name: dict(zip(tasks, cells)) for name, *cells in body_rows(lines, i)}
             tables.append((tasks, rows))
     return tables
 
@@ -228,7 +237,7 @@ def probe_summary(path):
     the numbers as printed (strings); the last four None for std."""
     cells = {}
     for line in text(path).splitlines():
-        parts = [cell.strip() for cell in line.strip("|").split("|")]
+        parts = cells_of(line)
         if len(parts) == 7 and parts[0] not in ("probe", "---") and "±" in parts[3]:
             mean, spread = parts[3].split(" ± ")
             versus = NUMBER.findall(parts[5]) if parts[5] != "-" else [None] * 3
@@ -247,14 +256,8 @@ def probing_page_tables():
             named = SUMMARY_NAME.search(line)
             summary = named.group(1) if named else None
         elif line.startswith("| probe ("):
-            header = [cell.strip() for cell in line.strip("|").split("|")]
-            rows = {}
-            for row in lines[i + 2 :]:
-                if not row.startswith("|"):
-                    break
-                cells = [cell.strip() for cell in row.strip("|").split("|")]
-                rows[cells[0].split()[0]] = cells
-            tables.append((summary, header, rows))
+            rows = {cells[0].split()[0]: cells for cells in body_rows(lines, i)}
+            tables.append((summary, cells_of(line), rows))
     return tables
 
 
