@@ -1,6 +1,7 @@
 """The documentation: README within its size, pages that speak of the project alone and link
 only inside the repository, a layout page that lists every module of both packages, and the
-licence and citation files, and results tables (front page, results page, probing page) that say what their report says."""
+licence and citation files, and results tables (front page, results page, probing page) that say
+what their report says."""
 
 import csv
 import os
@@ -228,7 +229,14 @@ def test_converged_pages_tables_are_the_reports():
 
 PROBING = os.path.join(REPO, "docs", "results", "probing_real")
 # the probing page's column names for the report's methods
-PROBE_METHODS = {"pre-trained": "pretrained", "std": "std", "R-Drop": "rdrop", "R3F": "r3f", "R4F": "r4f", "SMART": "smart"}
+PROBE_METHODS = {
+    "pre-trained": "pretrained",
+    "std": "std",
+    "R-Drop": "rdrop",
+    "R3F": "r3f",
+    "R4F": "r4f",
+    "SMART": "smart",
+}
 SUMMARY_NAME = re.compile(r"`(\w+_summary\.md)`")
 
 
@@ -343,8 +351,12 @@ def test_converged_subset_table_is_its_report():
                 rounds_from(shown, value)
                 for shown, value in zip(
                     (difference, low, high, p_value),
-                    (float(row[f"{task} mean difference to std"]), min(differences), max(differences),
-                     float(row[f"{task} Holm-adjusted p"])),
+                    (
+                        float(row[f"{task} mean difference to std"]),
+                        min(differences),
+                        max(differences),
+                        float(row[f"{task} Holm-adjusted p"]),
+                    ),
                 )
             )
         if not fine:
