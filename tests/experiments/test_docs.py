@@ -244,23 +244,52 @@ def probe_summary(path):
             mean, spread = parts[3].split(" ± ")
             versus = NUMBER.findall(parts[5]) if parts[5] != "-" else [None] * 3
             p_value = parts[6].split("p = ")[1].rstrip(")") if "p = " in parts[6] else None
-            cells[(parts[0], parts[1])] = (mean, spread, *versus, p_value)
+            cells[(parts[0], parts[1])] = (mean, spread, *versus, p_value, parts[6].startswith("differs"))
     return cells
+
+
+def probe_drops(path):
+    """A chain report's drop of the source task's probe per method (first table, last column), as printed."""
+    lines = text(path).splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
+    assert cells_of(lines[header])[-1].endswith(" drop"), lines[header]
+    return {cells[0]: cells[-1] for cells in body_rows(lines, header)}
+
+
+def probe_seed_scores(path, method, task, position):
+    """The per-seed scores of one probe in a report's records (.tsv), in seed order."""
+    column = "metric_value" if "_metric" in os.path.basename(path) else "accuracy"
+    with open(path, encoding="utf-8") as f:
+        records = [
+            r
+            for r in csv.DictReader(f, delimiter="\t")
+            if (r["method"], r["probe_task"], int(r["position"])) == (method, task, position)
+        ]
+    return [float(r[column]) for r in sorted(records, key=lambda r: int(r["seed"]))]
+
+
+def page_tables(path):
+    """Every markdown table of a page with the report summary its section heading names:
+    [(summary file or None, header cells, body rows)]."""
+    tables, summary = [], None
+    lines = text(path).splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            named = SUMMARY_NAME.search(line)
+            summary = named.group(1) if named else None
+        elif line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            tables.append((summary, cells_of(line), body_rows(lines, i)))
+    return tables
 
 
 def probing_page_tables():
     """The probing page's tables whose header starts '| probe (', each with the report summary its
     section names: (summary file, header cells, {probe task: row cells})."""
-    tables, summary = [], None
-    lines = text(os.path.join(PROBING, "README.md")).splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("#"):
-            named = SUMMARY_NAME.search(line)
-            summary = named.group(1) if named else None
-        elif line.startswith("| probe ("):
-            rows = {cells[0].split()[0]: cells for cells in body_rows(lines, i)}
-            tables.append((summary, cells_of(line), rows))
-    return tables
+    return [
+        (summary, header, {cells[0].split()[0]: cells for cells in rows})
+        for summary, header, rows in page_tables(os.path.join(PROBING, "README.md"))
+        if header[0].startswith("probe (")
+    ]
 
 
 def probe_cell_errors(summary, header, rows):
@@ -276,7 +305,7 @@ def probe_cell_errors(summary, header, rows):
             if not cell:
                 continue
             printed = NUMBER.findall(cell)
-            mean, spread, difference, low, high, p_value = summary[(probe, PROBE_METHODS[name])]
+            mean, spread, difference, low, high, p_value, _ = summary[(probe, PROBE_METHODS[name])]
             if " \u2212 std" in column:
                 expected = [difference, low, high, p_value]
             else:
@@ -301,6 +330,78 @@ def test_probing_page_tables_are_the_reports():
         cells = probe_summary(os.path.join(PROBING, summary))
         errors += [(summary, *error) for error in probe_cell_errors(cells, header, rows)]
     assert not errors, f"probing page cells their report does not print (summary, probe, column, cell): {errors}"
+
+
+def chain_probe(summary, task, row, column):
+    """The (probe, method) of a chain report's summary that a chain table's cell stands for: the probed
+    task, the stage it follows ('after MRPC' in the row) or its cycle ('cycle 2' in the column), and the
+    method (the column's; a 'pre-trained' row or column: the encoder before fine-tuning)."""
+    pretrained = row.startswith("pre-trained") or column.startswith("pre-trained")
+    method = "pretrained" if pretrained else PROBE_METHODS.get(re.split(r",| \u2212 std", column)[0])
+    after, cycle = re.search(r"after (\S+)", row), re.search(r"cycle (\d+)", column)
+
+    def names(probe):
+        if not probe.startswith(task + " "):
+            return False
+        if pretrained:
+            return probe.endswith(" before fine-tuning")
+        return bool(after or cycle) and (
+            (not after or f" after {after.group(1)} (" in probe) and (not cycle or f"cycle {cycle.group(1)})" in probe)
+        )
+
+    keys = [key for key in summary if key[1] == method and names(key[0])]
+    return keys[0] if len(keys) == 1 else None
+
+
+def chain_cell_errors(summary_path, header, rows):
+    """Cells of a chain table (Figures 4 and 5) that the report does not print: 'mean ± std' with the
+    seeds' scores in brackets where shown, 'difference [min, max], p = P[: differs]', and a 'drop' row."""
+    summary, drops, errors = probe_summary(summary_path), probe_drops(summary_path), []
+    records = summary_path.replace("_summary.md", ".tsv")
+    for cells in rows:
+        row = cells[0]
+        task = row.split()[0] if header[0] == "probe" else header[0].split()[0]
+        for column, cell in zip(header[1:], cells[1:]):
+            if not cell:
+                continue
+            printed = NUMBER.findall(cell)
+            if row.startswith("drop "):
+                fine = printed == [drops.get(PROBE_METHODS.get(column))]
+            elif (key := chain_probe(summary, task, row, column)) is None:
+                fine = False  # a cell no probe of the report stands for
+            else:
+                mean, spread, difference, low, high, p_value, differs = summary[key]
+                if " \u2212 std" in column:
+                    expected = [difference, low, high, p_value]
+                    fine = (": differs" in cell) == differs
+                else:
+                    position = int(re.search(r"\(stage (\d+)", key[0]).group(1)) if "(stage" in key[0] else 0
+                    seeds = probe_seed_scores(records, key[1], task, position)
+                    expected = [mean, spread] + (seeds if len(printed) > 2 else [])
+                    fine = True
+                fine = (
+                    fine
+                    and len(printed) == len(expected)
+                    and all(rounds_from(shown, float(value)) for shown, value in zip(printed, expected))
+                )
+            if not fine:
+                errors.append((row, column, cell))
+    return errors
+
+
+def test_probing_chain_tables_are_the_reports():
+    """The probing page's Figure 4 and Figure 5 tables (stages or cycles by method) against the chain
+    reports their sections name, per-seed scores against the reports' records."""
+    tables = [
+        (summary, header, rows)
+        for summary, header, rows in page_tables(os.path.join(PROBING, "README.md"))
+        if summary and summary.startswith(("figure4", "figure5"))
+    ]
+    assert len(tables) >= 2, [t[:2] for t in tables]
+    errors = []
+    for summary, header, rows in tables:
+        errors += [(summary, *error) for error in chain_cell_errors(os.path.join(PROBING, summary), header, rows)]
+    assert not errors, f"chain table cells their report does not print (summary, row, column, cell): {errors}"
 
 
 def section_method_table(markdown, folder):
