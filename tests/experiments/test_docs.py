@@ -456,3 +456,116 @@ def test_converged_subset_table_is_its_report():
         if not fine:
             errors.append((name, cells))
     assert not errors, f"subset table rows its report does not give: {errors}"
+
+
+FOLDER_NAME = re.compile(r"\(`(\w+)/`\)")
+
+
+def converged_report(folder):
+    """A report folder's rows (table2.csv by method), counted runs ({method: {task: {seed: best}}}) and
+    'Against std' cells (table2.md, {method: {task: cell}})."""
+    path = os.path.join(CONVERGED, folder)
+    with open(os.path.join(path, "table2.csv"), encoding="utf-8") as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    runs = {}
+    with open(os.path.join(path, "runs.csv"), encoding="utf-8") as f:
+        for run in csv.DictReader(f):
+            if run["counted"] == "True":
+                runs.setdefault(run["method"], {}).setdefault(run["task"], {})[int(run["seed"])] = float(run["best"])
+    against = text(os.path.join(path, "table2.md")).split("## Against std", 1)[1]
+    tasks, versus = method_tables(against)[0]
+    return rows, runs, versus
+
+
+def spread_cell_fine(cell, row, task):
+    """'mean ± std (n)' or, for one seed, 'mean (1)', as the report's row gives them."""
+    printed, n = NUMBER.findall(cell), int(float(row[f"{task} seeds"]))
+    expected = [row[f"{task} mean"]] + ([row[f"{task} std"]] if n > 1 else [])
+    return (
+        len(printed) == len(expected) + 1
+        and int(printed[-1]) == n
+        and all(rounds_from(shown, float(value)) for shown, value in zip(printed, expected))
+    )
+
+
+def versus_cell_fine(cell, report_cell):
+    """'difference [min, max], p P[, differs]' (or 'difference (one seed)') as the report's 'Against
+    std' cell prints it ('difference [min, max], n=.., verdict (Holm p = P)')."""
+    printed, reported = NUMBER.findall(cell), NUMBER.findall(report_cell)
+    expected = reported[:1] if len(printed) == 1 else reported[:3] + reported[-1:]
+    return (
+        len(printed) == len(expected)
+        and all(rounds_from(shown, float(value.replace("+", ""))) for shown, value in zip(printed, expected))
+        and ("differs" in cell) == ("differs" in report_cell)
+    )
+
+
+def test_converged_peer_table_is_its_report():
+    """The peer check's table: each side's mean ± std with its seeds' values, and the Welch difference with
+    its interval and Holm p, against `peer/`."""
+    rows, runs, versus = converged_report("peer")
+    tables = [t for t in page_tables(CONVERGED_README) if t[1][:2] == ["task", "std through the recipe"]]
+    assert len(tables) == 1
+    _, header, body = tables[0]
+    errors = []
+    for cells in body:
+        task = cells[0].split()[0]
+        fine = True
+        for method, cell in (("std", cells[1]), ("hf", cells[2])):
+            mean_cell, seed_cell = cell.split(":", 1)
+            seeds = [value for _, value in sorted(runs[method][task].items())]
+            fine = fine and spread_cell_fine(mean_cell.replace("n = ", ""), rows[method], task)
+            printed = NUMBER.findall(seed_cell)
+            fine = fine and len(printed) == len(seeds) and all(map(rounds_from, printed, seeds))
+        fine = fine and versus_cell_fine(cells[3], versus["hf"][task])
+        if not fine:
+            errors.append(cells)
+    assert len(body) >= 2 and not errors, f"peer table rows its report does not give: {errors}"
+
+
+def seed_tables(markdown):
+    """Tables whose header reads '| <task> <metric>, seed | ... | 1 | 2 | ... |' with the report folder their
+    section heading names: [(folder, header cells, body rows)]."""
+    tables, folder = [], None
+    lines = markdown.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            named = FOLDER_NAME.search(line)
+            folder = named.group(1) if named else None
+        elif line.startswith("|") and cells_of(line)[0].endswith(", seed"):
+            tables.append((folder, cells_of(line), body_rows(lines, i)))
+    return tables
+
+
+def test_converged_seed_tables_are_their_reports():
+    """Tables of one task per seed (SMART's step rule, FreeLB's radius): each row is one method of the
+    section's report, its seeds' values, mean ± std (n) and, where shown, its paired difference to std."""
+    tables = seed_tables(text(CONVERGED_README))
+    assert len(tables) >= 2 and all(folder for folder, _, _ in tables), [t[:2] for t in tables]
+    errors = []
+    for folder, header, body in tables:
+        rows, runs, versus = converged_report(folder)
+        task = header[0].split()[0]
+        seed_columns = [i for i, column in enumerate(header) if column.isdigit()]
+        mean_column = header.index("mean ± std (n)")
+        for cells in body:
+            shown = {int(header[i]): cells[i].strip("*") for i in seed_columns if cells[i]}
+            n = int(NUMBER.findall(cells[mean_column])[-1])
+            family = PAGE_METHODS.get(re.match(r"[^,(]+", cells[0]).group(0).strip())
+            # the report's method this row is: of the row's family ('smart', 'smart-...'), the one whose runs it shows
+            methods = [
+                m
+                for m in rows
+                if m in runs
+                and (m == family or m.startswith(f"{family}-"))
+                and len(runs[m][task]) == n
+                and all(
+                    seed in runs[m][task] and rounds_from(value, runs[m][task][seed]) for seed, value in shown.items()
+                )
+            ]
+            fine = len(methods) == 1 and spread_cell_fine(cells[mean_column], rows[methods[0]], task)
+            if fine and methods[0] != "std" and len(cells) > mean_column + 1:
+                fine = versus_cell_fine(cells[mean_column + 1], versus[methods[0]][task])
+            if not fine:
+                errors.append((folder, cells[0], methods))
+    assert not errors, f"seed table rows their report does not give (folder, row, matching methods): {errors}"
