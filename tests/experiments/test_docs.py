@@ -569,3 +569,36 @@ def test_converged_seed_tables_are_their_reports():
             if not fine:
                 errors.append((folder, cells[0], methods))
     assert not errors, f"seed table rows their report does not give (folder, row, matching methods): {errors}"
+
+
+def test_small_table_is_its_report():
+    """docs/glue.md's 80-update table (what the demo's preset shows): mean ± std [min, max] (n = N) per
+    cell against `glue_small/` (table2.csv and runs.csv)."""
+    folder = os.path.join(REPO, "docs", "results", "glue_small")
+    tables = [t for t in method_tables(text(os.path.join(REPO, "docs", "glue.md"))) if "R3F, σ = RMS" in t[1]]
+    assert len(tables) == 1
+    tasks, rows = tables[0]
+    with open(os.path.join(folder, "table2.csv"), encoding="utf-8") as f:
+        report = {row["method"]: row for row in csv.DictReader(f)}
+    seeds = {}
+    with open(os.path.join(folder, "runs.csv"), encoding="utf-8") as f:
+        for run in csv.DictReader(f):
+            if run["counted"] == "True":
+                seeds.setdefault((run["method"], run["task"]), []).append(float(run["best"]))
+    names = {**PAGE_METHODS, "R3F, σ = RMS": "r3f-rel"}  # the page names the row's method under the table
+    errors = []
+    for name, cells in rows.items():
+        method = names.get(name)
+        for task in tasks:
+            values = seeds.get((method, task), [])
+            printed = NUMBER.findall(cells[task])
+            expected = [report[method][f"{task} mean"], report[method][f"{task} std"], min(values), max(values)]
+            fine = (
+                method in report
+                and len(printed) == 5
+                and all(rounds_from(shown, float(value)) for shown, value in zip(printed, expected))
+                and int(printed[4]) == len(values) == int(float(report[method][f"{task} seeds"]))
+            )
+            if not fine:
+                errors.append((name, task, cells[task]))
+    assert len(rows) >= 4 and not errors, f"small-table cells the report does not give: {errors}"
