@@ -602,3 +602,54 @@ def test_small_table_is_its_report():
             if not fine:
                 errors.append((name, task, cells[task]))
     assert len(rows) >= 4 and not errors, f"small-table cells the report does not give: {errors}"
+
+
+SCIENTIFIC = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def same_as_printed(shown, value):
+    """Whether a number printed in fixed or scientific notation is the value at the digits it shows."""
+    mantissa, _, exponent = shown.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return abs(float(shown) - float(value)) <= 0.5 * 10 ** (int(exponent or 0) - decimals) * (1 + 1e-9)
+
+
+def test_sigma_sweep_tables_are_their_reports():
+    """docs/method.md's σ-sweep tables (one per task) against `sigma_sweep/<task>/table.md`: each row's
+    median [min, max], mean ± std, noise_kl and symm_kl; the noise-only row's ranges over the `-same` variants."""
+    tables = [t for t in page_tables(os.path.join(REPO, "docs", "method.md")) if "σ / RMS" in t[1]]
+    assert len(tables) >= 2
+    errors = []
+    for _, header, body in tables:
+        task = header[0].split()[0]
+        report = {}
+        for line in text(os.path.join(REPO, "docs", "results", "sigma_sweep", task, "table.md")).splitlines():
+            cells = cells_of(line)
+            if len(cells) == 10 and cells[0] not in ("variant", "---"):
+                report[cells[0]] = dict(zip(("median", "mean", "noise_kl", "symm_kl"), [*cells[3:5], *cells[7:9]]))
+        for name, sigma, median, mean, noise_kl, symm_kl in body:
+            if name.startswith("noise only"):
+                same = [report[v] for v in report if v.endswith("-same")]
+                means = [SCIENTIFIC.findall(r["mean"]) for r in same]
+                shown = SCIENTIFIC.findall(median) + SCIENTIFIC.findall(mean) + SCIENTIFIC.findall(noise_kl)
+                expected = [
+                    min(float(m) for m, _ in means),
+                    max(float(m) for m, _ in means),
+                    min(float(s) for _, s in means),
+                    max(float(s) for _, s in means),
+                    same[0]["noise_kl"],
+                    same[-1]["noise_kl"],
+                ]
+            else:
+                variant = {"standard": "std", "R-Drop": "rdrop"}.get(name, f"rel{sigma}")
+                row = report.get(variant)
+                cells = (median, mean, noise_kl, symm_kl)
+                shown = [n for cell in cells for n in SCIENTIFIC.findall(cell)]
+                expected = (
+                    [n for key in ("median", "mean", "noise_kl", "symm_kl") for n in SCIENTIFIC.findall(row[key])]
+                    if row
+                    else []
+                )
+            if len(shown) != len(expected) or not all(map(same_as_printed, shown, expected)):
+                errors.append((task, name, sigma))
+    assert not errors, f"σ-sweep rows their report does not give (task, row, σ / RMS): {errors}"
