@@ -653,3 +653,27 @@ def test_sigma_sweep_tables_are_their_reports():
             if len(shown) != len(expected) or not all(map(same_as_printed, shown, expected)):
                 errors.append((task, name, sigma))
     assert not errors, f"σ-sweep rows their report does not give (task, row, σ / RMS): {errors}"
+
+
+def test_cpu_cost_table_is_its_report():
+    """docs/cost.md's CPU cost table against `train_cost/cpu.md`, row for row in the report's order, each
+    page column read from the report column it names ('updates/s' is the report's 'updates/s (wall)');
+    a ratio of exactly 1 may be printed without its [min, max]."""
+    page = [t for t in page_tables(os.path.join(REPO, "docs", "cost.md")) if t[1][:2] == ["config", "CPU ms / update"]]
+    report = [
+        t for t in page_tables(os.path.join(REPO, "docs", "results", "train_cost", "cpu.md")) if t[1][0] == "config"
+    ]
+    assert len(page) == 1 and len(report) == 1
+    (_, header, body), (_, report_header, report_body) = page[0], report[0]
+    assert len(body) == len(report_body)
+    columns = [next(i for i, c in enumerate(report_header) if c.split(" (")[0] == column) for column in header[1:]]
+    errors = []
+    for cells, report_cells in zip(body, report_body):
+        for column, cell, index in zip(header[1:], cells[1:], columns):
+            shown, expected = NUMBER.findall(cell), NUMBER.findall(report_cells[index])
+            fine = (len(shown) == len(expected) or (len(shown) == 1 and float(expected[0]) == 1.0)) and all(
+                map(rounds_from, shown, map(float, expected))
+            )
+            if not fine:
+                errors.append((report_cells[0], column, cell))
+    assert not errors, f"cost table cells the report does not give (config, column, cell): {errors}"
