@@ -404,6 +404,28 @@ def test_probing_chain_tables_are_the_reports():
     assert not errors, f"chain table cells their report does not print (summary, row, column, cell): {errors}"
 
 
+def report_folder(path):
+    """A report folder's rows (table2.csv by method), counted runs ({method: {task: {seed: best}}}) and
+    'Against std' cells (table2.md, {method: {task: cell}}; empty where it has none)."""
+    with open(os.path.join(path, "table2.csv"), encoding="utf-8") as f:
+        rows = {row["method"]: row for row in csv.DictReader(f)}
+    runs = {}
+    with open(os.path.join(path, "runs.csv"), encoding="utf-8") as f:
+        for run in csv.DictReader(f):
+            if run["counted"] == "True":
+                runs.setdefault(run["method"], {}).setdefault(run["task"], {})[int(run["seed"])] = float(run["best"])
+    against = text(os.path.join(path, "table2.md")).partition("## Against std")[2]
+    versus = method_tables(against)[0][1] if against else {}
+    return rows, runs, versus
+
+
+def converged_report(folder):
+    return report_folder(os.path.join(CONVERGED, folder))
+
+
+FOLDER_NAME = re.compile(r"\(`(\w+)/`\)")
+
+
 def section_method_table(markdown, folder):
     """The first '| method |' table under the heading that names the report folder `folder/`."""
     start = re.search(rf"^#.*\(`{re.escape(folder)}/`\)", markdown, re.MULTILINE).start()
@@ -414,15 +436,9 @@ def section_method_table(markdown, folder):
 def test_converged_subset_table_is_its_report():
     """SST-2 on its subset: mean ± std (n), the seeds' values, the paired difference with its [min, max]
     and Holm p, and the median wall time, against `sst2_8k/` (table2.csv and runs.csv)."""
-    folder = os.path.join(CONVERGED, "sst2_8k")
     (task, *_), rows = section_method_table(text(CONVERGED_README), "sst2_8k")
-    with open(os.path.join(folder, "table2.csv"), encoding="utf-8") as f:
-        report = {row["method"]: row for row in csv.DictReader(f)}
-    seeds = {}
-    with open(os.path.join(folder, "runs.csv"), encoding="utf-8") as f:
-        for run in csv.DictReader(f):
-            if run["counted"] == "True":
-                seeds.setdefault(run["method"], {})[int(run["seed"])] = float(run["best"])
+    report, runs, _ = converged_report("sst2_8k")
+    seeds = {method: by_task[task] for method, by_task in runs.items()}
     assert {"std", "R3F", "R4F"} <= set(rows) and set(seeds) <= {PAGE_METHODS.get(name) for name in rows}
     errors = []
     for name, cells in rows.items():
@@ -456,25 +472,6 @@ def test_converged_subset_table_is_its_report():
         if not fine:
             errors.append((name, cells))
     assert not errors, f"subset table rows its report does not give: {errors}"
-
-
-FOLDER_NAME = re.compile(r"\(`(\w+)/`\)")
-
-
-def converged_report(folder):
-    """A report folder's rows (table2.csv by method), counted runs ({method: {task: {seed: best}}}) and
-    'Against std' cells (table2.md, {method: {task: cell}})."""
-    path = os.path.join(CONVERGED, folder)
-    with open(os.path.join(path, "table2.csv"), encoding="utf-8") as f:
-        rows = {row["method"]: row for row in csv.DictReader(f)}
-    runs = {}
-    with open(os.path.join(path, "runs.csv"), encoding="utf-8") as f:
-        for run in csv.DictReader(f):
-            if run["counted"] == "True":
-                runs.setdefault(run["method"], {}).setdefault(run["task"], {})[int(run["seed"])] = float(run["best"])
-    against = text(os.path.join(path, "table2.md")).split("## Against std", 1)[1]
-    tasks, versus = method_tables(against)[0]
-    return rows, runs, versus
 
 
 def spread_cell_fine(cell, row, task):
@@ -574,23 +571,16 @@ def test_converged_seed_tables_are_their_reports():
 def test_small_table_is_its_report():
     """docs/glue.md's 80-update table (what the demo's preset shows): mean ± std [min, max] (n = N) per
     cell against `glue_small/` (table2.csv and runs.csv)."""
-    folder = os.path.join(REPO, "docs", "results", "glue_small")
     tables = [t for t in method_tables(text(os.path.join(REPO, "docs", "glue.md"))) if "R3F, σ = RMS" in t[1]]
     assert len(tables) == 1
     tasks, rows = tables[0]
-    with open(os.path.join(folder, "table2.csv"), encoding="utf-8") as f:
-        report = {row["method"]: row for row in csv.DictReader(f)}
-    seeds = {}
-    with open(os.path.join(folder, "runs.csv"), encoding="utf-8") as f:
-        for run in csv.DictReader(f):
-            if run["counted"] == "True":
-                seeds.setdefault((run["method"], run["task"]), []).append(float(run["best"]))
+    report, runs, _ = report_folder(os.path.join(REPO, "docs", "results", "glue_small"))
     names = {**PAGE_METHODS, "R3F, σ = RMS": "r3f-rel"}  # the page names the row's method under the table
     errors = []
     for name, cells in rows.items():
         method = names.get(name)
         for task in tasks:
-            values = seeds.get((method, task), [])
+            values = list(runs.get(method, {}).get(task, {}).values())
             printed = NUMBER.findall(cells[task])
             expected = [report[method][f"{task} mean"], report[method][f"{task} std"], min(values), max(values)]
             fine = (
