@@ -154,6 +154,17 @@ def report_rows():
     return rows
 
 
+def spread_cell_fine(cell, row, task):
+    """'mean ± std (n)' or, for one seed, 'mean (1)', as the report's row gives them."""
+    printed, n = NUMBER.findall(cell), int(float(row[f"{task} seeds"]))
+    expected = [row[f"{task} mean"]] + ([row[f"{task} std"]] if n > 1 else [])
+    return (
+        len(printed) == len(expected) + 1
+        and int(printed[-1]) == n
+        and all(rounds_from(shown, float(value)) for shown, value in zip(printed, expected))
+    )
+
+
 def mean_cell_errors(tasks, rows):
     """Cells 'mean ± std (n)' (or '-' for no runs) that the report's numbers do not round to,
     and reference cells that are not the report's majority class or the published value."""
@@ -168,16 +179,7 @@ def mean_cell_errors(tasks, rows):
             if name in report:
                 row = report[name]
                 seeds = int(float(row.get(f"{task} seeds") or 0))
-                fine = (
-                    (cell == "-")
-                    if seeds == 0
-                    else (
-                        len(printed) == 3
-                        and int(printed[2]) == seeds
-                        and rounds_from(printed[0], float(row[f"{task} mean"]))
-                        and rounds_from(printed[1], float(row[f"{task} std"]))
-                    )
-                )
+                fine = (cell == "-") if seeds == 0 else spread_cell_fine(cell, row, task)
             elif name == "majority class":
                 fine = cell == report_md["majority class"][task]
             elif name == "MiniLM-L6xH384, published":
@@ -472,17 +474,6 @@ def test_converged_subset_table_is_its_report():
         if not fine:
             errors.append((name, cells))
     assert not errors, f"subset table rows its report does not give: {errors}"
-
-
-def spread_cell_fine(cell, row, task):
-    """'mean ± std (n)' or, for one seed, 'mean (1)', as the report's row gives them."""
-    printed, n = NUMBER.findall(cell), int(float(row[f"{task} seeds"]))
-    expected = [row[f"{task} mean"]] + ([row[f"{task} std"]] if n > 1 else [])
-    return (
-        len(printed) == len(expected) + 1
-        and int(printed[-1]) == n
-        and all(rounds_from(shown, float(value)) for shown, value in zip(printed, expected))
-    )
 
 
 def versus_cell_fine(cell, report_cell):
