@@ -268,6 +268,39 @@ def test_earlier_runs_join_the_logs_and_a_run_found_twice_is_refused(swept, tmp_
     assert proc.returncode == 1 and f"{TASK} std seed 2 is also in" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
+def test_a_report_never_drops_the_runs_of_the_report_it_replaces(swept, tmp_path):
+    """A report written into a folder whose runs.csv holds runs it lacks is refused, naming them, before it
+    writes anything; joined with --add-runs, or with --replace, it is written."""
+    import shutil
+
+    report = tmp_path / "report"
+    shutil.copytree(swept["report"], report)
+    before = {name: (report / name).read_bytes() for name in ("runs.csv", "table2.md", "table2.csv")}
+    out = tmp_path / "out"
+    shutil.copytree(os.path.join(swept["out"], TASK, "r3f"), out / TASK / "r3f")
+    args = [*SWEEP, "report", "--out-dir", str(out), "--report-dir", str(report), "--no-plots"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stdout
+    assert f"{TASK} std seed 1, {TASK} std seed 2" in proc.stderr and "--replace" in proc.stderr, proc.stderr
+    assert {name: (report / name).read_bytes() for name in before} == before
+    earlier = tmp_path / "earlier.csv"
+    with open(report / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    with open(earlier, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["method"] == "std")
+    sweep("report", "--out-dir", str(out), "--report-dir", str(report), "--add-runs", str(earlier), "--no-plots")
+    with open(report / "runs.csv") as f:
+        assert sorted((r["method"], r["seed"]) for r in csv.DictReader(f)) == sorted(
+            (r["method"], r["seed"]) for r in rows
+        )
+    sweep("report", "--out-dir", str(out), "--report-dir", str(report), "--replace", "--no-plots")
+    with open(report / "runs.csv") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {"r3f"}
+
+
 def test_paired_verdicts():
     """A shift larger than the seed spread differs; a consistent one far below it does not; a
     noisy one is seed noise; one pair cannot be tested."""
