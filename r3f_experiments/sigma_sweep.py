@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 from . import fairseq_logs, figures, runs
 from .paths import recipe
 from .recipes import glue
-from .results import collect, columns_for, diagnosed_means, paired_against
+from .results import REPLACE_HELP, collect, columns_for, diagnosed_means, dropped_runs_error, paired_against
 
 SIGMAS = ("1e-4", "1e-2", "1e-1", "3e-1", "1")
 DIAGNOSTICS_INTERVAL = 10
@@ -187,6 +187,13 @@ def cmd_report(args) -> int:
         print(f"error: no finished run in {args.runs_csv or os.path.join(args.out_dir, args.task)}", file=sys.stderr)
         return 1
     report_dir = args.report_dir or os.path.join(args.out_dir, args.task, "report")
+    earlier = os.path.join(report_dir, "runs.csv")
+    if not (args.runs_csv or args.replace) and os.path.exists(earlier):
+        named = lambda rs: [f"{r['variant']} seed {r['seed']}" for r in rs]  # noqa: E731
+        error = dropped_runs_error(report_dir, named(read_runs_csv(earlier)), named(records))
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     os.makedirs(report_dir, exist_ok=True)
     found = sorted({r["variant"] for r in records}, key=lambda v: (sigma_of(v) or -1, v.endswith("-same"), v))
     order = [v for v in ("std", "rdrop") if v in found] + [v for v in found if v not in ("std", "rdrop")]
@@ -249,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--report-dir", help="default OUT_DIR/TASK/report")
     report.add_argument(
         "--runs-csv", help="rebuild the table (and figure) from this runs.csv of an earlier report instead of the logs"
+    )
+    report.add_argument(
+        "--replace",
+        action="store_true",
+        help=REPLACE_HELP,
     )
     report.add_argument("--no-plots", action="store_true")
     return parser

@@ -17,6 +17,7 @@ from .recipes.glue import CHECKPOINT_PRESETS
 from .results import (
     BASELINE,
     METHODS,
+    REPLACE_HELP,
     TASKS,
     Column,
     Paired,
@@ -24,6 +25,7 @@ from .results import (
     columns_for,
     comparisons,
     discover,
+    dropped_runs_error,
     fmt,
     mean_std,
     ordered,
@@ -246,20 +248,6 @@ def add_earlier_runs(rows, paths, out_dir, tasks=None, methods=None):
     return merged
 
 
-def runs_it_would_drop(report_dir, rows, out_dir):
-    """The runs (column, method, seed) of the runs.csv already in ``report_dir`` that ``rows`` lacks: a
-    report written there would drop them from the record without a word."""
-    earlier = os.path.join(report_dir, "runs.csv")
-    if not os.path.exists(earlier):
-        return []
-    kept = {(r.column.label, r.method, r.seed) for r in rows}
-    return [
-        f"{r.column.label} {r.method} seed {r.seed}"
-        for r in read_runs_csv(earlier, out_dir)
-        if (r.column.label, r.method, r.seed) not in kept
-    ]
-
-
 def cmd_report(args) -> int:
     published = []
     for path in args.references:
@@ -321,19 +309,17 @@ def cmd_report(args) -> int:
         references.append(majority)
     references += published
     report_dir = args.report_dir or os.path.join(args.out_dir, "report")
-    try:
-        dropped = [] if args.runs_csv or args.replace else runs_it_would_drop(report_dir, rows, args.out_dir)
-    except ValueError as e:
-        print(f"error: --report-dir: {e}", file=sys.stderr)
-        return 1
-    if dropped:
-        shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
-        print(
-            f"error: {report_dir}/runs.csv holds runs this report does not: {shown}. Join them with "
-            "--add-runs (a runs.csv holding them), write elsewhere (--report-dir), or --replace to drop them",
-            file=sys.stderr,
-        )
-        return 1
+    earlier = os.path.join(report_dir, "runs.csv")
+    if not (args.runs_csv or args.replace) and os.path.exists(earlier):
+        try:
+            named = [f"{r.column.label} {r.method} seed {r.seed}" for r in read_runs_csv(earlier, args.out_dir)]
+        except ValueError as e:
+            print(f"error: --report-dir: {e}", file=sys.stderr)
+            return 1
+        error = dropped_runs_error(report_dir, named, [f"{r.column.label} {r.method} seed {r.seed}" for r in rows])
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     os.makedirs(report_dir, exist_ok=True)
     captions = []
     if not args.no_plots:
@@ -466,8 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--replace",
         action="store_true",
-        help="write over a report in --report-dir whose runs.csv holds runs this one does not (by default "
-        "an error naming them)",
+        help=REPLACE_HELP,
     )
     report.add_argument("--decimals", type=int, default=1)
     report.add_argument("--no-plots", action="store_true", help="tables only (no matplotlib needed)")

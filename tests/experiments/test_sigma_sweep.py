@@ -137,6 +137,30 @@ def test_report_table_csv_and_figure(swept):
     assert (out / "RTE" / "report" / "figure.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
+def test_a_report_never_drops_the_runs_of_the_report_it_replaces(swept, tmp_path):
+    """A rerun of the report from fewer logs into the same folder is refused, naming the run it would
+    drop, and leaves the earlier report as it was; --replace writes it."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(swept["root"] / "out" / "RTE", out / "RTE", ignore=shutil.ignore_patterns("report", "*.pt"))
+    report = [*SIGMA_SWEEP, "report", "--out-dir", str(out), "--task", "RTE", "--no-plots"]
+    assert subprocess.run(report, capture_output=True, text=True, timeout=300).returncode == 0
+    before = (out / "RTE" / "report" / "runs.csv").read_text()
+    shutil.rmtree(out / "RTE" / "rel1" / "seed2")
+    proc = subprocess.run(report, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "holds runs this report does not: rel1 seed 2." in proc.stderr, proc.stderr
+    assert (out / "RTE" / "report" / "runs.csv").read_text() == before
+    assert subprocess.run([*report, "--replace"], capture_output=True, text=True, timeout=300).returncode == 0
+    with open(out / "RTE" / "report" / "runs.csv") as f:
+        assert sorted((r["variant"], r["seed"]) for r in csv.DictReader(f)) == sorted(
+            (r["variant"], r["seed"])
+            for r in csv.DictReader(before.splitlines())
+            if (r["variant"], r["seed"]) != ("rel1", "2")
+        )
+
+
 def test_a_difference_is_called_one_only_beyond_seed_spread():
     from r3f_experiments.sigma_sweep import _paired
 
