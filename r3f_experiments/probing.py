@@ -20,7 +20,18 @@ from . import feature_probe, figures, runs
 from .fairseq_logs import LOG_NAME, is_finished
 from .paths import recipe
 from .recipes import glue
-from .results import Column, MetricMissing, collect, comparisons, fmt, mean_by, mean_std, ordered
+from .results import (
+    REPLACE_HELP,
+    Column,
+    MetricMissing,
+    collect,
+    comparisons,
+    dropped_runs_error,
+    fmt,
+    mean_by,
+    mean_std,
+    ordered,
+)
 
 # ---- experiment design: paper Sec. 4 (Figures 3-5) --------------------------------------------
 SOURCE = "SST-2"  # Figures 3-5 start from SST-2
@@ -428,7 +439,11 @@ def cmd_experiment(args) -> int:
         failed = [
             (m, s) for m, s in work if not run_chain(args, planned_by[m], m, s, os.path.join(exp_dir, m, f"seed{s}"))
         ]
-    report(exp_dir, args.no_plots)
+    try:
+        report(exp_dir, args.no_plots)
+    except RecordsError as err:  # e.g. an earlier report joined probes whose folders are not here
+        print(f"error: the report: {err}", file=sys.stderr)
+        return 1
     if failed:
         print("[probing] failed: " + ", ".join(f"{m} seed {s}" for m, s in failed), flush=True)
     return 1 if failed else 0
@@ -707,11 +722,16 @@ def add_earlier_records(records: Sequence[dict], paths: Sequence[str], stages: S
 
 
 def report(
-    exp_dir: str, no_plots: bool = False, score: str = "accuracy", add_records: Sequence[str] = ()
+    exp_dir: str,
+    no_plots: bool = False,
+    score: str = "accuracy",
+    add_records: Sequence[str] = (),
+    replace: bool = False,
 ) -> Optional[str]:
     """The experiment's report files, of each probe's ``score`` (SCORES): report.json,
     report.tsv, summary.md and the figure, their names suffixed with SCORES[score]; with the
-    probes of earlier report.tsv files ``add_records`` joined."""
+    probes of earlier report.tsv files ``add_records`` joined. An earlier report.tsv there holding
+    probes this one lacks is a RecordsError naming them, unless ``replace``."""
     with open(os.path.join(exp_dir, "plan.json")) as f:
         experiment = json.load(f)["experiment"]
     stages = load_plan(exp_dir)
@@ -721,6 +741,14 @@ def report(
     found = add_earlier_records(collect_records(exp_dir, stages), add_records, stages)
     records = [{**r, "score": r[value]} for r in found]
     suffix = SCORES[score]
+    earlier = os.path.join(exp_dir, f"report{suffix}.tsv")
+    if not replace and os.path.exists(earlier):
+        named = lambda rs: [f"{r['method']} seed {r['seed']} {r['stage']} probe {r['probe_task']}" for r in rs]  # noqa: E731
+        error = dropped_runs_error(
+            earlier, named(read_records(earlier, stages)), named(found), f"--add-records {earlier}"
+        )
+        if error:
+            raise RecordsError(error)
     rows = summarise(records, source)
     table = probe_table(experiment, records)
     serialisable = [{**r, "vs_std": None if r["vs_std"] is None else r["vs_std"]._asdict()} for r in table]
@@ -768,9 +796,9 @@ def cmd_report(args) -> int:
         return 1
     for e in found:
         try:
-            report(os.path.join(args.out_dir, e), args.no_plots, args.score, args.add_records)
+            report(os.path.join(args.out_dir, e), args.no_plots, args.score, args.add_records, args.replace)
         except RecordsError as err:
-            print(f"error: --add-records: {err}", file=sys.stderr)
+            print(f"error: {err}", file=sys.stderr)
             return 1
     return 0
 
@@ -863,6 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the probes of earlier reports of the same experiment (their report.tsv), e.g. probes whose "
         "folders are gone; a probe found again must score the same (the pre-trained rows check that), else an error",
     )
+    rep.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     return parser
 
 

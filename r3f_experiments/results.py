@@ -272,21 +272,23 @@ def read_runs_csv(path: str, out_dir: str) -> List[RunRow]:
 
 
 REPLACE_HELP = (
-    "write over a report in --report-dir whose runs.csv holds runs this one does not (by default an error naming them)"
+    "write over an earlier report in the same place that counted runs this one does not "
+    "(by default an error naming them)"
 )
 
 
-def dropped_runs_error(report_dir: str, earlier: Sequence[str], kept: Sequence[str]) -> Optional[str]:
-    """The error for a report about to replace one whose runs.csv names runs (``earlier``, e.g. 'CoLA std
-    seed 1') it lacks (``kept``): a rerun from fewer logs must not drop them without a word. None if none."""
+def dropped_runs_error(earlier_file: str, earlier: Sequence[str], kept: Sequence[str], join: str) -> Optional[str]:
+    """The error for a report about to replace ``earlier_file``, whose runs (``earlier``, e.g. 'CoLA std
+    seed 1') it lacks (``kept``): a rerun from fewer logs must not drop them without a word. ``join``:
+    how to bring them in. None if it lacks none."""
     kept = set(kept)
     dropped = [run for run in earlier if run not in kept]
     if not dropped:
         return None
     shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
     return (
-        f"{report_dir}/runs.csv holds runs this report does not: {shown}. Join them with --add-runs "
-        "(a runs.csv holding them), write elsewhere (--report-dir), or --replace to drop them"
+        f"{earlier_file} holds runs this report does not: {shown}; join them with {join}, "
+        "or pass --replace to drop them"
     )
 
 

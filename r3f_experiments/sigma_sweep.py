@@ -190,7 +190,7 @@ def cmd_report(args) -> int:
     earlier = os.path.join(report_dir, "runs.csv")
     if not (args.runs_csv or args.replace) and os.path.exists(earlier):
         named = lambda rs: [f"{r['variant']} seed {r['seed']}" for r in rs]  # noqa: E731
-        error = dropped_runs_error(report_dir, named(read_runs_csv(earlier)), named(records))
+        error = dropped_runs_error(earlier, named(read_runs_csv(earlier)), named(records), "their logs back in OUT_DIR")
         if error:
             print(f"error: {error}", file=sys.stderr)
             return 1

@@ -316,7 +316,8 @@ def cmd_report(args) -> int:
         except ValueError as e:
             print(f"error: --report-dir: {e}", file=sys.stderr)
             return 1
-        error = dropped_runs_error(report_dir, named, [f"{r.column.label} {r.method} seed {r.seed}" for r in rows])
+        kept = [f"{r.column.label} {r.method} seed {r.seed}" for r in rows]
+        error = dropped_runs_error(earlier, named, kept, "--add-runs (a runs.csv holding them)")
         if error:
             print(f"error: {error}", file=sys.stderr)
             return 1

@@ -383,6 +383,34 @@ def test_earlier_probes_join_a_report_when_the_pretrained_probes_agree(tmp_path,
     assert result.returncode == 1 and "not a probing report.tsv" in result.stderr, result.stderr
 
 
+def test_a_report_never_drops_the_probes_of_the_report_it_replaces(tmp_path):
+    """A report re-rendered without the earlier probes it had joined is refused, naming them, and leaves
+    the report as it was; with the earlier report joined, or --replace, it is written."""
+    from r3f_experiments import probing as driver
+
+    pretrained = [10.0, 11.0, 9.0]
+    earlier = cross_task_probes(tmp_path / "earlier" / "cross-task", {"pretrained": pretrained, "std": [6.0, 7.0, 6.5]})
+    driver.report(str(earlier), no_plots=True)
+    kept = tmp_path / "earlier.tsv"
+    kept.write_text((earlier / "report.tsv").read_text())
+    later = cross_task_probes(tmp_path / "later" / "cross-task", {"pretrained": pretrained, "rdrop": [8.0, 7.5, 9.0]})
+    driver.report(str(later), no_plots=True, add_records=[str(kept)])
+    joined = (later / "report.tsv").read_text()
+    with pytest.raises(
+        driver.RecordsError, match="holds runs this report does not: std seed 1 stage1-SST-2 probe CoLA, "
+    ):
+        driver.report(str(later), no_plots=True)
+    assert (later / "report.tsv").read_text() == joined
+    result = subprocess.run(
+        [*DRIVER, "report", "--out-dir", str(tmp_path / "later"), "--no-plots"], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "--replace" in result.stderr, result.stderr
+    driver.report(str(later), no_plots=True, add_records=[str(later / "report.tsv")])
+    assert (later / "report.tsv").read_text() == joined
+    driver.report(str(later), no_plots=True, replace=True)
+    assert len((later / "report.tsv").read_text().splitlines()) == 1 + 6
+
+
 @pytest.mark.slow
 def test_probe_loads_the_published_roberta_key_layout(chain, tmp_path):
     """fairseq < 0.10 checkpoints (the published roberta.*/model.pt) name the encoder `decoder.`;

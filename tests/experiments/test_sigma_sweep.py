@@ -150,7 +150,7 @@ def test_a_report_never_drops_the_runs_of_the_report_it_replaces(swept, tmp_path
     before = (out / "RTE" / "report" / "runs.csv").read_text()
     shutil.rmtree(out / "RTE" / "rel1" / "seed2")
     proc = subprocess.run(report, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "holds runs this report does not: rel1 seed 2." in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "holds runs this report does not: rel1 seed 2;" in proc.stderr, proc.stderr
     assert (out / "RTE" / "report" / "runs.csv").read_text() == before
     assert subprocess.run([*report, "--replace"], capture_output=True, text=True, timeout=300).returncode == 0
     with open(out / "RTE" / "report" / "runs.csv") as f:
