@@ -229,21 +229,27 @@ FIGURE_CAPTIONS = {
 
 def add_earlier_runs(rows, paths, out_dir, tasks=None, methods=None):
     """``rows`` and the runs of earlier reports' runs.csv files (runs whose logs are gone, e.g. made
-    on another machine); a run (column, method, seed) found twice is an error, never a silent pick."""
+    on another machine). A run (column, method, seed) found twice counts once if both places give it
+    the same best value at the same update, and is an error otherwise, never a silent pick."""
+    scored = lambda r: None if r.result is None else (r.result.best, r.result.best_update)  # noqa: E731
     merged, where = list(rows), {}
     for r in rows:
-        where[(r.column.label, r.method, r.seed)] = r.log
+        where[(r.column.label, r.method, r.seed)] = (r, r.log)
     for path in paths:
         for r in read_runs_csv(path, out_dir):
             if (tasks and r.column.task not in tasks) or (methods and r.method not in methods):
                 continue
             key = (r.column.label, r.method, r.seed)
             if key in where:
-                raise ValueError(
-                    f"{path}: {r.column.label} {r.method} seed {r.seed} is also in {where[key]}; "
-                    "keep one of the two (move the log away or leave that runs.csv out)"
-                )
-            where[key] = path
+                there, place = where[key]
+                if scored(there) != scored(r):
+                    raise ValueError(
+                        f"{path}: {r.column.label} {r.method} seed {r.seed} (best, update) {scored(r)} there and "
+                        f"{scored(there)} in {place}: not the same run; keep one of the two (move the log away "
+                        "or leave that runs.csv out)"
+                    )
+                continue  # the same run found again
+            where[key] = (r, path)
             merged.append(r)
     return merged
 
@@ -317,7 +323,7 @@ def cmd_report(args) -> int:
             print(f"error: --report-dir: {e}", file=sys.stderr)
             return 1
         kept = [f"{r.column.label} {r.method} seed {r.seed}" for r in rows]
-        error = dropped_runs_error(earlier, named, kept, "--add-runs (a runs.csv holding them)")
+        error = dropped_runs_error(earlier, named, kept, f"--add-runs {earlier}")
         if error:
             print(f"error: {error}", file=sys.stderr)
             return 1
@@ -428,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="RUNS_CSV",
         help="add the runs of earlier reports (their runs.csv) to those of the logs, e.g. runs whose logs "
-        "are gone; a run found twice is an error. The new runs.csv holds them all",
+        "are gone; a run found twice counts once if both give the same best at the same update, else an "
+        "error. The new runs.csv holds them all",
     )
     report.add_argument(
         "--independent",

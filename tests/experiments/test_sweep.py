@@ -229,9 +229,10 @@ def test_mean_std_and_the_paired_test_against_std(swept):
 
 
 @pytest.mark.slow
-def test_earlier_runs_join_the_logs_and_a_run_found_twice_is_refused(swept, tmp_path):
+def test_earlier_runs_join_the_logs_and_a_run_found_twice_counts_once_or_is_refused(swept, tmp_path):
     """--add-runs: std's runs only as an earlier runs.csv (their logs gone), r3f's from the logs: the
-    same tables as the report of all four logs; a run in both is named, not picked."""
+    same tables as the report of all four logs; a run in both counts once where both give the same
+    best, and is named, not picked, where they differ."""
     import shutil
 
     with open(os.path.join(swept["report"], "runs.csv")) as f:
@@ -262,16 +263,27 @@ def test_earlier_runs_join_the_logs_and_a_run_found_twice_is_refused(swept, tmp_
     sweep("report", "--out-dir", str(out), "--add-runs", earlier, moved, "--report-dir", str(both), "--no-plots")
     assert "| method | RTE | SYN |" in (both / "table2.md").read_text()
     shutil.copytree(os.path.join(swept["out"], TASK, "std", "seed2"), out / TASK / "std" / "seed2")
+    again = tmp_path / "again"
+    sweep("report", "--out-dir", str(out), "--add-runs", earlier, "--report-dir", str(again), "--no-plots")
+    with open(swept["report"] + "/table2.csv") as f, open(again / "table2.csv") as g:
+        assert list(csv.DictReader(g)) == list(csv.DictReader(f))  # std seed 2 counted once
+    std_seed2 = next(r for r in rows if (r["method"], r["seed"]) == ("std", "2"))
+    other = str(tmp_path / "other.csv")
+    with open(other, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerow({**std_seed2, "best": str(float(std_seed2["best"]) + 1)})
     proc = subprocess.run(
-        [*SWEEP, "report", "--out-dir", str(out), "--add-runs", earlier, "--no-plots"], capture_output=True, text=True
+        [*SWEEP, "report", "--out-dir", str(out), "--add-runs", other, "--no-plots"], capture_output=True, text=True
     )
-    assert proc.returncode == 1 and f"{TASK} std seed 2 is also in" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and f"{TASK} std seed 2 (best, update)" in proc.stderr, proc.stderr
+    assert "not the same run" in proc.stderr
 
 
 @pytest.mark.slow
 def test_a_report_never_drops_the_runs_of_the_report_it_replaces(swept, tmp_path):
     """A report written into a folder whose runs.csv holds runs it lacks is refused, naming them, before it
-    writes anything; joined with --add-runs, or with --replace, it is written."""
+    writes anything; with that runs.csv joined (--add-runs), as the error says, or with --replace, it is written."""
     import shutil
 
     report = tmp_path / "report"
@@ -284,14 +296,20 @@ def test_a_report_never_drops_the_runs_of_the_report_it_replaces(swept, tmp_path
     assert proc.returncode == 1, proc.stdout
     assert f"{TASK} std seed 1, {TASK} std seed 2" in proc.stderr and "--replace" in proc.stderr, proc.stderr
     assert {name: (report / name).read_bytes() for name in before} == before
-    earlier = tmp_path / "earlier.csv"
+    assert f"--add-runs {report}/runs.csv" in proc.stderr
     with open(report / "runs.csv") as f:
         rows = list(csv.DictReader(f))
-    with open(earlier, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if r["method"] == "std")
-    sweep("report", "--out-dir", str(out), "--report-dir", str(report), "--add-runs", str(earlier), "--no-plots")
+    # as the error says: the earlier runs.csv joined (its r3f runs, also in the logs, count once)
+    sweep(
+        "report",
+        "--out-dir",
+        str(out),
+        "--report-dir",
+        str(report),
+        "--add-runs",
+        str(report / "runs.csv"),
+        "--no-plots",
+    )
     with open(report / "runs.csv") as f:
         assert sorted((r["method"], r["seed"]) for r in csv.DictReader(f)) == sorted(
             (r["method"], r["seed"]) for r in rows
