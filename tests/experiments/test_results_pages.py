@@ -63,11 +63,11 @@ def rounds_from(printed, value):
 
 
 def report_rows():
-    rows = {}
-    for name, (report, method) in REPORT_ROWS.items():
-        with open(os.path.join(CONVERGED, report, "table2.csv"), encoding="utf-8") as f:
-            rows[name] = next(row for row in csv.DictReader(f) if row["method"] == method)
-    return rows
+    """The report row (table2.csv) of each page row name in REPORT_ROWS."""
+    return {
+        name: report_folder(os.path.join(CONVERGED, report))[0][method]
+        for name, (report, method) in REPORT_ROWS.items()
+    }
 
 
 def spread_cell_fine(cell, row, task):
@@ -188,17 +188,18 @@ def probe_seed_scores(path, method, task, position):
     return [float(r[column]) for r in sorted(records, key=lambda r: int(r["seed"]))]
 
 
-def page_tables(path):
-    """Every markdown table of a page with the report summary its section heading names:
-    [(summary file or None, header cells, body rows)]."""
-    tables, summary = [], None
+def page_tables(path, names=None):
+    """Every markdown table of a page with what its section heading names (``names``: a pattern whose
+    group 1 is kept; default the report summary, `*_summary.md`): [(name or None, header cells, body rows)]."""
+    names = names or SUMMARY_NAME
+    tables, name = [], None
     lines = text(path).splitlines()
     for i, line in enumerate(lines):
         if line.startswith("#"):
-            named = SUMMARY_NAME.search(line)
-            summary = named.group(1) if named else None
+            named = names.search(line)
+            name = named.group(1) if named else None
         elif line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
-            tables.append((summary, cells_of(line), body_rows(lines, i)))
+            tables.append((name, cells_of(line), body_rows(lines, i)))
     return tables
 
 
@@ -429,24 +430,11 @@ def test_converged_peer_table_is_its_report():
     assert len(body) >= 2 and not errors, f"peer table rows its report does not give: {errors}"
 
 
-def seed_tables(markdown):
-    """Tables whose header reads '| <task> <metric>, seed | ... | 1 | 2 | ... |' with the report folder their
-    section heading names: [(folder, header cells, body rows)]."""
-    tables, folder = [], None
-    lines = markdown.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("#"):
-            named = FOLDER_NAME.search(line)
-            folder = named.group(1) if named else None
-        elif line.startswith("|") and cells_of(line)[0].endswith(", seed"):
-            tables.append((folder, cells_of(line), body_rows(lines, i)))
-    return tables
-
-
 def test_converged_seed_tables_are_their_reports():
     """Tables of one task per seed (SMART's step rule, FreeLB's radius): each row is one method of the
     section's report, its seeds' values, mean ± std (n) and, where shown, its paired difference to std."""
-    tables = seed_tables(text(CONVERGED_README))
+    # tables whose header reads '| <task> <metric>, seed | ... | 1 | 2 | ... |', with the report folder named
+    tables = [t for t in page_tables(CONVERGED_README, FOLDER_NAME) if t[1][0].endswith(", seed")]
     assert len(tables) >= 2 and all(folder for folder, _, _ in tables), [t[:2] for t in tables]
     errors = []
     for folder, header, body in tables:
