@@ -564,3 +564,85 @@ def test_cpu_cost_table_is_its_report():
             if not fine:
                 errors.append((report_cells[0], column, cell))
     assert not errors, f"cost table cells the report does not give (config, column, cell): {errors}"
+
+
+# ---- numbers in the pages' prose -------------------------------------------------------------
+SIGNED = r"[-+\u2212]?\d+(?:\.\d+)?"
+PAIRED_CELL = re.compile(rf"({SIGNED}) \[({SIGNED}), ({SIGNED})\]")  # difference [min, max]
+# the same and the p-value after it: 'Holm p = P' in its report's row before the next difference,
+# ', p P' or ', Holm p = P' in prose
+REPORTED_PAIRED = re.compile(PAIRED_CELL.pattern + r"(?:[^\n\[]*?Holm p = (\d\.\d+))?")
+PROSE_PAIRED = re.compile(PAIRED_CELL.pattern + r"(?:,? (?:\(?Holm )?p(?: =)? (\d\.\d+))?")
+SPREAD_CELL = re.compile(r"(\d+(?:\.\d+)?) (?:±|\+-) (\d+(?:\.\d+)?)")  # mean ± std
+RESULTS = os.path.join(REPO, "docs", "results")
+# Prose that quotes numbers no committed report prints, by design: (page, the line that opens it);
+# it runs to the next heading.
+NOT_FROM_REPORTS = {
+    # each line one earlier report, with the numbers it gave then
+    ("docs/results/converged/README.md", "How the table grew."),
+    # single probe runs, quoted where they were made
+    ("docs/results/probing_real/README.md", "## The cached probe against the fairseq probe"),
+}
+
+
+def prose_paragraphs(relpath):
+    """(first line number, paragraph as one line) of a page outside its tables, code blocks and
+    NOT_FROM_REPORTS: a number wrapped over two lines is read whole."""
+    out, in_code, skipping, start, lines = [], False, False, 0, []
+    for number, line in enumerate(text(os.path.join(REPO, relpath)).splitlines() + [""], 1):
+        if line.startswith("#"):
+            skipping = False
+        skipping = skipping or any(line.startswith(opener) for page, opener in NOT_FROM_REPORTS if page == relpath)
+        in_code = in_code != line.startswith("```")
+        if in_code or skipping or line.startswith(("|", "```")) or not line.strip():
+            if lines:
+                out.append((start, " ".join(lines)))
+            lines = []
+        else:
+            start = start if lines else number
+            lines.append(line.strip())
+    return out
+
+
+def near(printed, reported):
+    """Whether a number in prose is a report's number at the digits the prose shows (the report's own
+    rounding allowed for when the prose shows fewer)."""
+    shown, given = (len(s.partition(".")[2]) for s in (printed, reported))
+    slack = 0.5 * 10**-shown + (0.5 * 10**-given if shown < given else 0)
+    return abs(float(printed.replace("\u2212", "-")) - float(reported.replace("\u2212", "-"))) <= slack + 1e-9
+
+
+def reported_cells(pattern):
+    """Every match of pattern (its groups) in the committed reports (docs/results, pages aside)."""
+    cells = set()
+    for folder, _, files in os.walk(RESULTS):
+        for name in files:
+            if name.endswith((".md", ".csv", ".tsv")) and name != "README.md":
+                cells.update(m.groups() for m in pattern.finditer(text(os.path.join(folder, name))))
+    return cells
+
+
+def test_prose_numbers_are_reports_numbers():
+    """Every 'difference [min, max]' and 'mean ± std' written in the prose of the README and docs is one
+    that a committed report prints (docs/cost.md's prose quotes benchmark printouts and is left out);
+    a report rerun with the prose left as it was, or a number copied wrong, fails here."""
+    docs = os.path.join(REPO, "docs")
+    pages = ["README.md"] + [
+        os.path.join("docs", name) for name in sorted(os.listdir(docs)) if name.endswith(".md") and name != "cost.md"
+    ]
+    pages += [
+        os.path.relpath(os.path.join(folder, "README.md"), REPO)
+        for folder, _, files in os.walk(RESULTS)
+        if "README.md" in files
+    ]
+    errors, checked = [], 0
+    for pattern, in_reports in ((PROSE_PAIRED, REPORTED_PAIRED), (SPREAD_CELL, SPREAD_CELL)):
+        reported = reported_cells(in_reports)
+        for page in pages:
+            for number, line in prose_paragraphs(page):
+                for match in pattern.finditer(line):
+                    checked += 1
+                    shown = [(printed, i) for i, printed in enumerate(match.groups()) if printed is not None]
+                    if not any(all(cell[i] and near(printed, cell[i]) for printed, i in shown) for cell in reported):
+                        errors.append(f"{page}:{number}: {match.group(0)}")
+    assert checked >= 20 and not errors, f"prose numbers no report prints: {errors}"
