@@ -604,6 +604,21 @@ def prose_paragraphs(relpath):
     return out
 
 
+def prose_pages():
+    """README.md, docs/*.md but docs/cost.md (its prose quotes benchmark printouts) and every
+    README.md under docs/results."""
+    docs = os.path.join(REPO, "docs")
+    pages = ["README.md"] + [
+        os.path.join("docs", name) for name in sorted(os.listdir(docs)) if name.endswith(".md") and name != "cost.md"
+    ]
+    pages += [
+        os.path.relpath(os.path.join(folder, "README.md"), REPO)
+        for folder, _, files in os.walk(RESULTS)
+        if "README.md" in files
+    ]
+    return pages
+
+
 def near(printed, reported):
     """Whether a number in prose is a report's number at the digits the prose shows (the report's own
     rounding allowed for when the prose shows fewer)."""
@@ -626,19 +641,10 @@ def test_prose_numbers_are_reports_numbers():
     """Every 'difference [min, max]' and 'mean ± std' written in the prose of the README and docs is one
     that a committed report prints (docs/cost.md's prose quotes benchmark printouts and is left out);
     a report rerun with the prose left as it was, or a number copied wrong, fails here."""
-    docs = os.path.join(REPO, "docs")
-    pages = ["README.md"] + [
-        os.path.join("docs", name) for name in sorted(os.listdir(docs)) if name.endswith(".md") and name != "cost.md"
-    ]
-    pages += [
-        os.path.relpath(os.path.join(folder, "README.md"), REPO)
-        for folder, _, files in os.walk(RESULTS)
-        if "README.md" in files
-    ]
     errors, checked = [], 0
     for pattern, in_reports in ((PROSE_PAIRED, REPORTED_PAIRED), (SPREAD_CELL, SPREAD_CELL)):
         reported = reported_cells(in_reports)
-        for page in pages:
+        for page in prose_pages():
             for number, line in prose_paragraphs(page):
                 for match in pattern.finditer(line):
                     checked += 1
@@ -646,3 +652,82 @@ def test_prose_numbers_are_reports_numbers():
                     if not any(all(cell[i] and near(printed, cell[i]) for printed, i in shown) for cell in reported):
                         errors.append(f"{page}:{number}: {match.group(0)}")
     assert checked >= 20 and not errors, f"prose numbers no report prints: {errors}"
+
+
+DECIMAL = r"[-+\u2212]?\d+\.\d+"
+# three or more, as per-seed values are written; not a grid of settings in braces ('{0.01, 0.1, 1}')
+SEED_LIST = re.compile(rf"(?<!{{){DECIMAL}(?:(?:, | / ){DECIMAL}){{2,}}")
+# Lists in prose that are no report's seeds, by design, and what they are instead.
+QUOTED_LISTS = {
+    "96.4 / 89.1 / 86.6": "the paper's Table 2 (best of 10 seeds)",
+    "97.0 / 91.6 / 88.5": "the paper's Table 2 (best of 10 seeds)",
+    "97.1 / 90.9 / 88.8": "the paper's Table 2 (best of 10 seeds)",
+    "96.4 / 84.4 / 86.6, 96.2 / 91.2 / 88.4, 96.8 / 90.1 / 88.3": "the paper's Table 2 (medians)",
+    "8.3, 20.1, 25.7": "one run's metric per epoch, from its log",
+    "9.0, 24.7, 26.5": "one run's metric per epoch, from its log",
+    "8.6, 28.9, 25.8, 31.1, 29.7, 30.2, 28.6, 29.7, 31.8": "one run's metric per epoch, from its log",
+    "\u22121.3, +3.1, \u22120.1, +0.8, +2.2": "per-seed differences of two drops (each itself a difference)",
+}
+
+
+def reported_seed_series():
+    """Each committed report's per-seed values, ordered by seed: every method's (or σ-sweep variant's)
+    runs per column (runs.csv), every method's probes per probe and score (.tsv), and every two
+    methods' per-seed differences on the seeds both ran."""
+    groups = {}
+    for folder, _, files in os.walk(RESULTS):
+        for name in files:
+            tsv = name.endswith(".tsv")
+            if not (tsv or name == "runs.csv"):
+                continue
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                for row in csv.DictReader(f, delimiter="\t" if tsv else ","):
+                    if row.get("counted") == "False":
+                        continue
+                    if tsv:
+                        place = (row["position"], row["cycle"], row["stage_task"], row["probe_task"])
+                        scores = {"accuracy": row["accuracy"], "metric": row.get("metric_value")}
+                    else:
+                        place, scores = row.get("column", row["metric"]), {"best": row["best"]}
+                    method = row.get("method") or row["variant"]
+                    for score, value in scores.items():
+                        if value:
+                            series = groups.setdefault((folder, name, place, score), {}).setdefault(method, {})
+                            series[int(row["seed"])] = float(value)
+    vectors = []
+    for methods in groups.values():
+        for method, by_seed in methods.items():
+            vectors.append([by_seed[s] for s in sorted(by_seed)])
+            for other, other_by_seed in methods.items():
+                seeds = sorted(set(by_seed) & set(other_by_seed))
+                if other != method:
+                    vectors.append([by_seed[s] - other_by_seed[s] for s in seeds])
+    return vectors
+
+
+def test_prose_seed_lists_are_reports_seeds():
+    """Every list of three or more per-seed numbers in the prose of the README and docs is a run of
+    consecutive seeds of some committed report: one method's values, or two methods' differences
+    (QUOTED_LISTS names the lists that are something else). A report rerun with the prose left as it
+    was, or a number copied wrong, fails here."""
+    vectors = [[repr(round(v, 4)) for v in vector] for vector in reported_seed_series()]
+    errors, checked = [], 0
+    for page in prose_pages():
+        for number, paragraph in prose_paragraphs(page):
+            for match in SEED_LIST.finditer(paragraph):
+                if match.group(0) in QUOTED_LISTS:
+                    continue
+                checked += 1
+                shown = re.findall(DECIMAL, match.group(0))
+                fine = any(
+                    all(map(near, shown, vector[start : start + len(shown)]))
+                    for vector in vectors
+                    for start in range(len(vector) - len(shown) + 1)
+                )
+                if not fine:
+                    errors.append(f"{page}:{number}: {match.group(0)}")
+    assert checked >= 10 and not errors, f"per-seed lists no report gives: {errors}"
+    unused = set(QUOTED_LISTS) - {
+        m.group(0) for p in prose_pages() for _, t in prose_paragraphs(p) for m in SEED_LIST.finditer(t)
+    }
+    assert not unused, f"QUOTED_LISTS entries no page holds any more: {sorted(unused)}"
