@@ -656,7 +656,7 @@ def test_prose_numbers_are_reports_numbers():
 
 DECIMAL = r"[-+\u2212]?\d+\.\d+"
 # three or more, as per-seed values are written; not a grid of settings in braces ('{0.01, 0.1, 1}')
-SEED_LIST = re.compile(rf"(?<!{{){DECIMAL}(?:(?:, | / ){DECIMAL}){{2,}}")
+SEED_LIST = re.compile(rf"(?<!{{){DECIMAL}(?:(?:, | / ){DECIMAL}){{2,}}|{DECIMAL}, {DECIMAL},? and {DECIMAL}")
 # Lists in prose that are no report's seeds, by design, and what they are instead.
 QUOTED_LISTS = {
     "96.4 / 89.1 / 86.6": "the paper's Table 2 (best of 10 seeds)",
