@@ -666,6 +666,7 @@ QUOTED_LISTS = {
     "8.3, 20.1, 25.7": "one run's metric per epoch, from its log",
     "9.0, 24.7, 26.5": "one run's metric per epoch, from its log",
     "8.6, 28.9, 25.8, 31.1, 29.7, 30.2, 28.6, 29.7, 31.8": "one run's metric per epoch, from its log",
+    "52.7, 47.3, 50.5": "one run's metric per epoch, from its log",
     "\u22121.3, +3.1, \u22120.1, +0.8, +2.2": "per-seed differences of two drops (each itself a difference)",
 }
 
