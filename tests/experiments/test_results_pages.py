@@ -56,10 +56,10 @@ def method_tables(markdown):
     return tables
 
 
-def rounds_from(printed, value):
-    """Whether a printed number is the value rounded to as many decimals as it shows."""
+def rounds_from(printed, value, slack=0.0):
+    """Whether a printed number is the value rounded to as many decimals as it shows (give or take slack)."""
     decimals = len(printed.partition(".")[2])
-    return abs(float(printed.replace("\u2212", "-")) - value) <= 0.5 * 10**-decimals + 1e-9
+    return abs(float(printed.replace("\u2212", "-")) - value) <= 0.5 * 10**-decimals + slack + 1e-9
 
 
 def report_rows():
@@ -567,7 +567,7 @@ def test_cpu_cost_table_is_its_report():
 
 
 # ---- numbers in the pages' prose -------------------------------------------------------------
-SIGNED = r"[-+\u2212]?\d+(?:\.\d+)?"
+SIGNED = NUMBER.pattern
 PAIRED_CELL = re.compile(rf"({SIGNED}) \[({SIGNED}), ({SIGNED})\]")  # difference [min, max]
 # the same and the p-value after it: 'Holm p = P' in its report's row before the next difference,
 # ', p P' or ', Holm p = P' in prose
@@ -623,8 +623,7 @@ def near(printed, reported):
     """Whether a number in prose is a report's number at the digits the prose shows (the report's own
     rounding allowed for when the prose shows fewer)."""
     shown, given = (len(s.partition(".")[2]) for s in (printed, reported))
-    slack = 0.5 * 10**-shown + (0.5 * 10**-given if shown < given else 0)
-    return abs(float(printed.replace("\u2212", "-")) - float(reported.replace("\u2212", "-"))) <= slack + 1e-9
+    return rounds_from(printed, float(reported.replace("\u2212", "-")), 0.5 * 10**-given if shown < given else 0.0)
 
 
 def reported_cells(pattern):
